@@ -1,0 +1,84 @@
+//! The agent API (port 4524): how `flocker-dataset-agent` and the control service talk.
+//! JSON over HTTPS, the agent presenting its `node-<uuid>` certificate; the node is always the
+//! one the certificate names. `control/AGENT_API.md` describes the exchange.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DatasetId, Era, NodeUuid};
+use crate::types::Dataset;
+
+/// `POST /v1/agent/hello`
+pub const HELLO_PATH: &str = "/v1/agent/hello";
+/// `GET /v1/agent/configuration?etag=<etag>&wait=<seconds>`
+pub const CONFIGURATION_PATH: &str = "/v1/agent/configuration";
+/// `PUT /v1/agent/state`
+pub const STATE_PATH: &str = "/v1/agent/state";
+/// `POST /v1/agent/blockdevice-ownership`
+pub const BLOCKDEVICE_OWNERSHIP_PATH: &str = "/v1/agent/blockdevice-ownership";
+
+/// The first call of an agent, and again after a reboot or when told it is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The node's kernel boot id: a new era drops whatever the node reported before.
+    pub era: Era,
+    /// The agent's backend (`loopback`, `directory`, …), for operators.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// The agent's version, for operators.
+    #[serde(default)]
+    pub agent_version: Option<String>,
+}
+
+/// The answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The node, as its certificate names it.
+    pub node_uuid: NodeUuid,
+    /// A node that makes no call for this long leaves `/v1/state/nodes`.
+    pub node_expiry_seconds: f64,
+    /// The longest a configuration poll waits.
+    pub longest_poll_seconds: f64,
+}
+
+/// What one node should have: its datasets, the leases it holds, their block devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentConfiguration {
+    /// Changes whenever anything below changes; send it back to wait for the next change.
+    pub etag: String,
+    /// Every dataset whose primary is this node, tombstones included.
+    pub datasets: Vec<Dataset>,
+    /// The datasets leased to this node: never unmount them here.
+    pub leases: Vec<DatasetId>,
+    /// The block device recorded for each of those datasets, where one was.
+    #[serde(default)]
+    pub blockdevice_ids: BTreeMap<DatasetId, String>,
+}
+
+/// `PUT /v1/agent/state`: everything the node has, replacing its previous report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateReport {
+    /// The era the agent said hello with.
+    pub era: Era,
+    pub datasets: Vec<ReportedDataset>,
+}
+
+/// One dataset present on a node (or in its backend): mounted at `path`, or not mounted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedDataset {
+    pub dataset_id: DatasetId,
+    /// Where it is mounted on this node, only once it really is a mount point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum_size: Option<u64>,
+}
+
+/// `POST /v1/agent/blockdevice-ownership`: the block device an agent made for a dataset,
+/// recorded once and for good (409 if another was recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockDeviceOwnership {
+    pub dataset_id: DatasetId,
+    pub blockdevice_id: String,
+}

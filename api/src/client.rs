@@ -1,0 +1,424 @@
+//! A blocking HTTPS client for the Flocker v1 REST API, with mutual TLS.
+//!
+//! It trusts only the cluster's `cluster.crt`, presents a `user-*` certificate, and verifies the
+//! server as `control-service` whatever address it dialled: every control certificate carries
+//! that name, while its other names depend on how the operator made it. It does this by asking
+//! for `https://control-service:<port>` and resolving that name to the configured host itself.
+//! Connections are pooled and kept alive; every call has a timeout.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use ureq::http::{self, Uri};
+use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::{Agent, Body};
+
+use crate::certificates::{self, CertificateError};
+use crate::ids::{DatasetId, Era, NodeUuid};
+use crate::types::{
+    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetState, ErrorBody, Lease, Node,
+    NodeByEra, UpdateDataset, Version,
+};
+
+/// The name every control-service certificate carries, and the one clients verify.
+pub const CONTROL_SERVICE_NAME: &str = "control-service";
+/// The REST API's port.
+pub const DEFAULT_REST_PORT: u16 = 4523;
+/// The agent API's port.
+pub const DEFAULT_AGENT_PORT: u16 = 4524;
+/// The response header carrying the configuration tag.
+pub const TAG_HEADER: &str = "x-configuration-tag";
+/// The request header that makes a write conditional.
+pub const IF_MATCHES_HEADER: &str = "x-if-configuration-matches";
+
+/// The largest response body a client reads: enough for a very large cluster's dataset list.
+const MAXIMUM_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Where the control service is and which certificate to present to it.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The host name or IP address to dial.
+    pub host: String,
+    pub port: u16,
+    /// The cluster CA, the only certificate the client trusts.
+    pub cluster_certificate: PathBuf,
+    /// The client's certificate (`user-*` for the REST API, `node-*` for the agent API).
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// The longest a call may take, connection included.
+    pub timeout: Duration,
+    /// The longest a new connection may take to open.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// `cluster.crt` and `<name>.crt`/`<name>.key` from one directory, as Flocker lays out
+    /// `/etc/flocker` (`name` is `plugin` for the plugin's API user, `node` for an agent).
+    pub fn from_directory(directory: &Path, name: &str, host: &str, port: u16) -> Self {
+        Self {
+            host: host.to_owned(),
+            port,
+            cluster_certificate: directory.join("cluster.crt"),
+            certificate: directory.join(format!("{name}.crt")),
+            key: directory.join(format!("{name}.key")),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// `host:port`, as dialled.
+    pub fn address(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port) // an IPv6 literal
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// A call that failed, saying which call and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
+    #[error("{method} {path}: cannot talk to the control service at {address}")]
+    Transport {
+        method: String,
+        path: String,
+        address: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("{method} {path} answered {status}: {description}")]
+    Api { method: String, path: String, status: u16, description: String },
+    #[error("{method} {path} answered {status} with a body that is not the expected JSON")]
+    Decode {
+        method: String,
+        path: String,
+        status: u16,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ClientError {
+    /// The HTTP status of an answer the server gave, if it gave one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// An answer as it came: status, headers and body, for callers that need more than the typed
+/// calls give (tests, tools).
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// A header's value, if present and text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Whether a 2xx lease answer created the lease or renewed one this node already held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseOutcome {
+    /// 201: there was no lease.
+    Acquired,
+    /// 200: this node held it already; its expiry was replaced.
+    Renewed,
+}
+
+/// A blocking, pooled, mutual-TLS client. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct Client {
+    agent: Agent,
+    base: String,
+    address: String,
+}
+
+impl Client {
+    /// Loads the certificates and prepares the connection pool; connects on first use.
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        let roots = certificates::load_certificates(&config.cluster_certificate)?;
+        let identity = certificates::load_identity(&config.certificate, &config.key)?;
+        let chain: Vec<Certificate<'static>> =
+            identity.chain.iter().map(|c| Certificate::from_der(c).to_owned()).collect();
+        let key = private_key(&config.key)?;
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::new_with_certs(
+                &roots.iter().map(|c| Certificate::from_der(c).to_owned()).collect::<Vec<_>>(),
+            ))
+            .client_cert(Some(ClientCert::new_with_certs(&chain, key)))
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build();
+        let agent_config = Agent::config_builder()
+            .tls_config(tls)
+            .https_only(true)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.connect_timeout))
+            .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let resolver = ControlServiceResolver { address: config.address() };
+        Ok(Self {
+            agent: Agent::with_parts(agent_config, DefaultConnector::new(), resolver),
+            base: format!("https://{CONTROL_SERVICE_NAME}:{}", config.port),
+            address: config.address(),
+        })
+    }
+
+    /// `GET /v1/version`.
+    pub fn version(&self) -> Result<Version, ClientError> {
+        self.call("GET", "/v1/version", &[], None::<&()>, &[200])
+    }
+
+    /// `GET /v1/configuration/datasets`: every dataset, tombstones included, and the tag.
+    pub fn list_datasets(&self) -> Result<(Vec<Dataset>, ConfigurationTag), ClientError> {
+        let path = "/v1/configuration/datasets";
+        let response = self.checked("GET", path, &[], None::<&()>, &[200])?;
+        let tag = ConfigurationTag(response.header(TAG_HEADER).unwrap_or_default().to_owned());
+        Ok((decode("GET", path, &response)?, tag))
+    }
+
+    /// `POST /v1/configuration/datasets`, conditional on `if_matches` when given.
+    pub fn create_dataset(
+        &self,
+        request: &CreateDataset,
+        if_matches: Option<&ConfigurationTag>,
+    ) -> Result<Dataset, ClientError> {
+        let headers = condition(if_matches);
+        self.call("POST", "/v1/configuration/datasets", &headers, Some(request), &[201])
+    }
+
+    /// `POST /v1/configuration/datasets/<id>` with `{"primary": …}`: moves the dataset.
+    pub fn move_dataset(
+        &self,
+        dataset_id: &DatasetId,
+        primary: &NodeUuid,
+        if_matches: Option<&ConfigurationTag>,
+    ) -> Result<Dataset, ClientError> {
+        let path = format!("/v1/configuration/datasets/{dataset_id}");
+        let body = UpdateDataset { primary: Some(*primary) };
+        self.call("POST", &path, &condition(if_matches), Some(&body), &[200])
+    }
+
+    /// `DELETE /v1/configuration/datasets/<id>`: leaves a tombstone.
+    pub fn delete_dataset(
+        &self,
+        dataset_id: &DatasetId,
+        if_matches: Option<&ConfigurationTag>,
+    ) -> Result<Dataset, ClientError> {
+        let path = format!("/v1/configuration/datasets/{dataset_id}");
+        self.call("DELETE", &path, &condition(if_matches), None::<&()>, &[200])
+    }
+
+    /// `GET /v1/state/datasets`: what the agents report.
+    pub fn dataset_states(&self) -> Result<Vec<DatasetState>, ClientError> {
+        self.call("GET", "/v1/state/datasets", &[], None::<&()>, &[200])
+    }
+
+    /// `GET /v1/configuration/leases`.
+    pub fn list_leases(&self) -> Result<Vec<Lease>, ClientError> {
+        self.call("GET", "/v1/configuration/leases", &[], None::<&()>, &[200])
+    }
+
+    /// `POST /v1/configuration/leases`: acquires, or renews this node's lease. Another node's
+    /// lease is an [`ClientError::Api`] with status 409.
+    pub fn acquire_lease(
+        &self,
+        request: &AcquireLease,
+    ) -> Result<(Lease, LeaseOutcome), ClientError> {
+        let path = "/v1/configuration/leases";
+        let response = self.checked("POST", path, &[], Some(request), &[200, 201])?;
+        let outcome =
+            if response.status == 201 { LeaseOutcome::Acquired } else { LeaseOutcome::Renewed };
+        Ok((decode("POST", path, &response)?, outcome))
+    }
+
+    /// `DELETE /v1/configuration/leases/<id>`; `None` if there was no lease.
+    pub fn release_lease(&self, dataset_id: &DatasetId) -> Result<Option<Lease>, ClientError> {
+        let path = format!("/v1/configuration/leases/{dataset_id}");
+        let response = self.checked("DELETE", &path, &[], None::<&()>, &[200, 404])?;
+        match response.status {
+            404 => Ok(None),
+            _ => decode("DELETE", &path, &response).map(Some),
+        }
+    }
+
+    /// `GET /v1/state/nodes`.
+    pub fn list_nodes(&self) -> Result<Vec<Node>, ClientError> {
+        self.call("GET", "/v1/state/nodes", &[], None::<&()>, &[200])
+    }
+
+    /// `GET /v1/state/nodes/by_era/<era>`; `None` until that node's agent has said hello.
+    pub fn node_by_era(&self, era: &Era) -> Result<Option<NodeUuid>, ClientError> {
+        let path = format!("/v1/state/nodes/by_era/{era}");
+        let response = self.checked("GET", &path, &[], None::<&()>, &[200, 404])?;
+        match response.status {
+            404 => Ok(None),
+            _ => decode::<NodeByEra>("GET", &path, &response).map(|n| Some(n.uuid)),
+        }
+    }
+
+    /// Sends one request and returns the answer whatever its status. `path` starts with `/`.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<RawResponse, ClientError> {
+        self.send_with_timeout(method, path, headers, body, None)
+    }
+
+    /// [`Client::send`] with a timeout of its own, for calls that wait on purpose (long-polls).
+    pub fn send_with_timeout(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<RawResponse, ClientError> {
+        let transport = |source| ClientError::Transport {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            address: self.address.clone(),
+            source: Box::new(source),
+        };
+        let mut builder =
+            http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        let request = builder
+            .body(body.unwrap_or_default().to_vec())
+            .map_err(|e| transport(ureq::Error::BadUri(format!("{method} {path}: {e}"))))?;
+        let response = match timeout {
+            None => self.agent.run(request),
+            Some(timeout) => {
+                let request = self.agent.configure_request(request).timeout_global(Some(timeout));
+                self.agent.run(request.build())
+            }
+        }
+        .map_err(transport)?;
+        let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let body = read_body(body).map_err(transport)?;
+        Ok(RawResponse { status, headers: parts.headers, body })
+    }
+
+    fn checked<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&B>,
+        expected: &[u16],
+    ) -> Result<RawResponse, ClientError> {
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
+        let response = self.send(method, path, headers, bytes.as_deref())?;
+        if expected.contains(&response.status) {
+            Ok(response)
+        } else {
+            Err(api_error(method, path, &response))
+        }
+    }
+
+    fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&B>,
+        expected: &[u16],
+    ) -> Result<T, ClientError> {
+        let response = self.checked(method, path, headers, body, expected)?;
+        decode(method, path, &response)
+    }
+}
+
+fn condition(if_matches: Option<&ConfigurationTag>) -> Vec<(&'static str, &str)> {
+    if_matches.map(|tag| (IF_MATCHES_HEADER, tag.0.as_str())).into_iter().collect()
+}
+
+fn read_body(mut body: Body) -> Result<Vec<u8>, ureq::Error> {
+    body.with_config().limit(MAXIMUM_RESPONSE_BYTES).read_to_vec()
+}
+
+fn decode<T: DeserializeOwned>(
+    method: &str,
+    path: &str,
+    response: &RawResponse,
+) -> Result<T, ClientError> {
+    serde_json::from_slice(&response.body).map_err(|source| ClientError::Decode {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status: response.status,
+        source,
+    })
+}
+
+/// An unexpected status, with the server's `description` when it sent one.
+fn api_error(method: &str, path: &str, response: &RawResponse) -> ClientError {
+    let description = serde_json::from_slice::<ErrorBody>(&response.body)
+        .map(|e| e.description)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&response.body).chars().take(200).collect());
+    ClientError::Api {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        status: response.status,
+        description,
+    }
+}
+
+/// The key in ureq's form; [`certificates::load_identity`] has already checked the file.
+fn private_key(path: &Path) -> Result<PrivateKey<'static>, CertificateError> {
+    let pem = std::fs::read(path)
+        .map_err(|source| CertificateError::Read { path: path.to_owned(), source })?;
+    PrivateKey::from_pem(&pem)
+        .map_err(|e| CertificateError::Malformed { path: path.to_owned(), reason: e.to_string() })
+}
+
+/// Resolves whatever host a URL names (always `control-service`) to the configured address.
+#[derive(Debug)]
+struct ControlServiceResolver {
+    address: String,
+}
+
+impl Resolver for ControlServiceResolver {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let target: Uri = format!("https://{}/", self.address)
+            .parse()
+            .map_err(|e| ureq::Error::BadUri(format!("{}: {e}", self.address)))?;
+        DefaultResolver::default().resolve(&target, config, timeout)
+    }
+}
