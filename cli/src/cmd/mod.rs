@@ -1,0 +1,3 @@
+//! The subcommands of `flockerctl`, one module each.
+
+pub mod ca;
