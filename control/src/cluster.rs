@@ -1,0 +1,228 @@
+//! The cluster's actual state, as the agents report it: which nodes are alive, their eras, and
+//! what each has. Kept in memory only and rebuilt from reports after a restart, as Flocker did.
+//! Pure: the time is an argument, so liveness rules are unit tests.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use flocker_api::agent_protocol::ReportedDataset;
+use flocker_api::{DatasetId, DatasetState, Era, Node, NodeUuid};
+
+use crate::error::ApiError;
+
+struct NodeRecord {
+    era: Era,
+    host: String,
+    last_seen: Instant,
+    datasets: Vec<ReportedDataset>,
+}
+
+pub struct ClusterState {
+    nodes: BTreeMap<NodeUuid, NodeRecord>,
+    eras: HashMap<Era, NodeUuid>,
+    /// A node that makes no call for this long is dropped.
+    expiry: Duration,
+    /// Counts changes to what `/v1/state/*` shows, so answers can be cached.
+    pub generation: u64,
+}
+
+impl ClusterState {
+    pub fn new(expiry: Duration) -> Self {
+        Self { nodes: BTreeMap::new(), eras: HashMap::new(), expiry, generation: 0 }
+    }
+
+    /// An agent's hello. A new era (a reboot) drops what the node reported before.
+    pub fn hello(&mut self, node: NodeUuid, era: Era, host: String, now: Instant) {
+        let record = self.nodes.entry(node).or_insert_with(|| NodeRecord {
+            era,
+            host: host.clone(),
+            last_seen: now,
+            datasets: Vec::new(),
+        });
+        if record.era != era {
+            self.eras.remove(&record.era);
+            record.era = era;
+            record.datasets.clear();
+        }
+        record.host = host;
+        record.last_seen = now;
+        self.eras.insert(era, node);
+        self.generation += 1;
+    }
+
+    /// Notes that a node is alive; an unknown node must say hello first.
+    pub fn touch(&mut self, node: &NodeUuid, now: Instant) -> Result<(), ApiError> {
+        let record = self.nodes.get_mut(node).ok_or(ApiError::UnknownNode)?;
+        record.last_seen = now;
+        Ok(())
+    }
+
+    /// Replaces what a node reported. A report from another era is refused: the agent must say
+    /// hello again, so stale reports from before a reboot never count.
+    pub fn report(
+        &mut self,
+        node: &NodeUuid,
+        era: Era,
+        datasets: Vec<ReportedDataset>,
+        now: Instant,
+    ) -> Result<(), ApiError> {
+        let record =
+            self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
+        record.last_seen = now;
+        if record.datasets != datasets {
+            record.datasets = datasets;
+            self.generation += 1;
+        }
+        Ok(())
+    }
+
+    /// Drops nodes that have been quiet too long; true if any went.
+    pub fn sweep(&mut self, now: Instant) -> bool {
+        let expiry = self.expiry;
+        let before = self.nodes.len();
+        self.nodes.retain(|uuid, record| {
+            let alive = now.saturating_duration_since(record.last_seen) < expiry;
+            if !alive {
+                log::info!("node {uuid} ({}) stopped reporting; dropping its state", record.host);
+            }
+            alive
+        });
+        let changed = self.nodes.len() != before;
+        if changed {
+            self.generation += 1;
+        }
+        changed
+    }
+
+    /// `/v1/state/nodes`.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.nodes
+            .iter()
+            .map(|(uuid, record)| Node { uuid: *uuid, host: record.host.clone() })
+            .collect()
+    }
+
+    /// `/v1/state/nodes/by_era/<era>`. The mapping outlives the node's liveness, as in Flocker:
+    /// a client asking "who am I" after boot must get an answer even if the agent is slow.
+    pub fn node_by_era(&self, era: &Era) -> Option<NodeUuid> {
+        self.eras.get(era).copied()
+    }
+
+    /// `/v1/state/datasets`: every mounted dataset with its node and path, then every dataset
+    /// some node has but none mounts, once each. (Flocker could list one dataset twice while it
+    /// moved; clients filter anyway, and this never does.)
+    pub fn dataset_states(&self) -> Vec<DatasetState> {
+        let mut states = Vec::new();
+        let mut mounted = BTreeSet::new();
+        for (uuid, record) in &self.nodes {
+            for dataset in record.datasets.iter().filter(|d| d.path.is_some()) {
+                mounted.insert(dataset.dataset_id);
+                states.push(DatasetState {
+                    dataset_id: dataset.dataset_id,
+                    primary: Some(*uuid),
+                    path: dataset.path.clone(),
+                    maximum_size: dataset.maximum_size,
+                });
+            }
+        }
+        let mut unmounted: BTreeMap<DatasetId, Option<u64>> = BTreeMap::new();
+        for record in self.nodes.values() {
+            for dataset in record.datasets.iter().filter(|d| d.path.is_none()) {
+                if !mounted.contains(&dataset.dataset_id) {
+                    unmounted.entry(dataset.dataset_id).or_insert(dataset.maximum_size);
+                }
+            }
+        }
+        states.extend(unmounted.into_iter().map(|(dataset_id, maximum_size)| DatasetState {
+            dataset_id,
+            primary: None,
+            path: None,
+            maximum_size,
+        }));
+        states
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXPIRY: Duration = Duration::from_secs(120);
+
+    fn mounted(id: DatasetId) -> ReportedDataset {
+        ReportedDataset {
+            dataset_id: id,
+            path: Some(format!("/flocker/{id}")),
+            maximum_size: Some(1 << 30),
+        }
+    }
+
+    fn unmounted(id: DatasetId) -> ReportedDataset {
+        ReportedDataset { dataset_id: id, path: None, maximum_size: Some(1 << 30) }
+    }
+
+    #[test]
+    fn a_node_appears_on_hello_and_leaves_after_going_quiet() {
+        let start = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, era) = (NodeUuid::random(), Era::random());
+        cluster.hello(node, era, "192.0.2.1".into(), start);
+        assert_eq!(cluster.nodes(), [Node { uuid: node, host: "192.0.2.1".into() }]);
+        assert!(!cluster.sweep(start + Duration::from_secs(119)));
+        assert!(cluster.sweep(start + Duration::from_secs(120)));
+        assert!(cluster.nodes().is_empty());
+        assert_eq!(cluster.node_by_era(&era), Some(node), "the era still answers");
+        assert_eq!(cluster.touch(&node, start), Err(ApiError::UnknownNode));
+    }
+
+    #[test]
+    fn a_new_era_forgets_what_the_node_reported_before_and_refuses_old_reports() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, before, after) = (NodeUuid::random(), Era::random(), Era::random());
+        cluster.hello(node, before, "h".into(), now);
+        cluster.report(&node, before, vec![mounted(DatasetId::random())], now).unwrap();
+        cluster.hello(node, after, "h".into(), now);
+        assert!(cluster.dataset_states().is_empty());
+        assert_eq!(cluster.node_by_era(&before), None);
+        assert_eq!(cluster.node_by_era(&after), Some(node));
+        let late = cluster.report(&node, before, vec![mounted(DatasetId::random())], now);
+        assert_eq!(late, Err(ApiError::UnknownNode));
+    }
+
+    #[test]
+    fn a_dataset_mounted_somewhere_is_not_also_listed_as_unmounted() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (a, b) = (NodeUuid::random(), NodeUuid::random());
+        let (moving, idle) = (DatasetId::random(), DatasetId::random());
+        for node in [a, b] {
+            cluster.hello(node, Era::random(), "h".into(), now);
+        }
+        let era_of = |c: &ClusterState, n: &NodeUuid| c.nodes[n].era;
+        cluster
+            .report(&a, era_of(&cluster, &a), vec![mounted(moving), unmounted(idle)], now)
+            .unwrap();
+        cluster
+            .report(&b, era_of(&cluster, &b), vec![unmounted(moving), unmounted(idle)], now)
+            .unwrap();
+        let states = cluster.dataset_states();
+        assert_eq!(states.len(), 2);
+        assert_eq!(states[0].primary, Some(a));
+        assert_eq!(states[0].path, Some(format!("/flocker/{moving}")));
+        assert_eq!((states[1].dataset_id, states[1].primary, &states[1].path), (idle, None, &None));
+    }
+
+    #[test]
+    fn an_identical_report_does_not_change_the_generation() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, era) = (NodeUuid::random(), Era::random());
+        cluster.hello(node, era, "h".into(), now);
+        let report = vec![mounted(DatasetId::random())];
+        cluster.report(&node, era, report.clone(), now).unwrap();
+        let generation = cluster.generation;
+        cluster.report(&node, era, report, now).unwrap();
+        assert_eq!(cluster.generation, generation);
+    }
+}

@@ -1,0 +1,128 @@
+//! `ApiError`: every way a request can fail, each with the status and `description` text of
+//! the Flocker v1 API. Handlers and the model return it; it renders itself as
+//! `{"description": …}` with `content-type: application/json`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flocker_api::ErrorBody;
+
+/// The upstream text for an undecodable body, embedded newline included.
+pub const UNDECODABLE: &str =
+    "The request body could not be decoded according to the value of the\nContent-Type header.";
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 412: `X-If-Configuration-Matches` named another configuration.
+    #[error("Tag doesn't match. Required: {required}, current: {current}")]
+    TagMismatch { required: String, current: String },
+    /// 400: the body is not JSON.
+    #[error("{UNDECODABLE}")]
+    Undecodable,
+    /// 400: the body is JSON that breaks the schema.
+    #[error("The provided JSON doesn't match the required schema.")]
+    Schema(Vec<String>),
+    /// 400: a path segment that must be a UUID is not one (Flocker answered 500 here).
+    #[error("The {what} in the path is not a UUID.")]
+    BadPathUuid { what: &'static str },
+    /// 404
+    #[error("Dataset not found.")]
+    DatasetNotFound,
+    /// 405: moving a tombstone.
+    #[error("The dataset has been deleted.")]
+    DatasetDeleted,
+    /// 409
+    #[error("The provided dataset_id is already in use.")]
+    DatasetIdInUse,
+    /// 409: another node holds the lease.
+    #[error("Lease already held.")]
+    LeaseHeld,
+    /// 404
+    #[error("Lease not found.")]
+    LeaseNotFound,
+    /// 404
+    #[error("No node found with given era.")]
+    NoNodeForEra,
+    /// 409 (agent API): the dataset already has another block device.
+    #[error("The dataset already has a block device: {existing}.")]
+    AlreadyOwned { existing: String },
+    /// 409 (agent API): a node that has not said hello, or whose record expired.
+    #[error("Unknown node: say hello first.")]
+    UnknownNode,
+    /// 403 (agent API): the client certificate's CN is `node-` and then not a UUID.
+    #[error("The client certificate's CN is not node-<uuid>.")]
+    NotANodeCertificate,
+    /// 413: the body is larger than the service reads.
+    #[error("The request body is larger than {limit} bytes.")]
+    TooLarge { limit: usize },
+    /// 408: the client stopped sending its body.
+    #[error("The request body did not arrive in time.")]
+    BodyTimeout,
+    /// 404: no such endpoint.
+    #[error("Not found.")]
+    NoRoute,
+    /// 405: the endpoint exists, not with this method.
+    #[error("Method not allowed.")]
+    MethodNotAllowed,
+    /// 500: the configuration could not be stored; nothing was changed.
+    #[error(
+        "The configuration could not be saved; nothing was changed. See the control service's log."
+    )]
+    StoreFailed,
+    /// 500: a bug; the cause is logged under `incident`.
+    #[error("Internal error (incident {incident}); see the control service's log.")]
+    Internal { incident: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        use ApiError::*;
+        match self {
+            TagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
+            Undecodable | Schema(_) | BadPathUuid { .. } => StatusCode::BAD_REQUEST,
+            DatasetNotFound | LeaseNotFound | NoNodeForEra | NoRoute => StatusCode::NOT_FOUND,
+            DatasetDeleted | MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            DatasetIdInUse | LeaseHeld | AlreadyOwned { .. } | UnknownNode => StatusCode::CONFLICT,
+            NotANodeCertificate => StatusCode::FORBIDDEN,
+            TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            StoreFailed | Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A 500 for a bug: logs `cause` with a fresh incident id and answers with only the id.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let incident = uuid::Uuid::new_v4().simple().to_string();
+        log::error!("internal error, incident {incident}: {cause}");
+        Self::Internal { incident }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        let errors = match self {
+            Self::Schema(errors) => Some(errors.clone()),
+            _ => None,
+        };
+        ErrorBody { description: self.to_string(), errors }
+    }
+}
+
+/// A JSON response with the right content type.
+pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut response = json_response(self.status(), body);
+        if matches!(self, Self::TooLarge { .. } | Self::BodyTimeout) {
+            // The rest of the body was never read: the connection cannot carry another request.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        response
+    }
+}

@@ -1,0 +1,147 @@
+//! The agent API (port 4524): hello, the configuration long-poll, state reports, block-device
+//! records. The node is always the one its certificate names. See `control/AGENT_API.md`.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use flocker_api::NodeUuid;
+use flocker_api::agent_protocol::{
+    BLOCKDEVICE_OWNERSHIP_PATH, BlockDeviceOwnership, CONFIGURATION_PATH, HELLO_PATH, Hello,
+    STATE_PATH, StateReport, Welcome,
+};
+use flocker_api::certificates::node_uuid_of_common_name;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::body::read_json;
+use super::{SharedApp, blocking, json};
+use crate::error::ApiError;
+use crate::serve::Peer;
+
+pub fn routes() -> Router<SharedApp> {
+    Router::new()
+        .route(HELLO_PATH, post(hello))
+        .route(CONFIGURATION_PATH, get(configuration))
+        .route(STATE_PATH, put(report))
+        .route(BLOCKDEVICE_OWNERSHIP_PATH, post(record_blockdevice))
+}
+
+async fn hello(
+    State(app): State<SharedApp>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let node = node_of(&peer)?;
+    let hello: Hello = read(&app, &headers, body).await?;
+    let host = peer.address.ip().to_canonical().to_string();
+    blocking(&app, move |s| {
+        s.hello(node, hello.era, host);
+        Ok(())
+    })
+    .await?;
+    let welcome = Welcome {
+        node_uuid: node,
+        node_expiry_seconds: app.node_expiry.as_secs_f64(),
+        longest_poll_seconds: app.longest_poll.as_secs_f64(),
+    };
+    Ok(json(StatusCode::OK, &welcome))
+}
+
+#[derive(Debug, Deserialize)]
+struct PollQuery {
+    /// The etag the agent has; the call waits while it is still current.
+    etag: Option<String>,
+    /// Seconds to wait for a change (capped by the service).
+    wait: Option<f64>,
+}
+
+/// Answers at once if the node's configuration differs from `etag`, else as soon as it
+/// changes, else after `wait` seconds with the same configuration.
+async fn configuration(
+    State(app): State<SharedApp>,
+    Extension(peer): Extension<Peer>,
+    Query(query): Query<PollQuery>,
+) -> Result<Response, ApiError> {
+    let node = node_of(&peer)?;
+    blocking(&app, move |s| s.touch(&node)).await?;
+    let wait = Duration::try_from_secs_f64(query.wait.unwrap_or(0.0))
+        .unwrap_or_default()
+        .min(app.longest_poll);
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut changes = app.service.subscribe();
+    let view = loop {
+        changes.borrow_and_update();
+        let view = blocking(&app, move |s| Ok(s.agent_configuration(&node))).await?;
+        if query.etag.as_deref() != Some(view.etag.as_str()) {
+            break view;
+        }
+        match tokio::time::timeout_at(deadline, changes.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) | Err(_) => break view,
+        }
+    };
+    // The poll kept the node alive while it waited.
+    let _ = blocking(&app, move |s| s.touch(&node)).await;
+    Ok(json(StatusCode::OK, &view))
+}
+
+/// Replaces the node's report; 409 if the agent must say hello (again) first.
+async fn report(
+    State(app): State<SharedApp>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let node = node_of(&peer)?;
+    let report: StateReport = read(&app, &headers, body).await?;
+    if let Some(bad) =
+        report.datasets.iter().find(|d| d.path.as_ref().is_some_and(|p| !p.starts_with('/')))
+    {
+        let problem = format!("dataset {}: path is not absolute", bad.dataset_id);
+        return Err(ApiError::Schema(vec![problem]));
+    }
+    blocking(&app, move |s| s.report(&node, report.era, report.datasets)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Records the block device an agent made for a dataset; 409 if another was recorded.
+async fn record_blockdevice(
+    State(app): State<SharedApp>,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let node = node_of(&peer)?;
+    let record: BlockDeviceOwnership = read(&app, &headers, body).await?;
+    let answer = record.clone();
+    blocking(&app, move |s| {
+        s.touch(&node)?;
+        s.record_blockdevice(record.dataset_id, &record.blockdevice_id)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &answer))
+}
+
+/// The node a `node-<uuid>` certificate names.
+fn node_of(peer: &Peer) -> Result<NodeUuid, ApiError> {
+    peer.common_name
+        .as_deref()
+        .and_then(node_uuid_of_common_name)
+        .ok_or(ApiError::NotANodeCertificate)
+}
+
+/// A JSON body of the agent API, decoded strictly enough to trust.
+async fn read<T: DeserializeOwned>(
+    app: &SharedApp,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    let value = read_json(headers, body, app.agent_body).await?;
+    serde_json::from_value(value).map_err(|e| ApiError::Schema(vec![e.to_string()]))
+}

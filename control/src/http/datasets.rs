@@ -1,0 +1,80 @@
+//! E2–E5: the datasets of the desired configuration.
+//!
+//! The tag condition is checked before the body is read (Flocker answered 412 before any other
+//! check), and again under the lock when the write happens.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use flocker_api::client::{IF_MATCHES_HEADER, TAG_HEADER};
+use flocker_api::validate;
+
+use super::body::read_json;
+use super::{SharedApp, blocking, json};
+use crate::error::{ApiError, json_response};
+
+pub fn routes() -> Router<SharedApp> {
+    Router::new()
+        .route("/v1/configuration/datasets", get(list).post(create))
+        .route("/v1/configuration/datasets/{dataset_id}", post(update).delete(delete))
+}
+
+async fn list(State(app): State<SharedApp>) -> Result<Response, ApiError> {
+    let (body, tag) = blocking(&app, |service| Ok(service.datasets_body())).await?;
+    let mut response = json_response(StatusCode::OK, body);
+    let tag = HeaderValue::from_str(&tag.0).map_err(ApiError::internal)?;
+    response.headers_mut().insert(TAG_HEADER, tag);
+    Ok(response)
+}
+
+async fn create(
+    State(app): State<SharedApp>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let if_matches = conditions(&headers);
+    app.service.check_tag(&if_matches)?;
+    let value = read_json(&headers, body, app.rest_body).await?;
+    let request = validate::create_dataset(&value).map_err(|e| ApiError::Schema(e.0))?;
+    let dataset = blocking(&app, move |s| s.create_dataset(&if_matches, request)).await?;
+    Ok(json(StatusCode::CREATED, &dataset))
+}
+
+async fn update(
+    State(app): State<SharedApp>,
+    Path(dataset_id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let if_matches = conditions(&headers);
+    app.service.check_tag(&if_matches)?;
+    let value = read_json(&headers, body, app.rest_body).await?;
+    let request = validate::update_dataset(&value).map_err(|e| ApiError::Schema(e.0))?;
+    let dataset =
+        blocking(&app, move |s| s.move_dataset(&if_matches, &dataset_id, &request)).await?;
+    Ok(json(StatusCode::OK, &dataset))
+}
+
+/// The body of a DELETE is never read.
+async fn delete(
+    State(app): State<SharedApp>,
+    Path(dataset_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_matches = conditions(&headers);
+    app.service.check_tag(&if_matches)?;
+    let dataset = blocking(&app, move |s| s.delete_dataset(&if_matches, &dataset_id)).await?;
+    Ok(json(StatusCode::OK, &dataset))
+}
+
+/// Every `X-If-Configuration-Matches` value; any one that matches passes.
+fn conditions(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(IF_MATCHES_HEADER)
+        .iter()
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! The two HTTP faces of the service: the Flocker v1 REST API (port 4523, `user-*` clients) and
+//! the agent API (port 4524, `node-*` clients). One module per resource; handlers only translate
+//! between HTTP and [`ControlService`], which they call on tokio's blocking pool.
+
+mod agent;
+mod body;
+mod datasets;
+mod leases;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::error::{ApiError, json_response};
+use crate::service::ControlService;
+
+/// How much a client may send, and how slowly.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Larger bodies get 413 without being read.
+    pub max_bytes: usize,
+    /// A body that has not fully arrived after this long gets 408.
+    pub timeout: Duration,
+}
+
+/// What every handler shares.
+pub struct App {
+    pub service: ControlService,
+    pub rest_body: BodyLimits,
+    pub agent_body: BodyLimits,
+    /// A node that makes no call for this long leaves the cluster state.
+    pub node_expiry: Duration,
+    /// The longest an agent's configuration poll waits.
+    pub longest_poll: Duration,
+}
+
+pub type SharedApp = Arc<App>;
+
+/// The v1 REST API, E1–E11; everything else answers 404 (containers included) or 405.
+pub fn rest_router(app: SharedApp) -> Router {
+    Router::new()
+        .merge(state::routes())
+        .merge(datasets::routes())
+        .merge(leases::routes())
+        .with_state(app)
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// The agent API.
+pub fn agent_router(app: SharedApp) -> Router {
+    agent::routes()
+        .with_state(app)
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(CatchPanicLayer::custom(panic_response))
+}
+
+/// A handler that panicked answers 500; the connection and the service carry on.
+fn panic_response(payload: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    ApiError::internal(format!("a handler panicked: {message}")).into_response()
+}
+
+/// Runs `work` on the blocking pool: service calls may wait for the lock or an fsync.
+async fn blocking<T: Send + 'static>(
+    app: &SharedApp,
+    work: impl FnOnce(&ControlService) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let app = app.clone();
+    match tokio::task::spawn_blocking(move || work(&app.service)).await {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => Err(ApiError::internal("a service call panicked")),
+        Err(error) => Err(ApiError::internal(error)),
+    }
+}
+
+/// A JSON answer.
+fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => json_response(status, body),
+        Err(error) => ApiError::internal(error).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

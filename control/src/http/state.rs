@@ -1,0 +1,43 @@
+//! E1, E6, E10, E11: the version and the cluster state the agents report.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use flocker_api::{Era, NodeByEra, Version};
+
+use super::{SharedApp, blocking, json};
+use crate::error::{ApiError, json_response};
+use crate::service::VERSION;
+
+pub fn routes() -> Router<SharedApp> {
+    Router::new()
+        .route("/v1/version", get(version))
+        .route("/v1/state/datasets", get(datasets))
+        .route("/v1/state/nodes", get(nodes))
+        .route("/v1/state/nodes/by_era/{era}", get(node_by_era))
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, &Version { flocker: VERSION.to_owned() })
+}
+
+async fn datasets(State(app): State<SharedApp>) -> Result<Response, ApiError> {
+    let body = blocking(&app, |s| Ok(s.dataset_states_body())).await?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+async fn nodes(State(app): State<SharedApp>) -> Result<Response, ApiError> {
+    let nodes = blocking(&app, |s| Ok(s.nodes())).await?;
+    Ok(json(StatusCode::OK, &nodes))
+}
+
+async fn node_by_era(
+    State(app): State<SharedApp>,
+    Path(era): Path<String>,
+) -> Result<Response, ApiError> {
+    let era: Era = era.parse().map_err(|_| ApiError::BadPathUuid { what: "era" })?;
+    let uuid = blocking(&app, move |s| s.node_by_era(&era)).await?;
+    Ok(json(StatusCode::OK, &NodeByEra { uuid }))
+}

@@ -1,0 +1,115 @@
+//! `flocker-control`: a control service that any Flocker v1 client can use unchanged.
+//!
+//! - [`model`] holds the desired configuration and decides every change (pure);
+//! - [`store`] keeps it crash-safely under `--data-path`;
+//! - [`cluster`] holds what the agents report (in memory);
+//! - [`service`] puts them together behind one lock;
+//! - [`http`] serves the REST API (port 4523) and the agent API (port 4524) over [`serve`],
+//!   with the mutual TLS of [`tls`].
+
+pub mod cluster;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod options;
+pub mod serve;
+pub mod service;
+pub mod store;
+pub mod tls;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::http::{App, BodyLimits, agent_router, rest_router};
+use crate::options::Options;
+use crate::serve::{ConnectionLimits, serve};
+use crate::service::ControlService;
+use crate::store::{FileStore, Store};
+use crate::tls::{NODE_PREFIX, ServiceCertificates, USER_PREFIX};
+
+/// A REST request body larger than this is refused: the largest valid one is a few kB.
+const REST_BODY_LIMIT: usize = 64 * 1024;
+/// An agent's state report lists every dataset on its node.
+const AGENT_BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// No agent poll waits longer than this, and never longer than half the node expiry.
+const LONGEST_POLL: Duration = Duration::from_secs(60);
+
+/// Runs the service until SIGTERM or SIGINT. It prints one line to stdout once both ports
+/// listen: `flocker-control: REST API on <addr>, agent API on <addr>`.
+pub async fn run(options: Options) -> anyhow::Result<()> {
+    let files = ServiceCertificates::in_directory(&options.certificates_directory);
+    let rest_tls = tls::server_config(&files, USER_PREFIX)?;
+    let agent_tls = tls::server_config(&files, NODE_PREFIX)?;
+
+    let mut store = FileStore::open(&options.data_path)?;
+    let stored = store.load()?;
+    log::info!(
+        "loaded {} datasets and {} leases (generation {}) from {}",
+        stored.configuration.datasets.len(),
+        stored.configuration.leases.len(),
+        stored.generation,
+        options.data_path.display()
+    );
+    let node_expiry = Duration::from_secs_f64(options.node_expiry);
+    let body_timeout = Duration::from_secs_f64(options.request_timeout);
+    let app = Arc::new(App {
+        service: ControlService::new(Box::new(store), stored, node_expiry),
+        rest_body: BodyLimits { max_bytes: REST_BODY_LIMIT, timeout: body_timeout },
+        agent_body: BodyLimits { max_bytes: AGENT_BODY_LIMIT, timeout: body_timeout },
+        node_expiry,
+        longest_poll: LONGEST_POLL.min(node_expiry / 2),
+    });
+
+    let rest = listen(options.port).await?;
+    let agent = listen(options.agent_port).await?;
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "flocker-control: REST API on {}, agent API on {}",
+        rest.local_addr()?,
+        agent.local_addr()?
+    )?;
+    stdout.flush()?;
+
+    let limits =
+        ConnectionLimits { timeout: body_timeout, max_connections: options.max_connections };
+    tokio::select! {
+        () = serve(rest, rest_tls, rest_router(app.clone()), limits) => {}
+        () = serve(agent, agent_tls, agent_router(app.clone()), limits) => {}
+        () = sweep_every_second(app.clone()) => {}
+        signal = shutdown_signal() => log::info!("stopping on {}", signal?),
+    }
+    // Writes already handed to the blocking pool finish before the runtime goes away.
+    Ok(())
+}
+
+async fn listen(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Expires leases and quiet nodes about once a second.
+async fn sweep_every_second(app: Arc<App>) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        ticks.tick().await;
+        let app = app.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || app.service.sweep()).await {
+            log::error!("the sweep failed: {error}");
+        }
+    }
+}
+
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    })
+}

@@ -1,0 +1,401 @@
+//! The desired configuration — datasets, leases, block-device ownership — and every decision
+//! about changing it, as pure functions: a request and the current configuration in, a
+//! [`Change`] (or a refusal) out. Nothing here does I/O or reads the clock; `now` is an argument
+//! (Unix seconds), so every rule of the API is a unit test.
+//!
+//! A [`Change`] is also what the store journals: replaying the journal through
+//! [`Configuration::apply`] rebuilds the configuration exactly.
+
+use std::collections::BTreeMap;
+
+use flocker_api::{
+    AcquireLease, CreateDataset, Dataset, DatasetId, Lease, NodeUuid, UpdateDataset,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// A stored lease: `expiration` is absolute (Unix seconds), `None` for never.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredLease {
+    pub node_uuid: NodeUuid,
+    pub expiration: Option<f64>,
+}
+
+/// The whole desired configuration. Deleted datasets stay, as tombstones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Configuration {
+    pub datasets: BTreeMap<DatasetId, Dataset>,
+    pub leases: BTreeMap<DatasetId, StoredLease>,
+    /// Which block device backs which dataset, recorded by agents once and for good.
+    pub blockdevice_ownership: BTreeMap<DatasetId, String>,
+}
+
+/// One durable change to the configuration: a journal record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    CreateDataset { dataset: Dataset },
+    MoveDataset { dataset_id: DatasetId, primary: NodeUuid },
+    DeleteDataset { dataset_id: DatasetId },
+    AcquireLease { dataset_id: DatasetId, node_uuid: NodeUuid, expiration: Option<f64> },
+    ReleaseLeases { dataset_ids: Vec<DatasetId> },
+    RecordBlockDevice { dataset_id: DatasetId, blockdevice_id: String },
+}
+
+/// The decision on a lease request: what to store (nothing for an identical renewal), whether
+/// it was new (201) or a renewal (200), and the lease to answer with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeaseDecision {
+    pub change: Option<Change>,
+    pub created: bool,
+    pub lease: Lease,
+}
+
+impl Configuration {
+    /// Applies a change that a `plan_*` function produced (or the journal recorded). Total: a
+    /// change that no longer fits (a move of a dataset that is gone) changes nothing.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::CreateDataset { dataset } => {
+                self.datasets.insert(dataset.dataset_id, dataset.clone());
+            }
+            Change::MoveDataset { dataset_id, primary } => {
+                if let Some(dataset) = self.datasets.get_mut(dataset_id) {
+                    dataset.primary = *primary;
+                }
+            }
+            Change::DeleteDataset { dataset_id } => {
+                if let Some(dataset) = self.datasets.get_mut(dataset_id) {
+                    dataset.deleted = true;
+                }
+            }
+            Change::AcquireLease { dataset_id, node_uuid, expiration } => {
+                let lease = StoredLease { node_uuid: *node_uuid, expiration: *expiration };
+                self.leases.insert(*dataset_id, lease);
+            }
+            Change::ReleaseLeases { dataset_ids } => {
+                for id in dataset_ids {
+                    self.leases.remove(id);
+                }
+            }
+            Change::RecordBlockDevice { dataset_id, blockdevice_id } => {
+                self.blockdevice_ownership.insert(*dataset_id, blockdevice_id.clone());
+            }
+        }
+    }
+
+    /// The dataset a create makes: refused with 409 if the id was ever used (tombstones
+    /// included). `generated_id` is used when the request names none.
+    pub fn plan_create(
+        &self,
+        request: CreateDataset,
+        generated_id: DatasetId,
+    ) -> Result<Dataset, ApiError> {
+        let dataset_id = request.dataset_id.unwrap_or(generated_id);
+        if self.datasets.contains_key(&dataset_id) {
+            return Err(ApiError::DatasetIdInUse);
+        }
+        Ok(Dataset {
+            dataset_id,
+            primary: request.primary,
+            metadata: request.metadata,
+            deleted: false,
+            maximum_size: request.maximum_size,
+        })
+    }
+
+    /// A move; `None` when it changes nothing (no `primary`, or the current one).
+    pub fn plan_move(
+        &self,
+        path_id: &str,
+        request: &UpdateDataset,
+    ) -> Result<Option<Change>, ApiError> {
+        let dataset = self.live_dataset(path_id)?;
+        Ok(request
+            .primary
+            .filter(|primary| *primary != dataset.primary)
+            .map(|primary| Change::MoveDataset { dataset_id: dataset.dataset_id, primary }))
+    }
+
+    /// A delete; `None` when the dataset is already a tombstone (a repeat is a no-op).
+    pub fn plan_delete(&self, path_id: &str) -> Result<Option<Change>, ApiError> {
+        let dataset = self.dataset_by_path(path_id)?;
+        Ok((!dataset.deleted).then_some(Change::DeleteDataset { dataset_id: dataset.dataset_id }))
+    }
+
+    /// A lease acquire or renewal at time `now`. Another node's lease is refused even if it has
+    /// expired but not yet been swept, as Flocker did.
+    pub fn plan_acquire_lease(
+        &self,
+        request: &AcquireLease,
+        now: f64,
+    ) -> Result<LeaseDecision, ApiError> {
+        let existing = self.leases.get(&request.dataset_id);
+        if existing.is_some_and(|lease| lease.node_uuid != request.node_uuid) {
+            return Err(ApiError::LeaseHeld);
+        }
+        let expiration = request.expires.map(|seconds| now + seconds);
+        let unchanged = existing.is_some_and(|lease| lease.expiration == expiration);
+        let change = (!unchanged).then_some(Change::AcquireLease {
+            dataset_id: request.dataset_id,
+            node_uuid: request.node_uuid,
+            expiration,
+        });
+        let lease = Lease {
+            dataset_id: request.dataset_id,
+            node_uuid: request.node_uuid,
+            expires: request.expires,
+        };
+        Ok(LeaseDecision { change, created: existing.is_none(), lease })
+    }
+
+    /// A release, by anyone; answers with the lease as it was.
+    pub fn plan_release_lease(
+        &self,
+        dataset_id: &DatasetId,
+        now: f64,
+    ) -> Result<(Change, Lease), ApiError> {
+        let lease = self.leases.get(dataset_id).ok_or(ApiError::LeaseNotFound)?;
+        let change = Change::ReleaseLeases { dataset_ids: vec![*dataset_id] };
+        Ok((change, api_lease(dataset_id, lease, now)))
+    }
+
+    /// The sweep: every lease whose time is up at `now`, as one change.
+    pub fn plan_expiry(&self, now: f64) -> Option<Change> {
+        let expired: Vec<DatasetId> = self
+            .leases
+            .iter()
+            .filter(|(_, lease)| lease.expiration.is_some_and(|at| at < now))
+            .map(|(id, _)| *id)
+            .collect();
+        (!expired.is_empty()).then_some(Change::ReleaseLeases { dataset_ids: expired })
+    }
+
+    /// An agent recording the block device it made for a dataset. Recording the same device
+    /// again is a no-op; another device is refused.
+    pub fn plan_record_blockdevice(
+        &self,
+        dataset_id: DatasetId,
+        blockdevice_id: &str,
+    ) -> Result<Option<Change>, ApiError> {
+        match self.blockdevice_ownership.get(&dataset_id) {
+            Some(existing) if existing == blockdevice_id => Ok(None),
+            Some(existing) => Err(ApiError::AlreadyOwned { existing: existing.clone() }),
+            None => Ok(Some(Change::RecordBlockDevice {
+                dataset_id,
+                blockdevice_id: blockdevice_id.to_owned(),
+            })),
+        }
+    }
+
+    /// Every lease as the API shows it, `expires` counted from `now`.
+    pub fn api_leases(&self, now: f64) -> Vec<Lease> {
+        self.leases.iter().map(|(id, lease)| api_lease(id, lease, now)).collect()
+    }
+
+    /// The dataset a path names. Paths match stored ids exactly: an id in capitals is not
+    /// found, as in Flocker.
+    fn dataset_by_path(&self, path_id: &str) -> Result<&Dataset, ApiError> {
+        let id: DatasetId = path_id.parse().map_err(|_| ApiError::DatasetNotFound)?;
+        self.datasets
+            .get(&id)
+            .filter(|dataset| dataset.dataset_id.to_string() == path_id)
+            .ok_or(ApiError::DatasetNotFound)
+    }
+
+    fn live_dataset(&self, path_id: &str) -> Result<&Dataset, ApiError> {
+        let dataset = self.dataset_by_path(path_id)?;
+        if dataset.deleted { Err(ApiError::DatasetDeleted) } else { Ok(dataset) }
+    }
+}
+
+fn api_lease(dataset_id: &DatasetId, lease: &StoredLease, now: f64) -> Lease {
+    Lease {
+        dataset_id: *dataset_id,
+        node_uuid: lease.node_uuid,
+        expires: lease.expiration.map(|at| at - now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u8) -> NodeUuid {
+        format!("6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a{n:02x}").parse().unwrap()
+    }
+
+    fn dataset_id(n: u8) -> DatasetId {
+        format!("0d7d8c1e-5b6a-4c1f-9a57-3e1b2c4d5e{n:02x}").parse().unwrap()
+    }
+
+    fn create(config: &mut Configuration, id: u8, primary: NodeUuid) {
+        let request = CreateDataset {
+            primary,
+            dataset_id: Some(dataset_id(id)),
+            maximum_size: None,
+            metadata: Default::default(),
+        };
+        let dataset = config.plan_create(request, DatasetId::random()).unwrap();
+        config.apply(&Change::CreateDataset { dataset });
+    }
+
+    fn lease(id: u8, node_uuid: NodeUuid, expires: Option<f64>) -> AcquireLease {
+        AcquireLease { dataset_id: dataset_id(id), node_uuid, expires }
+    }
+
+    #[test]
+    fn a_create_takes_the_generated_id_when_none_is_given() {
+        let config = Configuration::default();
+        let request = CreateDataset {
+            primary: node(1),
+            dataset_id: None,
+            maximum_size: None,
+            metadata: Default::default(),
+        };
+        let dataset = config.plan_create(request, dataset_id(9)).unwrap();
+        assert_eq!(dataset.dataset_id, dataset_id(9));
+        assert!(!dataset.deleted);
+    }
+
+    #[test]
+    fn an_id_is_never_reused_not_even_after_a_delete() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        let again = CreateDataset {
+            primary: node(2),
+            dataset_id: Some(dataset_id(1)),
+            maximum_size: None,
+            metadata: Default::default(),
+        };
+        assert_eq!(config.plan_create(again.clone(), dataset_id(9)), Err(ApiError::DatasetIdInUse));
+        let delete = config.plan_delete(&dataset_id(1).to_string()).unwrap().unwrap();
+        config.apply(&delete);
+        assert_eq!(config.plan_create(again, dataset_id(9)), Err(ApiError::DatasetIdInUse));
+    }
+
+    #[test]
+    fn a_path_in_capitals_does_not_find_the_dataset() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        let upper = dataset_id(1).to_string().to_uppercase();
+        assert_eq!(config.plan_delete(&upper), Err(ApiError::DatasetNotFound));
+        assert_eq!(config.plan_delete("not-a-uuid"), Err(ApiError::DatasetNotFound));
+    }
+
+    #[test]
+    fn a_move_to_the_current_primary_or_without_primary_changes_nothing() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        let path = dataset_id(1).to_string();
+        assert_eq!(config.plan_move(&path, &UpdateDataset { primary: None }), Ok(None));
+        assert_eq!(config.plan_move(&path, &UpdateDataset { primary: Some(node(1)) }), Ok(None));
+        let change = config.plan_move(&path, &UpdateDataset { primary: Some(node(2)) }).unwrap();
+        assert_eq!(
+            change,
+            Some(Change::MoveDataset { dataset_id: dataset_id(1), primary: node(2) })
+        );
+    }
+
+    #[test]
+    fn a_deleted_dataset_cannot_move_even_with_an_empty_body_and_a_repeat_delete_is_a_no_op() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        let path = dataset_id(1).to_string();
+        config.apply(&config.plan_delete(&path).unwrap().unwrap());
+        assert_eq!(
+            config.plan_move(&path, &UpdateDataset { primary: None }),
+            Err(ApiError::DatasetDeleted)
+        );
+        assert_eq!(config.plan_delete(&path), Ok(None));
+    }
+
+    #[test]
+    fn a_lease_is_created_renewed_by_its_node_and_refused_to_another() {
+        let mut config = Configuration::default();
+        let first = config.plan_acquire_lease(&lease(1, node(1), None), 100.0).unwrap();
+        assert!(first.created);
+        config.apply(&first.change.unwrap());
+        let same = config.plan_acquire_lease(&lease(1, node(1), None), 200.0).unwrap();
+        assert!(!same.created);
+        assert_eq!(same.change, None, "renewing with the same null expiry stores nothing");
+        let renewed = config.plan_acquire_lease(&lease(1, node(1), Some(30.0)), 200.0).unwrap();
+        assert_eq!(renewed.lease.expires, Some(30.0));
+        assert!(renewed.change.is_some());
+        assert_eq!(
+            config.plan_acquire_lease(&lease(1, node(2), None), 200.0),
+            Err(ApiError::LeaseHeld)
+        );
+    }
+
+    #[test]
+    fn an_expired_but_unswept_lease_still_conflicts() {
+        let mut config = Configuration::default();
+        config.apply(
+            &config
+                .plan_acquire_lease(&lease(1, node(1), Some(1.0)), 100.0)
+                .unwrap()
+                .change
+                .unwrap(),
+        );
+        assert_eq!(
+            config.plan_acquire_lease(&lease(1, node(2), None), 500.0),
+            Err(ApiError::LeaseHeld)
+        );
+    }
+
+    #[test]
+    fn the_sweep_releases_only_leases_whose_time_is_up() {
+        let mut config = Configuration::default();
+        for (id, expires) in [(1, Some(10.0)), (2, Some(-1.0)), (3, None)] {
+            let decision = config.plan_acquire_lease(&lease(id, node(1), expires), 100.0).unwrap();
+            config.apply(&decision.change.unwrap());
+        }
+        assert_eq!(
+            config.plan_expiry(105.0),
+            Some(Change::ReleaseLeases { dataset_ids: vec![dataset_id(2)] })
+        );
+        let all = config.plan_expiry(111.0).unwrap();
+        config.apply(&all);
+        assert_eq!(config.leases.keys().copied().collect::<Vec<_>>(), [dataset_id(3)]);
+        assert_eq!(config.plan_expiry(1e12), None);
+    }
+
+    #[test]
+    fn expires_counts_down_from_now() {
+        let mut config = Configuration::default();
+        config.apply(
+            &config
+                .plan_acquire_lease(&lease(1, node(1), Some(30.0)), 100.0)
+                .unwrap()
+                .change
+                .unwrap(),
+        );
+        assert_eq!(config.api_leases(112.5)[0].expires, Some(17.5));
+    }
+
+    #[test]
+    fn a_release_answers_with_the_lease_and_an_unknown_one_is_not_found() {
+        let mut config = Configuration::default();
+        config.apply(
+            &config.plan_acquire_lease(&lease(1, node(1), None), 100.0).unwrap().change.unwrap(),
+        );
+        let (change, released) = config.plan_release_lease(&dataset_id(1), 100.0).unwrap();
+        assert_eq!(released.node_uuid, node(1));
+        config.apply(&change);
+        assert_eq!(config.plan_release_lease(&dataset_id(1), 100.0), Err(ApiError::LeaseNotFound));
+    }
+
+    #[test]
+    fn a_block_device_is_recorded_once() {
+        let mut config = Configuration::default();
+        let change = config.plan_record_blockdevice(dataset_id(1), "block-1").unwrap().unwrap();
+        config.apply(&change);
+        assert_eq!(config.plan_record_blockdevice(dataset_id(1), "block-1"), Ok(None));
+        assert!(matches!(
+            config.plan_record_blockdevice(dataset_id(1), "block-2"),
+            Err(ApiError::AlreadyOwned { .. })
+        ));
+    }
+}

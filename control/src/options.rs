@@ -1,0 +1,120 @@
+//! `flocker-control`'s command line, in Flocker's style.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// The Flocker-compatible control service: the v1 REST API for clients, the agent API for
+/// `flocker-dataset-agent`, and the cluster's desired configuration, stored crash-safely.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "flocker-control", version, about)]
+pub struct Options {
+    /// Holds cluster.crt, control-service.crt and control-service.key.
+    #[arg(long, default_value = "/etc/flocker")]
+    pub certificates_directory: PathBuf,
+
+    /// Where the configuration is stored.
+    #[arg(long, default_value = "/var/lib/flocker")]
+    pub data_path: PathBuf,
+
+    /// The REST API's endpoint: `4523`, `tcp:4523`, `tcp:4523:interface=ADDR` or `ADDR:PORT`.
+    #[arg(long, default_value = "4523", value_parser = parse_endpoint)]
+    pub port: SocketAddr,
+
+    /// The agent API's endpoint, in the same forms.
+    #[arg(long, default_value = "4524", value_parser = parse_endpoint)]
+    pub agent_port: SocketAddr,
+
+    /// Seconds a client has for a TLS handshake, a request head or a request body.
+    #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
+    pub request_timeout: f64,
+
+    /// Seconds after which a node whose agent stopped calling leaves /v1/state/nodes.
+    #[arg(long, default_value_t = 120.0, value_parser = parse_seconds)]
+    pub node_expiry: f64,
+
+    /// Open connections per port beyond which new ones are closed at once.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+}
+
+/// Twisted's endpoint strings as Flocker took them (`4523`, `tcp:4523`,
+/// `tcp:4523:interface=127.0.0.1`, `tcp:port=4523:interface=\:\:1`), and plain `ADDR:PORT`.
+pub fn parse_endpoint(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let mut port = None;
+    let mut interface = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let fields = twisted_fields(text.strip_prefix("tcp:").unwrap_or(text));
+    for (index, field) in fields.iter().enumerate() {
+        match field.split_once('=') {
+            None if index == 0 => port = Some(field.as_str()),
+            Some(("port", value)) => port = Some(value),
+            Some(("interface", value)) => {
+                interface = value.parse().map_err(|_| format!("'{value}' is not an IP address"))?;
+            }
+            Some(("backlog", _)) => {}
+            _ => {
+                return Err(format!(
+                    "'{text}' is not an endpoint: use 4523, tcp:4523 or ADDR:PORT"
+                ));
+            }
+        }
+    }
+    let port = port.ok_or_else(|| format!("'{text}' names no port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
+    Ok(SocketAddr::new(interface, port))
+}
+
+/// Splits at `:`, where Twisted writes a colon inside a value as `\:`.
+fn twisted_fields(text: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut characters = text.chars();
+    while let Some(c) = characters.next() {
+        match c {
+            '\\' => field.extend(characters.next()),
+            ':' => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds.is_finite() => Ok(seconds),
+        _ => Err(format!("'{text}' is not a positive number of seconds")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_form_flocker_accepted_parses() {
+        let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        assert_eq!(parse_endpoint("4523"), Ok(any(4523)));
+        assert_eq!(parse_endpoint("tcp:4523"), Ok(any(4523)));
+        assert_eq!(parse_endpoint("tcp:port=4524"), Ok(any(4524)));
+        assert_eq!(
+            parse_endpoint("tcp:4523:interface=127.0.0.1"),
+            Ok("127.0.0.1:4523".parse().unwrap())
+        );
+        assert_eq!(parse_endpoint("127.0.0.1:0"), Ok("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(parse_endpoint("[::1]:4523"), Ok("[::1]:4523".parse().unwrap()));
+        assert_eq!(parse_endpoint(r"tcp:4523:interface=\:\:1"), Ok("[::1]:4523".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_bad_endpoint_says_why() {
+        assert!(parse_endpoint("tcp:http").unwrap_err().contains("not a port"));
+        assert!(parse_endpoint("tcp:4523:interface=eth0").unwrap_err().contains("not an IP"));
+        assert!(parse_endpoint("unix:/run/x").is_err());
+        assert!(parse_endpoint("70000").is_err());
+    }
+}

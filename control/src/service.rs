@@ -1,0 +1,337 @@
+//! The control service itself: the desired configuration with its store, and the cluster state
+//! the agents report, behind the operations the HTTP layers call.
+//!
+//! Writes are serialised by one lock around the configuration and its store, as Flocker's
+//! single-threaded service serialised them: check the tag, decide (in [`crate::model`]), append
+//! to the store (durable), apply, answer. Operations block (the store fsyncs), so the HTTP
+//! layers run them on tokio's blocking pool.
+
+use std::collections::BTreeMap;
+use std::hash::Hasher;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use flocker_api::agent_protocol::{AgentConfiguration, ReportedDataset};
+use flocker_api::{
+    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, Era, Lease, Node, NodeUuid,
+    UpdateDataset,
+};
+use tokio::sync::watch;
+
+use crate::cluster::ClusterState;
+use crate::error::ApiError;
+use crate::model::{Change, Configuration};
+use crate::store::{Store, Stored};
+
+/// The version `/v1/version` reports: the Flocker API level we implement, and ours.
+pub const VERSION: &str = concat!("1.15.0+flocker-rs.", env!("CARGO_PKG_VERSION"));
+
+struct Desired {
+    configuration: Configuration,
+    generation: u64,
+    store: Box<dyn Store>,
+    /// The JSON of `/v1/configuration/datasets` at some generation: a large cluster's list is
+    /// megabytes, and reads outnumber writes.
+    datasets_body: Option<(u64, Bytes)>,
+}
+
+struct Actual {
+    cluster: ClusterState,
+    states_body: Option<(u64, Bytes)>,
+}
+
+pub struct ControlService {
+    desired: Mutex<Desired>,
+    actual: Mutex<Actual>,
+    /// The configuration's generation, for long-polls and for reading the tag without the lock.
+    generation: watch::Sender<u64>,
+    /// Mixed into the tag so that a tag from before a restart never matches by accident.
+    tag_nonce: u64,
+}
+
+impl ControlService {
+    /// A service over a loaded store. `node_expiry`: how long a quiet node stays listed.
+    pub fn new(store: Box<dyn Store>, stored: Stored, node_expiry: Duration) -> Self {
+        let Stored { configuration, generation } = stored;
+        Self {
+            desired: Mutex::new(Desired { configuration, generation, store, datasets_body: None }),
+            actual: Mutex::new(Actual {
+                cluster: ClusterState::new(node_expiry),
+                states_body: None,
+            }),
+            generation: watch::Sender::new(generation),
+            tag_nonce: rand_u64(),
+        }
+    }
+
+    /// Watches the configuration's generation (for agents' long-polls).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// The current `X-Configuration-Tag`.
+    pub fn tag(&self) -> ConfigurationTag {
+        self.tag_of(*self.generation.borrow())
+    }
+
+    fn tag_of(&self, generation: u64) -> ConfigurationTag {
+        ConfigurationTag(format!("{:016x}{generation:016x}", self.tag_nonce))
+    }
+
+    /// 412 unless one of the `X-If-Configuration-Matches` values is the current tag (no header:
+    /// no condition). Cheap and lock-free, so handlers call it before reading a body.
+    pub fn check_tag(&self, if_matches: &[String]) -> Result<(), ApiError> {
+        self.check_tag_at(*self.generation.borrow(), if_matches)
+    }
+
+    fn check_tag_at(&self, generation: u64, if_matches: &[String]) -> Result<(), ApiError> {
+        let current = self.tag_of(generation);
+        match if_matches.first() {
+            Some(required) if !if_matches.contains(&current.0) => {
+                Err(ApiError::TagMismatch { required: required.clone(), current: current.0 })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
+    pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
+        let mut desired = self.lock_desired();
+        let generation = desired.generation;
+        let body = match &desired.datasets_body {
+            Some((cached, body)) if *cached == generation => body.clone(),
+            _ => {
+                let datasets: Vec<&Dataset> = desired.configuration.datasets.values().collect();
+                let body = Bytes::from(serde_json::to_vec(&datasets).unwrap_or_default());
+                desired.datasets_body = Some((generation, body.clone()));
+                body
+            }
+        };
+        (body, self.tag_of(generation))
+    }
+
+    /// `POST /v1/configuration/datasets`.
+    pub fn create_dataset(
+        &self,
+        if_matches: &[String],
+        request: CreateDataset,
+    ) -> Result<Dataset, ApiError> {
+        self.write(if_matches, |configuration| {
+            let dataset = configuration.plan_create(request, DatasetId::random())?;
+            Ok((dataset.clone(), Some(Change::CreateDataset { dataset })))
+        })
+    }
+
+    /// `POST /v1/configuration/datasets/<id>`.
+    pub fn move_dataset(
+        &self,
+        if_matches: &[String],
+        path_id: &str,
+        request: &UpdateDataset,
+    ) -> Result<Dataset, ApiError> {
+        self.write_then_read(if_matches, path_id, |c| c.plan_move(path_id, request))
+    }
+
+    /// `DELETE /v1/configuration/datasets/<id>`.
+    pub fn delete_dataset(
+        &self,
+        if_matches: &[String],
+        path_id: &str,
+    ) -> Result<Dataset, ApiError> {
+        self.write_then_read(if_matches, path_id, |c| c.plan_delete(path_id))
+    }
+
+    /// `GET /v1/configuration/leases`.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.lock_desired().configuration.api_leases(unix_now())
+    }
+
+    /// `POST /v1/configuration/leases`: the lease, and whether it is new (201) or renewed.
+    pub fn acquire_lease(&self, request: &AcquireLease) -> Result<(Lease, bool), ApiError> {
+        let mut desired = self.lock_desired();
+        let decision = desired.configuration.plan_acquire_lease(request, unix_now())?;
+        if let Some(change) = decision.change {
+            self.commit(&mut desired, change)?;
+        }
+        Ok((decision.lease, decision.created))
+    }
+
+    /// `DELETE /v1/configuration/leases/<id>`.
+    pub fn release_lease(&self, dataset_id: &DatasetId) -> Result<Lease, ApiError> {
+        let mut desired = self.lock_desired();
+        let (change, lease) = desired.configuration.plan_release_lease(dataset_id, unix_now())?;
+        self.commit(&mut desired, change)?;
+        Ok(lease)
+    }
+
+    /// The agent API's block-device record.
+    pub fn record_blockdevice(
+        &self,
+        dataset_id: DatasetId,
+        blockdevice_id: &str,
+    ) -> Result<(), ApiError> {
+        let mut desired = self.lock_desired();
+        let change = desired.configuration.plan_record_blockdevice(dataset_id, blockdevice_id)?;
+        if let Some(change) = change {
+            self.commit(&mut desired, change)?;
+        }
+        Ok(())
+    }
+
+    /// Drops expired leases and nodes that went quiet; called about once a second.
+    pub fn sweep(&self) {
+        {
+            let mut desired = self.lock_desired();
+            if let Some(change) = desired.configuration.plan_expiry(unix_now())
+                && let Err(e) = self.commit(&mut desired, change)
+            {
+                log::error!("could not store the expiry of leases: {e}");
+            }
+        }
+        self.lock_actual().cluster.sweep(Instant::now());
+    }
+
+    /// What one node should have, and an etag that changes whenever that does.
+    pub fn agent_configuration(&self, node: &NodeUuid) -> AgentConfiguration {
+        let desired = self.lock_desired();
+        let configuration = &desired.configuration;
+        let datasets: Vec<Dataset> =
+            configuration.datasets.values().filter(|d| d.primary == *node).cloned().collect();
+        let leases: Vec<DatasetId> = configuration
+            .leases
+            .iter()
+            .filter(|(_, lease)| lease.node_uuid == *node)
+            .map(|(id, _)| *id)
+            .collect();
+        let blockdevice_ids: BTreeMap<DatasetId, String> = datasets
+            .iter()
+            .filter_map(|d| {
+                let device = configuration.blockdevice_ownership.get(&d.dataset_id)?;
+                Some((d.dataset_id, device.clone()))
+            })
+            .collect();
+        let mut hasher = std::hash::DefaultHasher::new();
+        let contents = serde_json::to_vec(&(&datasets, &leases, &blockdevice_ids));
+        hasher.write(&contents.unwrap_or_default());
+        AgentConfiguration {
+            etag: format!("{:016x}{:016x}", self.tag_nonce, hasher.finish()),
+            datasets,
+            leases,
+            blockdevice_ids,
+        }
+    }
+
+    /// An agent's hello from `host`.
+    pub fn hello(&self, node: NodeUuid, era: Era, host: String) {
+        let mut actual = self.lock_actual();
+        log::info!("node {node} ({host}) said hello, era {era}");
+        actual.cluster.hello(node, era, host, Instant::now());
+    }
+
+    /// Notes that an agent is alive; 409 if it must say hello first.
+    pub fn touch(&self, node: &NodeUuid) -> Result<(), ApiError> {
+        self.lock_actual().cluster.touch(node, Instant::now())
+    }
+
+    /// An agent's state report.
+    pub fn report(
+        &self,
+        node: &NodeUuid,
+        era: Era,
+        datasets: Vec<ReportedDataset>,
+    ) -> Result<(), ApiError> {
+        self.lock_actual().cluster.report(node, era, datasets, Instant::now())
+    }
+
+    /// `GET /v1/state/datasets` as JSON.
+    pub fn dataset_states_body(&self) -> Bytes {
+        let mut actual = self.lock_actual();
+        let generation = actual.cluster.generation;
+        match &actual.states_body {
+            Some((cached, body)) if *cached == generation => body.clone(),
+            _ => {
+                let states = actual.cluster.dataset_states();
+                let body = Bytes::from(serde_json::to_vec(&states).unwrap_or_default());
+                actual.states_body = Some((generation, body.clone()));
+                body
+            }
+        }
+    }
+
+    /// `GET /v1/state/nodes`.
+    pub fn nodes(&self) -> Vec<Node> {
+        self.lock_actual().cluster.nodes()
+    }
+
+    /// `GET /v1/state/nodes/by_era/<era>`.
+    pub fn node_by_era(&self, era: &Era) -> Result<NodeUuid, ApiError> {
+        self.lock_actual().cluster.node_by_era(era).ok_or(ApiError::NoNodeForEra)
+    }
+
+    /// A conditional write of one dataset; answers with the dataset as it then is.
+    fn write_then_read(
+        &self,
+        if_matches: &[String],
+        path_id: &str,
+        plan: impl FnOnce(&Configuration) -> Result<Option<Change>, ApiError>,
+    ) -> Result<Dataset, ApiError> {
+        self.write(if_matches, |configuration| Ok(((), plan(configuration)?)))?;
+        let desired = self.lock_desired();
+        let id: DatasetId = path_id.parse().map_err(|_| ApiError::DatasetNotFound)?;
+        desired.configuration.datasets.get(&id).cloned().ok_or(ApiError::DatasetNotFound)
+    }
+
+    /// Checks the tag under the lock, plans, commits what was planned.
+    fn write<T>(
+        &self,
+        if_matches: &[String],
+        plan: impl FnOnce(&Configuration) -> Result<(T, Option<Change>), ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut desired = self.lock_desired();
+        self.check_tag_at(desired.generation, if_matches)?;
+        let (answer, change) = plan(&desired.configuration)?;
+        if let Some(change) = change {
+            self.commit(&mut desired, change)?;
+        }
+        Ok(answer)
+    }
+
+    /// Makes a change durable, then applies it. If the store fails, nothing changes.
+    fn commit(&self, desired: &mut Desired, change: Change) -> Result<(), ApiError> {
+        let generation = desired.generation + 1;
+        if let Err(error) = desired.store.append(generation, &change) {
+            log::error!("{:#}", anyhow::Error::new(error));
+            return Err(ApiError::StoreFailed);
+        }
+        desired.configuration.apply(&change);
+        desired.generation = generation;
+        if let Err(error) = desired.store.applied(&desired.configuration, generation) {
+            // The change is durable in the journal; only compaction failed.
+            log::warn!("{:#}", anyhow::Error::new(error));
+        }
+        self.generation.send_replace(generation);
+        Ok(())
+    }
+
+    fn lock_desired(&self) -> MutexGuard<'_, Desired> {
+        // A panic never leaves the configuration half-changed (changes are applied whole, after
+        // the store accepted them), so a poisoned lock is still consistent.
+        self.desired.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_actual(&self) -> MutexGuard<'_, Actual> {
+        self.actual.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Seconds since the Unix epoch, as leases count them.
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or_default()
+}
+
+fn rand_u64() -> u64 {
+    let uuid = uuid::Uuid::new_v4();
+    let (high, _) = uuid.as_u64_pair();
+    high
+}

@@ -1,0 +1,12 @@
+//! Fixtures for tests that run the real thing: a cluster's certificates made by our own CA in a
+//! temporary directory, and `flocker-control` started as a process on ephemeral ports.
+
+mod certificates;
+mod control;
+mod handshake;
+mod running;
+
+pub use certificates::{ClusterCertificates, NodeCertificate};
+pub use control::{ControlProcess, control_binary};
+pub use handshake::tls_handshake;
+pub use running::RunningControl;
