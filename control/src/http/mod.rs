@@ -44,20 +44,23 @@ pub type SharedApp = Arc<App>;
 
 /// The v1 REST API, E1–E11; everything else answers 404 (containers included) or 405.
 pub fn rest_router(app: SharedApp) -> Router {
-    Router::new()
-        .merge(state::routes())
-        .merge(datasets::routes())
-        .merge(leases::routes())
-        .with_state(app)
-        .fallback(|| async { ApiError::NoRoute })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(CatchPanicLayer::custom(panic_response))
+    finish(
+        Router::new()
+            .merge(state::routes())
+            .merge(datasets::routes())
+            .merge(leases::routes())
+            .with_state(app),
+    )
 }
 
 /// The agent API.
 pub fn agent_router(app: SharedApp) -> Router {
-    agent::routes()
-        .with_state(app)
+    finish(agent::routes().with_state(app))
+}
+
+/// What both APIs share: JSON 404 and 405 answers, and a 500 for a handler that panics.
+fn finish(routes: Router) -> Router {
+    routes
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(CatchPanicLayer::custom(panic_response))

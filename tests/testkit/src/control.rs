@@ -101,6 +101,18 @@ impl ControlProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits up to 10 s for the log to mention `needle`; the log so far either way.
+    pub fn wait_for_log(&self, needle: &str) -> (bool, String) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(needle) || std::time::Instant::now() > deadline {
+                return (log.contains(needle), log);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

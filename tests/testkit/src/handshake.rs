@@ -58,3 +58,45 @@ pub fn tls_handshake(
         Err(error) => Err(error.to_string()),
     }
 }
+
+/// The same request from Python's `ssl` module (OpenSSL), the TLS stack of Flocker's own
+/// clients: unlike rustls, it will present an X.509 v1 certificate.
+pub fn openssl_client_request(
+    address: SocketAddr,
+    cluster: &Path,
+    certificate: &Path,
+    key: &Path,
+    path: &str,
+) -> Result<String, String> {
+    const CLIENT: &str = r#"
+import socket, ssl, sys
+host, port, cluster, certificate, key, path = sys.argv[1:]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.load_verify_locations(cluster)
+context.load_cert_chain(certificate, key)
+try:
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="control-service") as tls:
+            tls.sendall(f"GET {path} HTTP/1.1\r\nHost: control-service\r\nConnection: close\r\n\r\n".encode())
+            answer = tls.recv(4096).decode(errors="replace")
+            print(answer.splitlines()[0] if answer else "")
+except (ssl.SSLError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+"#;
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(CLIENT)
+        .arg(address.ip().to_string())
+        .arg(address.port().to_string())
+        .args([cluster, certificate, key])
+        .arg(path)
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    let status_line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if output.status.success() && !status_line.is_empty() {
+        Ok(status_line)
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}

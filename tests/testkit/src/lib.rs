@@ -4,9 +4,10 @@
 mod certificates;
 mod control;
 mod handshake;
+pub mod openssl;
 mod running;
 
 pub use certificates::{ClusterCertificates, NodeCertificate};
 pub use control::{ControlProcess, control_binary};
-pub use handshake::tls_handshake;
+pub use handshake::{openssl_client_request, tls_handshake};
 pub use running::RunningControl;

@@ -1,0 +1,76 @@
+//! Certificates made the way Flocker's `flocker-ca` made them, as far as the `openssl` command
+//! can: X.509 **v1** (no version set, hence no extensions), to pin down how they are treated.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A v1 certificate `CN=<common_name>, OU=<ou>` and its P-256 key in `directory`, signed by
+/// `ca_certificate`/`ca_key` — or self-signed when those are `None`.
+pub fn version_1_certificate(
+    directory: &Path,
+    file_stem: &str,
+    common_name: &str,
+    authority: Option<(&Path, &Path)>,
+) -> (PathBuf, PathBuf) {
+    let key = directory.join(format!("{file_stem}.key"));
+    let request = directory.join(format!("{file_stem}.csr"));
+    let certificate = directory.join(format!("{file_stem}.crt"));
+    let subject = format!("/CN={common_name}/OU=00000000-0000-4000-8000-000000000000");
+    openssl(&[
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        path(&key),
+        "-out",
+        path(&request),
+        "-subj",
+        &subject,
+    ]);
+    let mut sign =
+        vec!["x509", "-req", "-in", path(&request), "-days", "30", "-out", path(&certificate)];
+    match authority {
+        Some((ca_certificate, ca_key)) => {
+            sign.extend(["-CA", path(ca_certificate), "-CAkey", path(ca_key), "-set_serial", "7"])
+        }
+        None => sign.extend(["-signkey", path(&key)]),
+    }
+    openssl(&sign);
+    (certificate, key)
+}
+
+/// The X.509 version `openssl` reads in a certificate (1 or 3).
+pub fn x509_version(certificate: &Path) -> u32 {
+    let output = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in", path(certificate)])
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line =
+        text.lines().find(|l| l.trim_start().starts_with("Version:")).expect("a Version line");
+    line.trim_start()
+        .trim_start_matches("Version:")
+        .trim()
+        .split(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .expect("a version number")
+}
+
+fn openssl(arguments: &[&str]) {
+    let output =
+        Command::new("openssl").args(arguments).output().expect("run openssl (is it installed?)");
+    assert!(
+        output.status.success(),
+        "openssl {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
