@@ -21,7 +21,8 @@ fn main() {
     let certificates = ClusterCertificates::new();
     let data = certificates.root().join("data");
     let binary = env!("CARGO_BIN_EXE_flocker-control").as_ref();
-    let control = ControlProcess::start(binary, &certificates, &data, &[]).expect("start flocker-control");
+    let control =
+        ControlProcess::start(binary, &certificates, &data, &[]).expect("start flocker-control");
     let client = certificates.client(control.rest, "bench");
 
     let started = Instant::now();
@@ -40,14 +41,19 @@ fn main() {
 
 /// 100 agents say hello; 10,000 datasets are created, 100 on each node, by 4 clients at once;
 /// each agent reports its datasets mounted.
-fn populate(certificates: &ClusterCertificates, control: &ControlProcess, client: &Client) -> Vec<(NodeUuid, Era)> {
+fn populate(
+    certificates: &ClusterCertificates,
+    control: &ControlProcess,
+    client: &Client,
+) -> Vec<(NodeUuid, Era)> {
     let agents: Vec<_> = (0..NODES)
         .map(|_| {
             let node = certificates.node();
             let agent = certificates.client_with(control.agent, &node.certificate, &node.key);
             let era = Era::random();
             let hello = json!({"era": era}).to_string();
-            let answer = agent.send("POST", HELLO_PATH, &[], Some(hello.as_bytes())).expect("hello");
+            let answer =
+                agent.send("POST", HELLO_PATH, &[], Some(hello.as_bytes())).expect("hello");
             assert_eq!(answer.status, 200);
             (node.uuid, era, agent)
         })
@@ -112,7 +118,9 @@ fn report_conditional_create(client: &Client, nodes: &[(NodeUuid, Era)]) {
         let cycle = Instant::now();
         let (_, tag) = client.list_datasets().expect("list");
         let started = Instant::now();
-        client.create_dataset(&request(nodes[i % NODES].0, 100_000 + i), Some(&tag)).expect("conditional create");
+        client
+            .create_dataset(&request(nodes[i % NODES].0, 100_000 + i), Some(&tag))
+            .expect("conditional create");
         creates.push(started.elapsed());
         cycles.push(cycle.elapsed());
     }
@@ -121,11 +129,18 @@ fn report_conditional_create(client: &Client, nodes: &[(NodeUuid, Era)]) {
 }
 
 /// Several clients reading at once: what the isolators, agents' operators and tools ask most.
-fn report_mixed_reads(certificates: &ClusterCertificates, control: &ControlProcess, nodes: &[(NodeUuid, Era)]) {
+fn report_mixed_reads(
+    certificates: &ClusterCertificates,
+    control: &ControlProcess,
+    nodes: &[(NodeUuid, Era)],
+) {
     let lease_client = certificates.client(control.rest, "bench");
     for (node, _) in nodes {
-        let body = json!({"dataset_id": DatasetId::random(), "node_uuid": node, "expires": null}).to_string();
-        lease_client.send("POST", "/v1/configuration/leases", &[], Some(body.as_bytes())).expect("lease");
+        let body = json!({"dataset_id": DatasetId::random(), "node_uuid": node, "expires": null})
+            .to_string();
+        lease_client
+            .send("POST", "/v1/configuration/leases", &[], Some(body.as_bytes()))
+            .expect("lease");
     }
     let mix: Vec<String> = nodes
         .iter()
@@ -148,7 +163,8 @@ fn report_mixed_reads(certificates: &ClusterCertificates, control: &ControlProce
             std::thread::spawn(move || {
                 let mut i = reader * 7;
                 while !stop.load(Ordering::Relaxed) {
-                    let response = client.send("GET", &mix[i % mix.len()], &[], None).expect("read");
+                    let response =
+                        client.send("GET", &mix[i % mix.len()], &[], None).expect("read");
                     assert_eq!(response.status, 200);
                     done.fetch_add(1, Ordering::Relaxed);
                     i += 1;
@@ -173,7 +189,8 @@ fn report_mixed_reads(certificates: &ClusterCertificates, control: &ControlProce
 }
 
 fn report_memory(control: &ControlProcess) {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", control.pid())).unwrap_or_default();
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", control.pid())).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -193,7 +210,8 @@ fn report_memory(control: &ControlProcess) {
 
 fn print_latency(what: &str, timings: &mut [Duration], target: &str) {
     timings.sort();
-    let at = |q: f64| timings[((timings.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+    let at =
+        |q: f64| timings[((timings.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
     let target = if target.is_empty() { String::new() } else { format!("target {target}") };
     println!(
         "{what:<36}  median {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {target}",

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::durable::{sync_directory, write_atomically};
+use super::flocker_import::{self, FLOCKER_CONFIGURATION};
 use super::record::{frame, unframe};
 use super::{Store, StoreError, Stored};
 use crate::model::{Change, Configuration};
@@ -252,6 +253,29 @@ impl FileStore {
         write_atomically(&path, &bytes, 0o600).map_err(|source| io_error("write", &path, source))
     }
 
+    /// A new store: empty, or holding what Flocker's control service left in the same
+    /// directory (which is left as it was).
+    fn create(&mut self) -> Result<Stored, StoreError> {
+        let flocker = self.directory.join(FLOCKER_CONFIGURATION);
+        if !flocker.exists() {
+            self.start_journal(0)?;
+            return Ok(Stored::default());
+        }
+        let configuration = flocker_import::import(&flocker)
+            .map_err(|problem| damaged(&flocker, &format!("{problem}; it was not imported")))?;
+        self.write_snapshot(&configuration, 0)?;
+        self.start_journal(0)?;
+        log::info!(
+            "imported {} datasets, {} leases and {} block devices from Flocker's {}; that file is \
+             left as it was and no longer read",
+            configuration.datasets.len(),
+            configuration.leases.len(),
+            configuration.blockdevice_ownership.len(),
+            flocker.display()
+        );
+        Ok(Stored { configuration, generation: 0 })
+    }
+
     fn compact(
         &mut self,
         configuration: &Configuration,
@@ -267,13 +291,14 @@ impl Store for FileStore {
         let snapshot = self.read_snapshot()?;
         let journal = self.read_journal()?;
         let (snapshot, journal) = match (snapshot, journal) {
-            (None, None) => {
-                self.start_journal(0)?;
-                return Ok(Stored::default());
-            }
-            (Some(_), None) => {
-                let why = "it is missing, though the snapshot beside it exists";
-                return Err(damaged(&self.journal_path(), why));
+            (None, None) => return self.create(),
+            (Some(snapshot), None) => {
+                let mut why = "it is missing, though the snapshot beside it exists".to_owned();
+                if snapshot.generation == 0 {
+                    why += " (if the service was stopped while it first imported Flocker's \
+                            configuration, remove the snapshot and start it again)";
+                }
+                return Err(damaged(&self.journal_path(), &why));
             }
             (snapshot, Some(journal)) => (snapshot, journal),
         };

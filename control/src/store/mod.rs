@@ -9,11 +9,13 @@
 
 mod durable;
 mod file;
+mod flocker_import;
 mod record;
 
 use std::path::PathBuf;
 
 pub use file::FileStore;
+pub use flocker_import::FLOCKER_CONFIGURATION;
 
 use crate::model::{Change, Configuration};
 
