@@ -108,6 +108,12 @@ pub fn subject(path: &Path, der: &CertificateDer<'_>) -> Result<Subject, Certifi
     })
 }
 
+/// The subject CN of a certificate met in a handshake (already verified, so no file to name).
+pub fn common_name(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, certificate) = X509Certificate::from_der(der).ok()?;
+    first(certificate.subject().iter_common_name())
+}
+
 /// The DNS names among a certificate's subject alternative names.
 pub fn dns_names(path: &Path, der: &CertificateDer<'_>) -> Result<Vec<String>, CertificateError> {
     let (_, certificate) = X509Certificate::from_der(der).map_err(|e| malformed(path, e))?;

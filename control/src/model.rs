@@ -105,23 +105,30 @@ impl Configuration {
         })
     }
 
-    /// A move; `None` when it changes nothing (no `primary`, or the current one).
+    /// A move: the dataset as it will be, and the change (`None` when it changes nothing: no
+    /// `primary`, or the current one).
     pub fn plan_move(
         &self,
         path_id: &str,
         request: &UpdateDataset,
-    ) -> Result<Option<Change>, ApiError> {
+    ) -> Result<(Dataset, Option<Change>), ApiError> {
         let dataset = self.live_dataset(path_id)?;
-        Ok(request
-            .primary
-            .filter(|primary| *primary != dataset.primary)
-            .map(|primary| Change::MoveDataset { dataset_id: dataset.dataset_id, primary }))
+        match request.primary.filter(|primary| *primary != dataset.primary) {
+            None => Ok((dataset.clone(), None)),
+            Some(primary) => {
+                let change = Change::MoveDataset { dataset_id: dataset.dataset_id, primary };
+                Ok((Dataset { primary, ..dataset.clone() }, Some(change)))
+            }
+        }
     }
 
-    /// A delete; `None` when the dataset is already a tombstone (a repeat is a no-op).
-    pub fn plan_delete(&self, path_id: &str) -> Result<Option<Change>, ApiError> {
+    /// A delete: the tombstone, and the change (`None` when it already was one: a repeat is a
+    /// no-op).
+    pub fn plan_delete(&self, path_id: &str) -> Result<(Dataset, Option<Change>), ApiError> {
         let dataset = self.dataset_by_path(path_id)?;
-        Ok((!dataset.deleted).then_some(Change::DeleteDataset { dataset_id: dataset.dataset_id }))
+        let change =
+            (!dataset.deleted).then_some(Change::DeleteDataset { dataset_id: dataset.dataset_id });
+        Ok((Dataset { deleted: true, ..dataset.clone() }, change))
     }
 
     /// A lease acquire or renewal at time `now`. Another node's lease is refused even if it has
@@ -270,8 +277,8 @@ mod tests {
             metadata: Default::default(),
         };
         assert_eq!(config.plan_create(again.clone(), dataset_id(9)), Err(ApiError::DatasetIdInUse));
-        let delete = config.plan_delete(&dataset_id(1).to_string()).unwrap().unwrap();
-        config.apply(&delete);
+        let (_, delete) = config.plan_delete(&dataset_id(1).to_string()).unwrap();
+        config.apply(&delete.unwrap());
         assert_eq!(config.plan_create(again, dataset_id(9)), Err(ApiError::DatasetIdInUse));
     }
 
@@ -289,9 +296,14 @@ mod tests {
         let mut config = Configuration::default();
         create(&mut config, 1, node(1));
         let path = dataset_id(1).to_string();
-        assert_eq!(config.plan_move(&path, &UpdateDataset { primary: None }), Ok(None));
-        assert_eq!(config.plan_move(&path, &UpdateDataset { primary: Some(node(1)) }), Ok(None));
-        let change = config.plan_move(&path, &UpdateDataset { primary: Some(node(2)) }).unwrap();
+        let unchanged = config.datasets[&dataset_id(1)].clone();
+        let no_move = UpdateDataset { primary: None };
+        assert_eq!(config.plan_move(&path, &no_move), Ok((unchanged.clone(), None)));
+        let same = UpdateDataset { primary: Some(node(1)) };
+        assert_eq!(config.plan_move(&path, &same), Ok((unchanged, None)));
+        let (moved, change) =
+            config.plan_move(&path, &UpdateDataset { primary: Some(node(2)) }).unwrap();
+        assert_eq!(moved.primary, node(2));
         assert_eq!(
             change,
             Some(Change::MoveDataset { dataset_id: dataset_id(1), primary: node(2) })
@@ -303,12 +315,13 @@ mod tests {
         let mut config = Configuration::default();
         create(&mut config, 1, node(1));
         let path = dataset_id(1).to_string();
-        config.apply(&config.plan_delete(&path).unwrap().unwrap());
+        let (tombstone, change) = config.plan_delete(&path).unwrap();
+        config.apply(&change.unwrap());
         assert_eq!(
             config.plan_move(&path, &UpdateDataset { primary: None }),
             Err(ApiError::DatasetDeleted)
         );
-        assert_eq!(config.plan_delete(&path), Ok(None));
+        assert_eq!(config.plan_delete(&path), Ok((tombstone, None)));
     }
 
     #[test]

@@ -89,10 +89,7 @@ async fn serve_connection(
         .1
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|certificate| {
-            flocker_api::certificates::subject(std::path::Path::new("peer"), certificate).ok()
-        })
-        .map(|subject| subject.common_name);
+        .and_then(flocker_api::certificates::common_name);
     let peer = Peer { address, common_name };
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(peer.clone());

@@ -130,7 +130,7 @@ impl ControlService {
         path_id: &str,
         request: &UpdateDataset,
     ) -> Result<Dataset, ApiError> {
-        self.write_then_read(if_matches, path_id, |c| c.plan_move(path_id, request))
+        self.write(if_matches, |configuration| configuration.plan_move(path_id, request))
     }
 
     /// `DELETE /v1/configuration/datasets/<id>`.
@@ -139,7 +139,7 @@ impl ControlService {
         if_matches: &[String],
         path_id: &str,
     ) -> Result<Dataset, ApiError> {
-        self.write_then_read(if_matches, path_id, |c| c.plan_delete(path_id))
+        self.write(if_matches, |configuration| configuration.plan_delete(path_id))
     }
 
     /// `GET /v1/configuration/leases`.
@@ -269,20 +269,8 @@ impl ControlService {
         self.lock_actual().cluster.node_by_era(era).ok_or(ApiError::NoNodeForEra)
     }
 
-    /// A conditional write of one dataset; answers with the dataset as it then is.
-    fn write_then_read(
-        &self,
-        if_matches: &[String],
-        path_id: &str,
-        plan: impl FnOnce(&Configuration) -> Result<Option<Change>, ApiError>,
-    ) -> Result<Dataset, ApiError> {
-        self.write(if_matches, |configuration| Ok(((), plan(configuration)?)))?;
-        let desired = self.lock_desired();
-        let id: DatasetId = path_id.parse().map_err(|_| ApiError::DatasetNotFound)?;
-        desired.configuration.datasets.get(&id).cloned().ok_or(ApiError::DatasetNotFound)
-    }
-
-    /// Checks the tag under the lock, plans, commits what was planned.
+    /// Checks the tag under the lock, plans, commits what was planned; answers with what the
+    /// plan said to answer.
     fn write<T>(
         &self,
         if_matches: &[String],

@@ -119,17 +119,14 @@ impl ClientCertVerifier for CommonNamePrefix {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.inner.verify_client_cert(end_entity, intermediates, now)?;
-        let subject = certificates::subject(Path::new("the client certificate"), end_entity)
-            .map_err(|_| {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding)
-            })?;
-        if subject.common_name.starts_with(self.prefix) {
+        let common_name = certificates::common_name(end_entity)
+            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+        if common_name.starts_with(self.prefix) {
             Ok(ClientCertVerified::assertion())
         } else {
             log::info!(
-                "refused a client certificate with CN '{}': this port accepts only {}* \
-                 certificates",
-                subject.common_name,
+                "refused a client certificate with CN '{common_name}': this port accepts only \
+                 {}* certificates",
                 self.prefix
             );
             Err(rustls::Error::InvalidCertificate(

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Extension, Router};
@@ -31,14 +30,8 @@ pub fn routes() -> Router<SharedApp> {
         .route(BLOCKDEVICE_OWNERSHIP_PATH, post(record_blockdevice))
 }
 
-async fn hello(
-    State(app): State<SharedApp>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let node = node_of(&peer)?;
-    let hello: Hello = read(&app, &headers, body).await?;
+async fn hello(State(app): State<SharedApp>, call: FromNode<Hello>) -> Result<Response, ApiError> {
+    let FromNode { node, peer, body: hello } = call;
     let host = peer.address.ip().to_canonical().to_string();
     blocking(&app, move |s| {
         s.hello(node, hello.era, host);
@@ -94,15 +87,12 @@ async fn configuration(
 /// Replaces the node's report; 409 if the agent must say hello (again) first.
 async fn report(
     State(app): State<SharedApp>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    body: Body,
+    call: FromNode<StateReport>,
 ) -> Result<Response, ApiError> {
-    let node = node_of(&peer)?;
-    let report: StateReport = read(&app, &headers, body).await?;
-    if let Some(bad) =
-        report.datasets.iter().find(|d| d.path.as_ref().is_some_and(|p| !p.starts_with('/')))
-    {
+    let FromNode { node, body: report, .. } = call;
+    let relative =
+        report.datasets.iter().find(|d| d.path.as_ref().is_some_and(|p| !p.starts_with('/')));
+    if let Some(bad) = relative {
         let problem = format!("dataset {}: path is not absolute", bad.dataset_id);
         return Err(ApiError::Schema(vec![problem]));
     }
@@ -113,12 +103,9 @@ async fn report(
 /// Records the block device an agent made for a dataset; 409 if another was recorded.
 async fn record_blockdevice(
     State(app): State<SharedApp>,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    body: Body,
+    call: FromNode<BlockDeviceOwnership>,
 ) -> Result<Response, ApiError> {
-    let node = node_of(&peer)?;
-    let record: BlockDeviceOwnership = read(&app, &headers, body).await?;
+    let FromNode { node, body: record, .. } = call;
     let answer = record.clone();
     blocking(&app, move |s| {
         s.touch(&node)?;
@@ -128,20 +115,32 @@ async fn record_blockdevice(
     Ok(json(StatusCode::OK, &answer))
 }
 
+/// A call of the agent API: the node its certificate names, and its JSON body, decoded
+/// strictly enough to trust.
+struct FromNode<T> {
+    node: NodeUuid,
+    peer: Peer,
+    body: T,
+}
+
+impl<T: DeserializeOwned> FromRequest<SharedApp> for FromNode<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, app: &SharedApp) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let peer = parts.extensions.get::<Peer>().cloned().ok_or(ApiError::NotANodeCertificate)?;
+        let node = node_of(&peer)?;
+        let value = read_json(&parts.headers, body, app.agent_body).await?;
+        let body =
+            serde_json::from_value(value).map_err(|e| ApiError::Schema(vec![e.to_string()]))?;
+        Ok(Self { node, peer, body })
+    }
+}
+
 /// The node a `node-<uuid>` certificate names.
 fn node_of(peer: &Peer) -> Result<NodeUuid, ApiError> {
     peer.common_name
         .as_deref()
         .and_then(node_uuid_of_common_name)
         .ok_or(ApiError::NotANodeCertificate)
-}
-
-/// A JSON body of the agent API, decoded strictly enough to trust.
-async fn read<T: DeserializeOwned>(
-    app: &SharedApp,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    let value = read_json(headers, body, app.agent_body).await?;
-    serde_json::from_value(value).map_err(|e| ApiError::Schema(vec![e.to_string()]))
 }

@@ -35,10 +35,7 @@ async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let if_matches = conditions(&headers);
-    app.service.check_tag(&if_matches)?;
-    let value = read_json(&headers, body, app.rest_body).await?;
-    let request = validate::create_dataset(&value).map_err(|e| ApiError::Schema(e.0))?;
+    let (if_matches, request) = conditional(&app, &headers, body, validate::create_dataset).await?;
     let dataset = blocking(&app, move |s| s.create_dataset(&if_matches, request)).await?;
     Ok(json(StatusCode::CREATED, &dataset))
 }
@@ -49,13 +46,25 @@ async fn update(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let if_matches = conditions(&headers);
-    app.service.check_tag(&if_matches)?;
-    let value = read_json(&headers, body, app.rest_body).await?;
-    let request = validate::update_dataset(&value).map_err(|e| ApiError::Schema(e.0))?;
+    let (if_matches, request) = conditional(&app, &headers, body, validate::update_dataset).await?;
     let dataset =
         blocking(&app, move |s| s.move_dataset(&if_matches, &dataset_id, &request)).await?;
     Ok(json(StatusCode::OK, &dataset))
+}
+
+/// The tag condition (checked first: Flocker answered 412 before reading anything) and the
+/// body, checked against the schema.
+async fn conditional<T>(
+    app: &SharedApp,
+    headers: &HeaderMap,
+    body: Body,
+    schema: fn(&serde_json::Value) -> Result<T, validate::SchemaErrors>,
+) -> Result<(Vec<String>, T), ApiError> {
+    let if_matches = conditions(headers);
+    app.service.check_tag(&if_matches)?;
+    let value = read_json(headers, body, app.rest_body).await?;
+    let request = schema(&value).map_err(|e| ApiError::Schema(e.0))?;
+    Ok((if_matches, request))
 }
 
 /// The body of a DELETE is never read.
