@@ -5,7 +5,7 @@ use std::fs;
 
 use flocker_api::agent_protocol::HELLO_PATH;
 use flocker_api::{ClientConfig, ClientError};
-use flocker_testkit::openssl::{version_1_certificate, x509_version};
+use flocker_testkit::openssl::{certificate, version_1_certificate, x509_version};
 use flocker_testkit::{
     ClusterCertificates, ControlProcess, RunningControl, openssl_client_request, tls_handshake,
 };
@@ -178,70 +178,23 @@ fn tls_handshake_with_v1_root(
     ca_certificate: &std::path::Path,
     ca_key: &std::path::Path,
 ) -> Result<String, String> {
-    use std::process::Command;
     let directory = ca_certificate.parent().unwrap();
-    let extensions = directory.join("extensions.cnf");
-    fs::write(
-        &extensions,
-        "[control]\nsubjectAltName=DNS:control-service\n[user]\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let issue = |stem: &str, cn: &str, section: &str| {
-        let (key, request, certificate) = (
-            directory.join(format!("{stem}.key")),
-            directory.join(format!("{stem}.csr")),
-            directory.join(format!("{stem}.crt")),
-        );
-        let run = |arguments: Vec<&std::ffi::OsStr>| {
-            let output = Command::new("openssl").args(arguments).output().unwrap();
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        };
-        let subject = format!("/CN={cn}");
-        run([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            &subject,
-            "-keyout",
-        ]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .chain([key.as_os_str(), "-out".as_ref(), request.as_os_str()])
-        .collect());
-        run([
-            "x509",
-            "-req",
-            "-days",
-            "30",
-            "-set_serial",
-            "9",
-            "-extensions",
-            section,
-            "-extfile",
-        ]
-        .iter()
-        .map(std::ffi::OsStr::new)
-        .chain([
-            extensions.as_os_str(),
-            "-in".as_ref(),
-            request.as_os_str(),
-            "-CA".as_ref(),
-            ca_certificate.as_os_str(),
-            "-CAkey".as_ref(),
-            ca_key.as_os_str(),
-            "-out".as_ref(),
-            certificate.as_os_str(),
-        ])
-        .collect());
-        (certificate, key)
-    };
-    let (control_certificate, control_key) = issue("control", "control-service", "control");
-    let (user_certificate, user_key) = issue("user", "user-legacy", "user");
+    let authority = Some((ca_certificate, ca_key));
+    let (control_certificate, control_key) = certificate(
+        directory,
+        "control",
+        "control-service",
+        authority,
+        Some("subjectAltName=DNS:control-service"),
+    );
+    let (user_certificate, user_key) = certificate(
+        directory,
+        "user",
+        "user-legacy",
+        authority,
+        Some("extendedKeyUsage=clientAuth"),
+    );
+    assert_eq!((x509_version(&control_certificate), x509_version(&user_certificate)), (3, 3));
     let installed = certificates.control_directory();
     fs::copy(ca_certificate, installed.join("cluster.crt")).unwrap();
     fs::copy(&control_certificate, installed.join("control-service.crt")).unwrap();

@@ -4,13 +4,25 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A v1 certificate `CN=<common_name>, OU=<ou>` and its P-256 key in `directory`, signed by
-/// `ca_certificate`/`ca_key` — or self-signed when those are `None`.
+/// A v1 certificate `CN=<common_name>` and its P-256 key in `directory`, signed by
+/// `authority` (certificate, key) — or self-signed when that is `None`.
 pub fn version_1_certificate(
     directory: &Path,
     file_stem: &str,
     common_name: &str,
     authority: Option<(&Path, &Path)>,
+) -> (PathBuf, PathBuf) {
+    certificate(directory, file_stem, common_name, authority, None)
+}
+
+/// The same, with X.509 v3 `extensions` in openssl's config syntax (`subjectAltName=…`):
+/// openssl writes a v3 certificate as soon as there is one.
+pub fn certificate(
+    directory: &Path,
+    file_stem: &str,
+    common_name: &str,
+    authority: Option<(&Path, &Path)>,
+    extensions: Option<&str>,
 ) -> (PathBuf, PathBuf) {
     let key = directory.join(format!("{file_stem}.key"));
     let request = directory.join(format!("{file_stem}.csr"));
@@ -38,6 +50,12 @@ pub fn version_1_certificate(
             sign.extend(["-CA", path(ca_certificate), "-CAkey", path(ca_key), "-set_serial", "7"])
         }
         None => sign.extend(["-signkey", path(&key)]),
+    }
+    let extensions_file = directory.join(format!("{file_stem}.cnf"));
+    if let Some(extensions) = extensions {
+        std::fs::write(&extensions_file, format!("[leaf]\n{extensions}\n"))
+            .expect("write extensions");
+        sign.extend(["-extensions", "leaf", "-extfile", path(&extensions_file)]);
     }
     openssl(&sign);
     (certificate, key)
