@@ -31,14 +31,32 @@ struct Desired {
     configuration: Configuration,
     generation: u64,
     store: Box<dyn Store>,
-    /// The JSON of `/v1/configuration/datasets` at some generation: a large cluster's list is
-    /// megabytes, and reads outnumber writes.
-    datasets_body: Option<(u64, Bytes)>,
+    /// `/v1/configuration/datasets`: a large cluster's list is megabytes, and reads outnumber
+    /// writes.
+    datasets_body: CachedJson,
 }
 
 struct Actual {
     cluster: ClusterState,
-    states_body: Option<(u64, Bytes)>,
+    states_body: CachedJson,
+}
+
+/// A JSON answer, kept while what it shows has not changed.
+#[derive(Default)]
+struct CachedJson(Option<(u64, Bytes)>);
+
+impl CachedJson {
+    /// The answer for `generation`, rendered by `value` only if it was not kept.
+    fn get<T: serde::Serialize>(&mut self, generation: u64, value: impl FnOnce() -> T) -> Bytes {
+        match &self.0 {
+            Some((kept, body)) if *kept == generation => body.clone(),
+            _ => {
+                let body = Bytes::from(serde_json::to_vec(&value()).unwrap_or_default());
+                self.0 = Some((generation, body.clone()));
+                body
+            }
+        }
+    }
 }
 
 pub struct ControlService {
@@ -55,10 +73,15 @@ impl ControlService {
     pub fn new(store: Box<dyn Store>, stored: Stored, node_expiry: Duration) -> Self {
         let Stored { configuration, generation } = stored;
         Self {
-            desired: Mutex::new(Desired { configuration, generation, store, datasets_body: None }),
+            desired: Mutex::new(Desired {
+                configuration,
+                generation,
+                store,
+                datasets_body: CachedJson::default(),
+            }),
             actual: Mutex::new(Actual {
                 cluster: ClusterState::new(node_expiry),
-                states_body: None,
+                states_body: CachedJson::default(),
             }),
             generation: watch::Sender::new(generation),
             tag_nonce: rand_u64(),
@@ -68,11 +91,6 @@ impl ControlService {
     /// Watches the configuration's generation (for agents' long-polls).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
-    }
-
-    /// The current `X-Configuration-Tag`.
-    pub fn tag(&self) -> ConfigurationTag {
-        self.tag_of(*self.generation.borrow())
     }
 
     fn tag_of(&self, generation: u64) -> ConfigurationTag {
@@ -98,17 +116,10 @@ impl ControlService {
     /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
     pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
         let mut desired = self.lock_desired();
-        let generation = desired.generation;
-        let body = match &desired.datasets_body {
-            Some((cached, body)) if *cached == generation => body.clone(),
-            _ => {
-                let datasets: Vec<&Dataset> = desired.configuration.datasets.values().collect();
-                let body = Bytes::from(serde_json::to_vec(&datasets).unwrap_or_default());
-                desired.datasets_body = Some((generation, body.clone()));
-                body
-            }
-        };
-        (body, self.tag_of(generation))
+        let Desired { configuration, generation, datasets_body, .. } = &mut *desired;
+        let body =
+            datasets_body.get(*generation, || configuration.datasets.values().collect::<Vec<_>>());
+        (body, self.tag_of(*generation))
     }
 
     /// `POST /v1/configuration/datasets`.
@@ -247,16 +258,8 @@ impl ControlService {
     /// `GET /v1/state/datasets` as JSON.
     pub fn dataset_states_body(&self) -> Bytes {
         let mut actual = self.lock_actual();
-        let generation = actual.cluster.generation;
-        match &actual.states_body {
-            Some((cached, body)) if *cached == generation => body.clone(),
-            _ => {
-                let states = actual.cluster.dataset_states();
-                let body = Bytes::from(serde_json::to_vec(&states).unwrap_or_default());
-                actual.states_body = Some((generation, body.clone()));
-                body
-            }
-        }
+        let Actual { cluster, states_body } = &mut *actual;
+        states_body.get(cluster.generation, || cluster.dataset_states())
     }
 
     /// `GET /v1/state/nodes`.
