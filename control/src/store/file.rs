@@ -57,10 +57,11 @@ struct JournalHeader {
     base_generation: u64,
 }
 
+/// One change; written from a borrowed change, read back as an owned one.
 #[derive(Debug, Serialize, Deserialize)]
-struct JournalEntry {
+struct JournalEntry<C = Change> {
     generation: u64,
-    change: Change,
+    change: C,
 }
 
 /// A journal as read from disk.
@@ -348,7 +349,7 @@ impl Store for FileStore {
         let Some(journal) = self.journal.as_mut() else {
             return Err(StoreError::Failed { reason: "the journal is not open".to_owned() });
         };
-        let bytes = frame(&JournalEntry { generation, change: change.clone() })
+        let bytes = frame(&JournalEntry { generation, change })
             .map_err(|e| io_error("encode", &path, io::Error::other(e)))?;
         match journal.file.write_all(&bytes).and_then(|()| journal.file.sync_data()) {
             Ok(()) => {
