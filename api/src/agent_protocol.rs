@@ -3,9 +3,12 @@
 //! one the certificate names. `control/AGENT_API.md` describes the exchange.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::client::{Client, ClientError};
 use crate::ids::{DatasetId, Era, NodeUuid};
 use crate::types::Dataset;
 
@@ -81,4 +84,66 @@ pub struct ReportedDataset {
 pub struct BlockDeviceOwnership {
     pub dataset_id: DatasetId,
     pub blockdevice_id: String,
+}
+
+/// The agent API as an agent calls it: a [`Client`] presenting `node.crt` on port 4524.
+#[derive(Debug, Clone)]
+pub struct AgentClient {
+    client: Client,
+}
+
+impl AgentClient {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// `POST /v1/agent/hello`.
+    pub fn hello(&self, hello: &Hello) -> Result<Welcome, ClientError> {
+        self.call("POST", HELLO_PATH, Some(hello), &[200], None)
+    }
+
+    /// `GET /v1/agent/configuration`: at once if `etag` is not current, else when the node's
+    /// configuration changes or after `wait`. 409: say hello again.
+    pub fn configuration(
+        &self,
+        etag: Option<&str>,
+        wait: Duration,
+    ) -> Result<AgentConfiguration, ClientError> {
+        let path = match etag {
+            Some(etag) => format!("{CONFIGURATION_PATH}?etag={etag}&wait={}", wait.as_secs_f64()),
+            None => CONFIGURATION_PATH.to_owned(),
+        };
+        // The call waits on purpose: give it that long, and the usual time on top.
+        let timeout = wait + Duration::from_secs(30);
+        self.call("GET", &path, None::<&()>, &[200], Some(timeout))
+    }
+
+    /// `PUT /v1/agent/state`. 409: say hello again.
+    pub fn report(&self, report: &StateReport) -> Result<(), ClientError> {
+        self.client.send_json("PUT", STATE_PATH, Some(report), &[204], None).map(drop)
+    }
+
+    /// `POST /v1/agent/blockdevice-ownership`. 409: another device was recorded.
+    pub fn record_blockdevice(&self, record: &BlockDeviceOwnership) -> Result<(), ClientError> {
+        self.call::<_, BlockDeviceOwnership>(
+            "POST",
+            BLOCKDEVICE_OWNERSHIP_PATH,
+            Some(record),
+            &[200],
+            None,
+        )
+        .map(drop)
+    }
+
+    fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        expected: &[u16],
+        timeout: Option<Duration>,
+    ) -> Result<T, ClientError> {
+        let response = self.client.send_json(method, path, body, expected, timeout)?;
+        crate::client::decode(method, path, &response)
+    }
 }

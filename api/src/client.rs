@@ -195,7 +195,7 @@ impl Client {
     /// `GET /v1/configuration/datasets`: every dataset, tombstones included, and the tag.
     pub fn list_datasets(&self) -> Result<(Vec<Dataset>, ConfigurationTag), ClientError> {
         let path = "/v1/configuration/datasets";
-        let response = self.checked("GET", path, &[], None::<&()>, &[200])?;
+        let response = self.checked("GET", path, &[], None::<&()>, &[200], None)?;
         let tag = ConfigurationTag(response.header(TAG_HEADER).unwrap_or_default().to_owned());
         Ok((decode("GET", path, &response)?, tag))
     }
@@ -249,7 +249,7 @@ impl Client {
         request: &AcquireLease,
     ) -> Result<(Lease, LeaseOutcome), ClientError> {
         let path = "/v1/configuration/leases";
-        let response = self.checked("POST", path, &[], Some(request), &[200, 201])?;
+        let response = self.checked("POST", path, &[], Some(request), &[200, 201], None)?;
         let outcome =
             if response.status == 201 { LeaseOutcome::Acquired } else { LeaseOutcome::Renewed };
         Ok((decode("POST", path, &response)?, outcome))
@@ -258,7 +258,7 @@ impl Client {
     /// `DELETE /v1/configuration/leases/<id>`; `None` if there was no lease.
     pub fn release_lease(&self, dataset_id: &DatasetId) -> Result<Option<Lease>, ClientError> {
         let path = format!("/v1/configuration/leases/{dataset_id}");
-        let response = self.checked("DELETE", &path, &[], None::<&()>, &[200, 404])?;
+        let response = self.checked("DELETE", &path, &[], None::<&()>, &[200, 404], None)?;
         match response.status {
             404 => Ok(None),
             _ => decode("DELETE", &path, &response).map(Some),
@@ -273,7 +273,7 @@ impl Client {
     /// `GET /v1/state/nodes/by_era/<era>`; `None` until that node's agent has said hello.
     pub fn node_by_era(&self, era: &Era) -> Result<Option<NodeUuid>, ClientError> {
         let path = format!("/v1/state/nodes/by_era/{era}");
-        let response = self.checked("GET", &path, &[], None::<&()>, &[200, 404])?;
+        let response = self.checked("GET", &path, &[], None::<&()>, &[200, 404], None)?;
         match response.status {
             404 => Ok(None),
             _ => decode::<NodeByEra>("GET", &path, &response).map(|n| Some(n.uuid)),
@@ -331,6 +331,19 @@ impl Client {
         Ok(RawResponse { status, headers: parts.headers, body })
     }
 
+    /// Sends `body` as JSON; an answer with a status not in `expected` is an error carrying
+    /// the server's description.
+    pub fn send_json<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        expected: &[u16],
+        timeout: Option<Duration>,
+    ) -> Result<RawResponse, ClientError> {
+        self.checked(method, path, &[], body, expected, timeout)
+    }
+
     fn checked<B: Serialize>(
         &self,
         method: &str,
@@ -338,9 +351,10 @@ impl Client {
         headers: &[(&str, &str)],
         body: Option<&B>,
         expected: &[u16],
+        timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let response = self.send(method, path, headers, bytes.as_deref())?;
+        let response = self.send_with_timeout(method, path, headers, bytes.as_deref(), timeout)?;
         if expected.contains(&response.status) {
             Ok(response)
         } else {
@@ -356,7 +370,7 @@ impl Client {
         body: Option<&B>,
         expected: &[u16],
     ) -> Result<T, ClientError> {
-        let response = self.checked(method, path, headers, body, expected)?;
+        let response = self.checked(method, path, headers, body, expected, None)?;
         decode(method, path, &response)
     }
 }
@@ -369,7 +383,8 @@ fn read_body(mut body: Body) -> Result<Vec<u8>, ureq::Error> {
     body.with_config().limit(MAXIMUM_RESPONSE_BYTES).read_to_vec()
 }
 
-fn decode<T: DeserializeOwned>(
+/// The body of an answer as `T`.
+pub(crate) fn decode<T: DeserializeOwned>(
     method: &str,
     path: &str,
     response: &RawResponse,

@@ -13,9 +13,15 @@ use crate::ClusterCertificates;
 /// The built `flocker-control` next to the running test's target directory (for tests of
 /// other packages; the control package's own tests pass `CARGO_BIN_EXE_flocker-control`).
 pub fn control_binary() -> PathBuf {
+    built_binary("flocker-control")
+}
+
+/// A binary of the workspace, built beside the running test (`target/<profile>/<name>`).
+/// `cargo test --workspace` builds every package's binaries before running any test.
+pub(crate) fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let profile = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let binary = profile.join("flocker-control");
+    let binary = profile.join(name);
     assert!(
         binary.exists(),
         "{} is missing: run `cargo build --workspace --bins` first",
@@ -34,11 +40,24 @@ pub struct ControlProcess {
 }
 
 impl ControlProcess {
-    /// Starts the service and waits for its ready line. `extra` adds options.
+    /// Starts the service on ephemeral ports and waits for its ready line. `extra` adds
+    /// options.
     pub fn start(
         binary: &Path,
         certificates: &ClusterCertificates,
         data_path: &Path,
+        extra: &[&str],
+    ) -> Result<Self, String> {
+        let any = "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?;
+        Self::start_on(binary, certificates, data_path, (any, any), extra)
+    }
+
+    /// The same on given ports (`rest`, `agent`), to come back where agents expect it.
+    pub fn start_on(
+        binary: &Path,
+        certificates: &ClusterCertificates,
+        data_path: &Path,
+        (rest, agent): (SocketAddr, SocketAddr),
         extra: &[&str],
     ) -> Result<Self, String> {
         let log = data_path.with_extension("log");
@@ -47,12 +66,14 @@ impl ControlProcess {
             .arg(certificates.control_directory())
             .arg("--data-path")
             .arg(data_path)
-            .args(["--port", "127.0.0.1:0", "--agent-port", "127.0.0.1:0"])
+            .args(["--port", &rest.to_string(), "--agent-port", &agent.to_string()])
             .args(extra)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(File::create(&log).map_err(|e| e.to_string())?)
+            .stderr(
+                File::options().create(true).append(true).open(&log).map_err(|e| e.to_string())?,
+            )
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;

@@ -1,13 +1,19 @@
 //! Fixtures for tests that run the real thing: a cluster's certificates made by our own CA in a
 //! temporary directory, and `flocker-control` started as a process on ephemeral ports.
 
+mod agent;
 mod certificates;
+mod cleanup;
 mod control;
 mod handshake;
+mod local_cluster;
 pub mod openssl;
 mod running;
 
+pub use agent::{AgentProcess, BackendKind, agent_binary};
 pub use certificates::{ClusterCertificates, NodeCertificate};
+pub use cleanup::{release_mounts_and_loop_devices, require_root};
 pub use control::{ControlProcess, control_binary};
 pub use handshake::{openssl_client_request, tls_handshake};
+pub use local_cluster::{LocalCluster, SMALL};
 pub use running::RunningControl;

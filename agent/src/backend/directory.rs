@@ -1,0 +1,175 @@
+//! The directory backend: a plain directory per dataset (`dataset-<dataset_id>_<bytes>`, the size
+//! only recorded), for laptops and quick starts. It appears at `<mount_root>/<dataset_id>` by a
+//! bind mount (as root) or a symbolic link (otherwise). There is no file system to make and no
+//! quota: the size is what the dataset asked for, not a limit.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use flocker_api::DatasetId;
+use nix::mount::MsFlags;
+
+use super::layout::{Layout, sync_directory};
+use super::loopback::unmount;
+use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
+use crate::config::MountMode;
+use crate::mounts::MountTable;
+
+pub struct Directory {
+    layout: Layout,
+    mode: MountMode,
+}
+
+impl Directory {
+    pub fn new(root: &Path, instance: &str, mode: MountMode) -> Result<Self, BackendError> {
+        Ok(Self { layout: Layout::new(root, instance, "dataset-")?, mode })
+    }
+
+    /// Points `target` at `source` atomically (a temporary link renamed into place). Only an
+    /// absent target, or a link of ours, is replaced.
+    fn link(&self, source: &Path, target: &Path) -> Result<(), BackendError> {
+        let root = target.parent().unwrap_or(Path::new("/"));
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(root)
+            .map_err(BackendError::io("create", root))?;
+        match fs::symlink_metadata(target) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Ok(_) if self.is_our_link(target) => {}
+            Ok(_) => {
+                let problem = "something that is not our link is in the way".into();
+                return Err(BackendError::Refused { path: target.to_owned(), problem });
+            }
+            Err(e) => return Err(BackendError::io("inspect", target)(e)),
+        }
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let temporary: PathBuf = root.join(format!(".linking-{name}"));
+        let _ = fs::remove_file(&temporary);
+        std::os::unix::fs::symlink(source, &temporary)
+            .map_err(BackendError::io("link", &temporary))?;
+        fs::rename(&temporary, target).map_err(BackendError::io("link", target))?;
+        sync_directory(root)
+    }
+
+    /// Whether `path` is a symbolic link into this backend's root (so ours to remove).
+    fn is_our_link(&self, path: &Path) -> bool {
+        fs::read_link(path).is_ok_and(|target| target.starts_with(self.layout.root()))
+    }
+}
+
+impl Backend for Directory {
+    fn name(&self) -> &'static str {
+        "directory"
+    }
+
+    fn blockdevice_id(&self, dataset_id: &DatasetId) -> String {
+        format!("dataset-{dataset_id}")
+    }
+
+    fn list(&self) -> Result<Vec<Volume>, BackendError> {
+        self.layout.list(|path| Some(path.to_owned()))
+    }
+
+    fn create(&self, dataset_id: &DatasetId, size: u64) -> Result<(), BackendError> {
+        let name = self.layout.name(dataset_id, size);
+        let directory = self.layout.unattached();
+        let (temporary, path) =
+            (directory.join(format!(".creating-{name}")), directory.join(&name));
+        match fs::DirBuilder::new().mode(0o777).create(&temporary) {
+            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+                return Err(BackendError::io("create", &temporary)(e));
+            }
+            _ => {}
+        }
+        // Whatever the umask: every task user may write, as on a fresh loopback volume.
+        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o777))
+            .map_err(BackendError::io("open up", &temporary))?;
+        fs::rename(&temporary, &path).map_err(BackendError::io("name", &temporary))?;
+        sync_directory(&directory)
+    }
+
+    fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
+        match &volume.attachment {
+            Attachment::Unattached => {
+                let here =
+                    Volume { attachment: Attachment::Here { source: None }, ..volume.clone() };
+                self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&here))
+            }
+            Attachment::Here { .. } => Ok(()),
+            Attachment::Elsewhere(other) => Err(BackendError::Refused {
+                path: self.layout.path_of(volume),
+                problem: format!("attached to {other}"),
+            }),
+        }
+    }
+
+    fn detach(&self, volume: &Volume) -> Result<(), BackendError> {
+        if !matches!(volume.attachment, Attachment::Here { .. }) {
+            return Ok(());
+        }
+        let unattached = Volume { attachment: Attachment::Unattached, ..volume.clone() };
+        self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&unattached))
+    }
+
+    /// Moves the directory out of sight first (atomic), then deletes it.
+    fn destroy(&self, volume: &Volume) -> Result<(), BackendError> {
+        let path = self.layout.path_of(volume);
+        if volume.attachment != Attachment::Unattached {
+            return Err(BackendError::Refused { path, problem: "still attached".into() });
+        }
+        let doomed = self.layout.root().join(format!(".destroying-{}", volume.dataset_id));
+        fs::rename(&path, &doomed).map_err(BackendError::io("move away", &path))?;
+        sync_directory(&self.layout.unattached())?;
+        fs::remove_dir_all(&doomed).map_err(BackendError::io("remove", &doomed))
+    }
+
+    fn filesystem(&self, _source: &Path) -> Result<Filesystem, BackendError> {
+        Ok(Filesystem::Ours)
+    }
+
+    fn format(&self, _source: &Path) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn mount(&self, source: &Path, target: &Path) -> Result<(), BackendError> {
+        match self.mode {
+            MountMode::Bind => {
+                mount_point::prepare(target)?;
+                nix::mount::mount(
+                    Some(source),
+                    target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|errno| BackendError::io("bind-mount", target)(errno.into()))
+            }
+            MountMode::Symlink => self.link(source, target),
+        }
+    }
+
+    fn unmount(&self, target: &Path) -> Result<(), BackendError> {
+        match self.mode {
+            MountMode::Bind => unmount(target),
+            MountMode::Symlink if self.is_our_link(target) => {
+                fs::remove_file(target).map_err(BackendError::io("remove", target))
+            }
+            MountMode::Symlink => Ok(()),
+        }
+    }
+
+    fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool {
+        match self.mode {
+            MountMode::Bind => {
+                let identity = |path: &Path| fs::metadata(path).ok().map(|m| (m.dev(), m.ino()));
+                mounts.at(target).is_some()
+                    && identity(target).is_some()
+                    && identity(target) == identity(source)
+            }
+            MountMode::Symlink => fs::read_link(target).is_ok_and(|to| to == source),
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! The loopback backend, Flocker-compatible: a sparse file per dataset
+//! (`block-<dataset_id>_<bytes>`), attached as a loop device, holding ext4, mounted at
+//! `<mount_root>/<dataset_id>`. Needs root.
+//!
+//! A new volume is formatted while it is still a temporary file, before it appears under its
+//! name, so a volume is never seen half-made and a device is never formatted by accident; the
+//! Format step only ever runs for a volume made elsewhere (by Flocker's own agent) without a file
+//! system, and refuses any device that holds one.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flocker_api::DatasetId;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+use super::layout::{Layout, sync_directory};
+use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
+use crate::command::{self, CommandError};
+use crate::mounts::MountTable;
+
+const QUICK: Duration = Duration::from_secs(30);
+/// Formatting a large volume writes its inode tables and journal.
+const FORMAT: Duration = Duration::from_secs(600);
+
+pub struct Loopback {
+    layout: Layout,
+}
+
+impl Loopback {
+    pub fn new(root: &Path, instance: &str) -> Result<Self, BackendError> {
+        Ok(Self { layout: Layout::new(root, instance, "block-")? })
+    }
+
+    /// Which loop device serves which file, from `/sys/block/loop*/loop/backing_file`.
+    fn loop_devices() -> HashMap<PathBuf, PathBuf> {
+        let Ok(entries) = fs::read_dir("/sys/block") else { return HashMap::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let backing = fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+                let backing = backing.trim_end_matches('\n');
+                let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
+                name.starts_with("loop")
+                    .then(|| (PathBuf::from(backing), Path::new("/dev").join(name)))
+            })
+            .collect()
+    }
+
+    fn losetup(&self, file: &Path) -> Result<(), BackendError> {
+        command::run("losetup", &["--find", "--show", path_str(file)?], QUICK)?;
+        Ok(())
+    }
+}
+
+impl Backend for Loopback {
+    fn name(&self) -> &'static str {
+        "loopback"
+    }
+
+    fn blockdevice_id(&self, dataset_id: &DatasetId) -> String {
+        format!("block-{dataset_id}")
+    }
+
+    fn list(&self) -> Result<Vec<Volume>, BackendError> {
+        let devices = Self::loop_devices();
+        self.layout.list(|file| devices.get(file).cloned())
+    }
+
+    fn create(&self, dataset_id: &DatasetId, size: u64) -> Result<(), BackendError> {
+        let name = self.layout.name(dataset_id, size);
+        let directory = self.layout.unattached();
+        let (temporary, path) =
+            (directory.join(format!(".creating-{name}")), directory.join(&name));
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)
+            .map_err(BackendError::io("create", &temporary))?;
+        file.set_len(size).map_err(BackendError::io("size", &temporary))?;
+        // No space reserved for root: this is a data volume, not a system disk.
+        command::run("mkfs.ext4", &["-q", "-m", "0", path_str(&temporary)?], FORMAT)?;
+        file.sync_all().map_err(BackendError::io("sync", &temporary))?;
+        fs::rename(&temporary, &path).map_err(BackendError::io("name", &temporary))?;
+        sync_directory(&directory)
+    }
+
+    fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
+        let here =
+            self.layout.attached_here().join(self.layout.name(&volume.dataset_id, volume.size));
+        match &volume.attachment {
+            Attachment::Unattached => {
+                self.layout.rename(&self.layout.path_of(volume), &here)?;
+                self.losetup(&here)
+            }
+            Attachment::Here { source: None } => self.losetup(&here),
+            Attachment::Here { source: Some(_) } => Ok(()),
+            Attachment::Elsewhere(other) => {
+                Err(BackendError::Refused { path: here, problem: format!("attached to {other}") })
+            }
+        }
+    }
+
+    fn detach(&self, volume: &Volume) -> Result<(), BackendError> {
+        let Attachment::Here { source } = &volume.attachment else { return Ok(()) };
+        if let Some(device) = source {
+            command::run("losetup", &["--detach", path_str(device)?], QUICK)?;
+        }
+        let unattached = Volume { attachment: Attachment::Unattached, ..volume.clone() };
+        self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&unattached))
+    }
+
+    fn destroy(&self, volume: &Volume) -> Result<(), BackendError> {
+        let path = self.layout.path_of(volume);
+        if volume.attachment != Attachment::Unattached {
+            return Err(BackendError::Refused { path, problem: "still attached".into() });
+        }
+        fs::remove_file(&path).map_err(BackendError::io("remove", &path))?;
+        sync_directory(&self.layout.unattached())
+    }
+
+    fn filesystem(&self, source: &Path) -> Result<Filesystem, BackendError> {
+        let probe = ["-p", "-o", "value", "-s", "TYPE", path_str(source)?];
+        match command::run("blkid", &probe, QUICK) {
+            Ok(kind) if kind.trim() == "ext4" => Ok(Filesystem::Ours),
+            Ok(kind) => Ok(Filesystem::Foreign(kind.trim().to_owned())),
+            // blkid's "nothing found"
+            Err(CommandError::Failed { code: Some(2), .. }) => Ok(Filesystem::Empty),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn format(&self, source: &Path) -> Result<(), BackendError> {
+        match self.filesystem(source)? {
+            Filesystem::Empty => {
+                command::run("mkfs.ext4", &["-q", "-m", "0", path_str(source)?], FORMAT)?;
+                Ok(())
+            }
+            held => Err(BackendError::Refused {
+                path: source.to_owned(),
+                problem: format!("holds a file system already ({held:?}); it is never formatted"),
+            }),
+        }
+    }
+
+    fn mount(&self, source: &Path, target: &Path) -> Result<(), BackendError> {
+        mount_point::prepare(target)?;
+        nix::mount::mount(Some(source), target, Some("ext4"), MsFlags::empty(), None::<&str>)
+            .map_err(|errno| BackendError::io("mount", target)(errno.into()))?;
+        mount_point::open_up_fresh_filesystem(target)
+    }
+
+    fn unmount(&self, target: &Path) -> Result<(), BackendError> {
+        unmount(target)
+    }
+
+    fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool {
+        let Some(mount) = mounts.at(target) else { return false };
+        nix::sys::stat::stat(source).is_ok_and(|device| {
+            let rdev = device.st_rdev;
+            mount.device
+                == format!("{}:{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
+        })
+    }
+}
+
+/// `umount`, never forced nor lazy: a busy file system stays mounted until it is let go.
+pub(super) fn unmount(target: &Path) -> Result<(), BackendError> {
+    match nix::mount::umount2(target, MntFlags::empty()) {
+        Ok(()) | Err(Errno::EINVAL | Errno::ENOENT) => mount_point::remove(target),
+        Err(Errno::EBUSY) => Err(BackendError::Busy { path: target.to_owned() }),
+        Err(errno) => Err(BackendError::io("unmount", target)(errno.into())),
+    }
+}
+
+fn path_str(path: &Path) -> Result<&str, BackendError> {
+    path.to_str().ok_or_else(|| BackendError::Refused {
+        path: path.to_owned(),
+        problem: "the path is not UTF-8".into(),
+    })
+}

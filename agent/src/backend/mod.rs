@@ -1,0 +1,118 @@
+//! Where volumes live, behind one trait: [`loopback`] (a sparse file, a loop device, ext4) and
+//! [`directory`] (a plain directory). Both keep Flocker's layout under `root_path`:
+//!
+//! ```text
+//! <root_path>/unattached/<volume>                       exists, attached to no node
+//! <root_path>/attached/<compute_instance_id>/<volume>   attached to that node
+//! ```
+//!
+//! A volume's name carries its dataset and size (`block-<dataset_id>_<bytes>` for loopback).
+//! Attaching and detaching are renames between those directories, atomic on one file system, so
+//! when `root_path` is shared by several nodes a move is a detach on one and an attach on the
+//! other, with real block-device semantics: a volume is attached to one node at a time.
+
+pub mod directory;
+mod layout;
+pub mod loopback;
+mod mount_point;
+
+use std::path::{Path, PathBuf};
+
+use flocker_api::DatasetId;
+
+use crate::command::CommandError;
+use crate::mounts::MountTable;
+
+/// A volume as the backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub dataset_id: DatasetId,
+    pub size: u64,
+    pub attachment: Attachment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attachment {
+    Unattached,
+    /// Attached to another node (its compute instance id).
+    Elsewhere(String),
+    /// Attached to this node: `source` is what to format and mount, `None` while the attachment
+    /// is half done (the file moved, no loop device yet).
+    Here {
+        source: Option<PathBuf>,
+    },
+}
+
+/// What an attached volume holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filesystem {
+    /// Nothing: it may be formatted.
+    Empty,
+    /// The file system we mount.
+    Ours,
+    /// Something else: never formatted, never mounted.
+    Foreign(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot {action} {}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{} is busy: something still uses the volume", path.display())]
+    Busy { path: PathBuf },
+    #[error("{}: {problem}", path.display())]
+    Refused { path: PathBuf, problem: String },
+}
+
+impl BackendError {
+    pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| Self::Io { action, path, source }
+    }
+}
+
+pub trait Backend: Send {
+    /// `loopback`, `directory`.
+    fn name(&self) -> &'static str;
+
+    /// The id under which the control service records a dataset's volume.
+    fn blockdevice_id(&self, dataset_id: &DatasetId) -> String;
+
+    /// Every volume this node can see.
+    fn list(&self) -> Result<Vec<Volume>, BackendError>;
+
+    /// Makes a new, unattached volume holding an empty file system, all at once: a crash leaves
+    /// either no volume or a complete one.
+    fn create(&self, dataset_id: &DatasetId, size: u64) -> Result<(), BackendError>;
+
+    /// Attaches a volume to this node, or completes a half-done attachment.
+    fn attach(&self, volume: &Volume) -> Result<(), BackendError>;
+
+    /// Detaches a volume from this node (it must not be mounted).
+    fn detach(&self, volume: &Volume) -> Result<(), BackendError>;
+
+    /// Destroys an unattached volume and the data in it.
+    fn destroy(&self, volume: &Volume) -> Result<(), BackendError>;
+
+    /// What an attached volume's source holds.
+    fn filesystem(&self, source: &Path) -> Result<Filesystem, BackendError>;
+
+    /// Makes a file system on an attached source; refuses if it already holds one.
+    fn format(&self, source: &Path) -> Result<(), BackendError>;
+
+    /// Makes `source` appear at `target`.
+    fn mount(&self, source: &Path, target: &Path) -> Result<(), BackendError>;
+
+    /// Undoes [`Backend::mount`]; [`BackendError::Busy`] while something uses it.
+    fn unmount(&self, target: &Path) -> Result<(), BackendError>;
+
+    /// Whether `target` really shows `source` now.
+    fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool;
+}

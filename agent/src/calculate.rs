@@ -1,0 +1,212 @@
+//! The decision: for each dataset, from what the configuration wants, what the node has and
+//! whether this node holds its lease, the one next step. Pure — no I/O, no clock — so every
+//! rule is a unit test; a `match` without a catch-all arm makes the table complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use flocker_api::agent_protocol::AgentConfiguration;
+use flocker_api::{DEFAULT_MAXIMUM_SIZE, DatasetId};
+
+use crate::backend::Filesystem;
+
+/// What the configuration wants of a dataset on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Mounted here, `size` bytes.
+    Here { size: u64 },
+    /// Not here: the dataset's primary is another node.
+    Away,
+    /// Gone: a tombstone whose primary is this node.
+    Deleted,
+}
+
+/// What the node has of a dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Have {
+    /// No volume.
+    Missing,
+    /// A volume attached to another node.
+    Elsewhere,
+    /// A volume attached to no node.
+    Detached,
+    /// Attached here, half-way (no device yet).
+    Attaching,
+    /// Attached here, not mounted; holding that file system.
+    Attached(Filesystem),
+    /// Attached and mounted here.
+    Mounted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Create {
+        size: u64,
+    },
+    Attach,
+    Format,
+    Mount,
+    Unmount,
+    Detach,
+    Destroy,
+    /// Another node must let the volume go first: look again soon.
+    WaitForRelease,
+    /// A lease of this node pins it here as it is.
+    Hold,
+    /// Something the agent must not touch; said in the log, never acted on.
+    Refuse(String),
+    Done,
+}
+
+/// One step toward `want` for one dataset.
+pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
+    use Have::*;
+    match (want, have) {
+        (Want::Here { size }, Missing) => Step::Create { size: *size },
+        (Want::Here { .. }, Elsewhere) => Step::WaitForRelease,
+        (Want::Here { .. }, Detached | Attaching) => Step::Attach,
+        (Want::Here { .. }, Attached(Filesystem::Empty)) => Step::Format,
+        (Want::Here { .. }, Attached(Filesystem::Ours)) => Step::Mount,
+        (Want::Here { .. }, Attached(Filesystem::Foreign(kind))) => {
+            Step::Refuse(format!("the volume holds a file system of its own ({kind})"))
+        }
+        (Want::Here { .. }, Mounted) => Step::Done,
+        (Want::Away | Want::Deleted, Missing | Elsewhere) | (Want::Away, Detached) => Step::Done,
+        (Want::Away | Want::Deleted, Mounted | Attaching | Attached(_))
+        | (Want::Deleted, Detached)
+            if leased_here =>
+        {
+            Step::Hold
+        }
+        (Want::Away | Want::Deleted, Mounted) => Step::Unmount,
+        (Want::Away | Want::Deleted, Attaching | Attached(_)) => Step::Detach,
+        (Want::Deleted, Detached) => Step::Destroy,
+    }
+}
+
+/// The steps for every dataset the configuration names for this node or the node has, in
+/// dataset order. `have` holds what discovery found; datasets it lacks are `Missing`.
+pub fn plan(
+    desired: &AgentConfiguration,
+    have: &BTreeMap<DatasetId, Have>,
+) -> Vec<(DatasetId, Step)> {
+    let leases: BTreeSet<&DatasetId> = desired.leases.iter().collect();
+    let wants: BTreeMap<DatasetId, Want> = desired
+        .datasets
+        .iter()
+        .map(|dataset| {
+            let want = if dataset.deleted {
+                Want::Deleted
+            } else {
+                Want::Here { size: dataset.maximum_size.unwrap_or(DEFAULT_MAXIMUM_SIZE) }
+            };
+            (dataset.dataset_id, want)
+        })
+        .collect();
+    let ids: BTreeSet<&DatasetId> = wants.keys().chain(have.keys()).collect();
+    ids.into_iter()
+        .map(|id| {
+            let want = wants.get(id).unwrap_or(&Want::Away);
+            let found = have.get(id).unwrap_or(&Have::Missing);
+            (*id, next_step(want, found, leases.contains(id)))
+        })
+        .filter(|(_, step)| *step != Step::Done)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flocker_api::{Dataset, NodeUuid};
+
+    const HERE: Want = Want::Here { size: 1 << 30 };
+
+    #[test]
+    fn a_wanted_dataset_goes_create_attach_format_mount() {
+        assert_eq!(next_step(&HERE, &Have::Missing, false), Step::Create { size: 1 << 30 });
+        assert_eq!(next_step(&HERE, &Have::Detached, false), Step::Attach);
+        assert_eq!(next_step(&HERE, &Have::Attaching, false), Step::Attach);
+        assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Empty), false), Step::Format);
+        assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
+        assert_eq!(next_step(&HERE, &Have::Mounted, false), Step::Done);
+    }
+
+    #[test]
+    fn a_volume_holding_another_file_system_is_never_formatted_nor_mounted() {
+        let step = next_step(&HERE, &Have::Attached(Filesystem::Foreign("xfs".into())), false);
+        assert!(matches!(step, Step::Refuse(reason) if reason.contains("xfs")));
+    }
+
+    #[test]
+    fn a_volume_attached_to_another_node_is_waited_for_not_taken() {
+        assert_eq!(next_step(&HERE, &Have::Elsewhere, false), Step::WaitForRelease);
+    }
+
+    #[test]
+    fn a_dataset_that_moved_away_is_unmounted_then_detached() {
+        assert_eq!(next_step(&Want::Away, &Have::Mounted, false), Step::Unmount);
+        assert_eq!(next_step(&Want::Away, &Have::Attached(Filesystem::Ours), false), Step::Detach);
+        assert_eq!(next_step(&Want::Away, &Have::Attaching, false), Step::Detach);
+        assert_eq!(next_step(&Want::Away, &Have::Detached, false), Step::Done);
+    }
+
+    #[test]
+    fn a_dataset_leased_here_stays_mounted_when_configuration_moves_or_deletes_it() {
+        for want in [Want::Away, Want::Deleted] {
+            assert_eq!(next_step(&want, &Have::Mounted, true), Step::Hold);
+            assert_eq!(next_step(&want, &Have::Attached(Filesystem::Ours), true), Step::Hold);
+        }
+        assert_eq!(next_step(&Want::Deleted, &Have::Detached, true), Step::Hold);
+    }
+
+    #[test]
+    fn a_lease_never_causes_a_mount_or_a_move() {
+        assert_eq!(next_step(&Want::Away, &Have::Detached, true), Step::Done);
+        assert_eq!(next_step(&Want::Away, &Have::Elsewhere, true), Step::Done);
+    }
+
+    #[test]
+    fn a_deleted_dataset_is_unmounted_detached_then_destroyed() {
+        assert_eq!(next_step(&Want::Deleted, &Have::Mounted, false), Step::Unmount);
+        assert_eq!(
+            next_step(&Want::Deleted, &Have::Attached(Filesystem::Ours), false),
+            Step::Detach
+        );
+        assert_eq!(next_step(&Want::Deleted, &Have::Detached, false), Step::Destroy);
+        assert_eq!(next_step(&Want::Deleted, &Have::Missing, false), Step::Done);
+        assert_eq!(next_step(&Want::Deleted, &Have::Elsewhere, false), Step::Done);
+    }
+
+    fn dataset(id: DatasetId, deleted: bool, size: Option<u64>) -> Dataset {
+        Dataset {
+            dataset_id: id,
+            primary: NodeUuid::random(),
+            metadata: Default::default(),
+            deleted,
+            maximum_size: size,
+        }
+    }
+
+    #[test]
+    fn the_plan_covers_configured_and_found_datasets_and_leaves_others_volumes_alone() {
+        let (wanted, tombstone, moved_away, someone_elses) =
+            (DatasetId::random(), DatasetId::random(), DatasetId::random(), DatasetId::random());
+        let desired = AgentConfiguration {
+            etag: String::new(),
+            datasets: vec![dataset(wanted, false, None), dataset(tombstone, true, Some(1 << 26))],
+            leases: vec![],
+            blockdevice_ids: Default::default(),
+        };
+        let have = BTreeMap::from([
+            (tombstone, Have::Detached),
+            (moved_away, Have::Mounted),
+            (someone_elses, Have::Detached),
+        ]);
+        let mut expected = vec![
+            (wanted, Step::Create { size: DEFAULT_MAXIMUM_SIZE }),
+            (tombstone, Step::Destroy),
+            (moved_away, Step::Unmount),
+        ];
+        expected.sort_by_key(|(id, _)| *id);
+        assert_eq!(plan(&desired, &have), expected);
+    }
+}

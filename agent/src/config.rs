@@ -1,0 +1,335 @@
+//! `agent.yml`, Flocker's format, with a few optional keys of ours:
+//!
+//! ```yaml
+//! version: 1
+//! control-service: {hostname: control.example.com, port: 4524}
+//! dataset:
+//!   backend: loopback            # or: directory
+//!   root_path: /var/lib/flocker/loopback   # where volumes live; share it between nodes to move them
+//!   compute_instance_id: node-a  # this node's name in root_path (default: its node UUID)
+//!   mount_root: /flocker         # ours: where datasets are mounted, <mount_root>/<dataset_id>
+//!   mount_mode: bind             # ours, directory backend only: bind (root) or symlink
+//! agent:                         # ours, all optional
+//!   era: <uuid>                  # instead of the boot id: for several agents on one machine
+//!   poll_seconds: 30             # how long a configuration poll waits for a change
+//!   max_backoff_seconds: 10      # the longest pause after a failure
+//! logging: {…}                   # Flocker's; ignored (use RUST_LOG)
+//! ```
+//!
+//! `cluster.crt`, `node.crt` and `node.key` are read from the directory holding `agent.yml`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use flocker_api::client::DEFAULT_AGENT_PORT;
+use flocker_api::{ClientConfig, Era};
+use serde::Deserialize;
+
+/// Everything the agent was told by its `agent.yml`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// The file it was read from, for messages.
+    pub path: PathBuf,
+    pub control_host: String,
+    pub control_port: u16,
+    pub backend: BackendConfig,
+    /// Where datasets are mounted: `<mount_root>/<dataset_id>`.
+    pub mount_root: PathBuf,
+    pub era: Option<Era>,
+    pub poll: Duration,
+    pub max_backoff: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendConfig {
+    Loopback { root_path: PathBuf, compute_instance_id: Option<String> },
+    Directory { root_path: PathBuf, compute_instance_id: Option<String>, mount_mode: MountMode },
+}
+
+/// How the directory backend makes a dataset appear at its mount point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountMode {
+    /// A bind mount: needs root.
+    Bind,
+    /// A symbolic link: for machines where the agent is not root.
+    Symlink,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {problem}", path.display())]
+    Invalid { path: PathBuf, problem: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    version: serde_yaml_ng::Value,
+    #[serde(rename = "control-service")]
+    control_service: ControlService,
+    dataset: Dataset,
+    #[serde(default)]
+    agent: Agent,
+    /// Flocker's Python logging configuration: accepted, not used.
+    #[serde(default)]
+    logging: Option<serde_yaml_ng::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControlService {
+    hostname: String,
+    #[serde(default = "default_port")]
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Dataset {
+    backend: String,
+    root_path: Option<PathBuf>,
+    compute_instance_id: Option<String>,
+    #[serde(default = "default_mount_root")]
+    mount_root: PathBuf,
+    mount_mode: Option<MountMode>,
+    /// Flocker's loopback key; sizes are used exactly here.
+    allocation_unit: Option<u64>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Agent {
+    era: Option<Era>,
+    poll_seconds: Option<f64>,
+    max_backoff_seconds: Option<f64>,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_AGENT_PORT
+}
+
+fn default_mount_root() -> PathBuf {
+    PathBuf::from("/flocker")
+}
+
+impl AgentConfig {
+    /// Reads and checks `agent.yml`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Checks the text of an `agent.yml`; `path` names it in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid { path: path.to_owned(), problem };
+        let file: File = serde_yaml_ng::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if file.version.as_u64() != Some(1) {
+            return Err(invalid("version must be 1".to_owned()));
+        }
+        if file.logging.is_some() {
+            log::info!("{}: 'logging' is Flocker's; set RUST_LOG instead", path.display());
+        }
+        if file.control_service.hostname.trim().is_empty() {
+            return Err(invalid("control-service: hostname is empty".to_owned()));
+        }
+        let dataset = file.dataset;
+        if dataset.allocation_unit.is_some_and(|unit| unit != 1) {
+            log::warn!("{}: allocation_unit is ignored; sizes are used exactly", path.display());
+        }
+        let backend = match dataset.backend.as_str() {
+            "loopback" => {
+                if dataset.mount_mode.is_some() {
+                    return Err(invalid("dataset: mount_mode is for the directory backend".into()));
+                }
+                BackendConfig::Loopback {
+                    root_path: dataset
+                        .root_path
+                        .unwrap_or_else(|| "/var/lib/flocker/loopback".into()),
+                    compute_instance_id: dataset.compute_instance_id,
+                }
+            }
+            "directory" => BackendConfig::Directory {
+                root_path: dataset.root_path.unwrap_or_else(|| "/var/lib/flocker/directory".into()),
+                compute_instance_id: dataset.compute_instance_id,
+                mount_mode: dataset.mount_mode.unwrap_or(if nix::unistd::geteuid().is_root() {
+                    MountMode::Bind
+                } else {
+                    MountMode::Symlink
+                }),
+            },
+            other => {
+                return Err(invalid(format!(
+                    "dataset: backend '{other}' is not one this agent has (loopback, directory)"
+                )));
+            }
+        };
+        if let Some(id) = backend.compute_instance_id()
+            && (id.is_empty() || id.contains('/') || id.starts_with('.'))
+        {
+            let problem = format!("dataset: compute_instance_id '{id}' cannot name a directory");
+            return Err(invalid(problem));
+        }
+        for (key, root) in [("root_path", backend.root_path()), ("mount_root", &dataset.mount_root)]
+        {
+            if !root.is_absolute() {
+                return Err(invalid(format!(
+                    "dataset: {key} '{}' is not an absolute path",
+                    root.display()
+                )));
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            control_host: file.control_service.hostname,
+            control_port: file.control_service.port,
+            backend,
+            mount_root: dataset.mount_root,
+            era: file.agent.era,
+            poll: seconds(&invalid, "poll_seconds", file.agent.poll_seconds, 30.0)?,
+            max_backoff: seconds(
+                &invalid,
+                "max_backoff_seconds",
+                file.agent.max_backoff_seconds,
+                10.0,
+            )?,
+        })
+    }
+
+    /// The directory holding `agent.yml`, where the certificates are.
+    pub fn directory(&self) -> &Path {
+        self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."))
+    }
+
+    /// How to reach the agent API, presenting `node.crt`.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig::from_directory(
+            self.directory(),
+            "node",
+            &self.control_host,
+            self.control_port,
+        )
+    }
+}
+
+impl BackendConfig {
+    pub fn root_path(&self) -> &PathBuf {
+        match self {
+            Self::Loopback { root_path, .. } | Self::Directory { root_path, .. } => root_path,
+        }
+    }
+
+    pub fn compute_instance_id(&self) -> Option<&str> {
+        match self {
+            Self::Loopback { compute_instance_id, .. }
+            | Self::Directory { compute_instance_id, .. } => compute_instance_id.as_deref(),
+        }
+    }
+}
+
+fn seconds(
+    invalid: &impl Fn(String) -> ConfigError,
+    key: &str,
+    value: Option<f64>,
+    default: f64,
+) -> Result<Duration, ConfigError> {
+    let seconds = value.unwrap_or(default);
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| invalid(format!("agent: {key} must be a positive number of seconds")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(Path::new("/etc/flocker/agent.yml"), text)
+    }
+
+    #[test]
+    fn flockers_own_loopback_example_is_read_with_its_defaults() {
+        let config = parse(
+            "version: 1\ncontrol-service: {hostname: \"flocker-control.example.internal\", port: 4524}\n\
+             dataset: {backend: loopback, root_path: /var/lib/flocker/loopback, compute_instance_id: node-a}\n",
+        )
+        .unwrap();
+        assert_eq!(config.control_host, "flocker-control.example.internal");
+        assert_eq!(config.control_port, 4524);
+        assert_eq!(
+            config.backend,
+            BackendConfig::Loopback {
+                root_path: "/var/lib/flocker/loopback".into(),
+                compute_instance_id: Some("node-a".into())
+            }
+        );
+        assert_eq!(config.mount_root, Path::new("/flocker"));
+        assert_eq!(config.directory(), Path::new("/etc/flocker"));
+        assert_eq!(config.poll, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn the_port_defaults_to_the_agent_port_and_logging_is_accepted() {
+        let config = parse(
+            "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: directory, mount_mode: symlink}\n\
+             logging: {version: 1}\nagent: {era: 6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b, poll_seconds: 0.5}\n",
+        )
+        .unwrap();
+        assert_eq!(config.control_port, 4524);
+        assert!(matches!(
+            config.backend,
+            BackendConfig::Directory { mount_mode: MountMode::Symlink, .. }
+        ));
+        assert_eq!(config.era.unwrap().to_string(), "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(config.poll, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_the_file_and_the_problem() {
+        let cases = [
+            (
+                "version: 2\ncontrol-service: {hostname: c}\ndataset: {backend: loopback}\n",
+                "version must be 1",
+            ),
+            ("version: 1\ndataset: {backend: loopback}\n", "control-service"),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: aws}\n",
+                "backend 'aws'",
+            ),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: loopback, rootpath: /x}\n",
+                "rootpath",
+            ),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: loopback, root_path: x}\n",
+                "absolute",
+            ),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: loopback, compute_instance_id: a/b}\n",
+                "compute_instance_id",
+            ),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: loopback}\nagent: {poll_seconds: 0}\n",
+                "poll_seconds",
+            ),
+            (
+                "version: 1\ncontrol-service: {hostname: c}\ndataset: {backend: loopback, mount_mode: bind}\n",
+                "mount_mode",
+            ),
+            ("{{{", "/etc/flocker/agent.yml"),
+        ];
+        for (text, words) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains("/etc/flocker/agent.yml"), "{message}");
+            assert!(message.contains(words), "{text}: {message}");
+        }
+    }
+}

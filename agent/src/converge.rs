@@ -1,0 +1,199 @@
+//! The convergence loop. A poller thread keeps one long-poll open on the control service and
+//! hands each new configuration over; the loop discovers what the node has, reports it when it
+//! changed, plans (pure) and acts, then looks again at once after progress, soon while another
+//! node releases a volume, with a growing pause after a failure, and rarely when all is done.
+//!
+//! Until the first configuration arrives the loop touches nothing, and when the control service
+//! goes quiet it keeps the last one: a node never unmounts because it lost its control service.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use flocker_api::agent_protocol::{
+    AgentConfiguration, BlockDeviceOwnership, ReportedDataset, StateReport,
+};
+use flocker_api::{DatasetId, Era};
+
+use crate::act::{Outcome, act};
+use crate::backend::Backend;
+use crate::calculate::{Have, Step, plan};
+use crate::discover::{Discovery, discover};
+use crate::link::{Backoff, Link};
+
+/// How often a converged node looks again for changes made behind its back, and reports.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// The latest configuration, handed from the poller to the loop.
+#[derive(Default)]
+pub struct Mailbox {
+    latest: Mutex<(Option<Arc<AgentConfiguration>>, bool)>,
+    arrived: Condvar,
+}
+
+impl Mailbox {
+    pub fn deliver(&self, configuration: AgentConfiguration) {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        *latest = (Some(Arc::new(configuration)), true);
+        self.arrived.notify_all();
+    }
+
+    /// Waits up to `timeout` for a new configuration; the latest one either way.
+    fn wait(&self, timeout: Duration) -> Option<Arc<AgentConfiguration>> {
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut latest, _) = self
+            .arrived
+            .wait_timeout_while(latest, timeout, |(_, new)| !*new)
+            .unwrap_or_else(PoisonError::into_inner);
+        latest.1 = false;
+        latest.0.clone()
+    }
+}
+
+/// Keeps a long-poll open and delivers every new configuration. Never returns.
+pub fn poll_forever(link: Link, mailbox: Arc<Mailbox>, wait: Duration, longest_pause: Duration) {
+    let mut etag: Option<String> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(100), longest_pause);
+    let mut failing = false;
+    loop {
+        match link.configuration(etag.as_deref(), wait) {
+            Ok(configuration) => {
+                if failing {
+                    log::info!("the control service answers again");
+                }
+                failing = false;
+                backoff.reset();
+                if etag.as_deref() != Some(configuration.etag.as_str()) {
+                    etag = Some(configuration.etag.clone());
+                    mailbox.deliver(configuration);
+                }
+            }
+            Err(error) => {
+                if !failing {
+                    log::warn!(
+                        "{:#}; the node stays as it is, retrying",
+                        anyhow::Error::new(error)
+                    );
+                }
+                failing = true;
+                std::thread::sleep(backoff.pause());
+            }
+        }
+    }
+}
+
+pub struct Converger {
+    pub backend: Box<dyn Backend>,
+    pub mount_root: PathBuf,
+    pub link: Link,
+    pub era: Era,
+    pub mailbox: Arc<Mailbox>,
+    /// The longest pause after a failure.
+    pub longest_pause: Duration,
+    /// Report at least this often, even when nothing changed.
+    pub heartbeat: Duration,
+}
+
+impl Converger {
+    pub fn run(self) -> ! {
+        let mut failures = Backoff::new(Duration::from_millis(100), self.longest_pause);
+        let mut waiting = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        let mut reported: Option<(Vec<ReportedDataset>, Instant)> = None;
+        let mut recorded = BTreeSet::new();
+        let mut pause = Duration::ZERO;
+        loop {
+            let desired = self.mailbox.wait(pause);
+            let discovery = match discover(self.backend.as_ref(), &self.mount_root) {
+                Ok(discovery) => discovery,
+                Err(error) => {
+                    log::error!("cannot see what the node has: {:#}", anyhow::Error::new(error));
+                    pause = failures.pause();
+                    continue;
+                }
+            };
+            self.report(&discovery, &mut reported);
+            let Some(desired) = desired else {
+                pause = IDLE; // no configuration yet: touch nothing
+                continue;
+            };
+            self.record_blockdevices(&desired, &discovery, &mut recorded);
+            let (progressed, failed, wait) = self.carry_out(&desired, &discovery);
+            pause = if progressed {
+                Duration::ZERO
+            } else if failed {
+                failures.pause()
+            } else if wait {
+                waiting.pause()
+            } else {
+                failures.reset();
+                waiting.reset();
+                IDLE.min(self.heartbeat)
+            };
+        }
+    }
+
+    /// Acts on the plan: whether anything progressed, failed, or waits on another node.
+    fn carry_out(&self, desired: &AgentConfiguration, discovery: &Discovery) -> (bool, bool, bool) {
+        let (mut progressed, mut failed, mut wait) = (false, false, false);
+        for (id, step) in plan(desired, &discovery.haves()) {
+            if !matches!(step, Step::Hold | Step::WaitForRelease) {
+                log::info!("dataset {id}: {step:?}");
+            }
+            match act(self.backend.as_ref(), &self.mount_root, &id, &step, discovery.found.get(&id))
+            {
+                Ok(Outcome::Progressed) => progressed = true,
+                Ok(Outcome::Waiting) => wait |= step == Step::WaitForRelease,
+                Ok(Outcome::Refused) => {}
+                Err(error) => {
+                    log::error!("dataset {id}: {step:?} failed: {:#}", anyhow::Error::new(error));
+                    failed = true;
+                }
+            }
+        }
+        (progressed, failed, wait)
+    }
+
+    /// Sends the node's state when it changed, or when the heartbeat is due.
+    fn report(
+        &self,
+        discovery: &Discovery,
+        reported: &mut Option<(Vec<ReportedDataset>, Instant)>,
+    ) {
+        let datasets = discovery.report(&self.mount_root);
+        let due = match reported {
+            Some((last, at)) => *last != datasets || at.elapsed() >= self.heartbeat,
+            None => true,
+        };
+        if !due {
+            return;
+        }
+        match self.link.report(&StateReport { era: self.era, datasets: datasets.clone() }) {
+            Ok(()) => *reported = Some((datasets, Instant::now())),
+            Err(error) => log::debug!("state not reported: {error}"),
+        }
+    }
+
+    /// Tells the control service, once, which block device backs each of this node's datasets.
+    fn record_blockdevices(
+        &self,
+        desired: &AgentConfiguration,
+        discovery: &Discovery,
+        recorded: &mut BTreeSet<DatasetId>,
+    ) {
+        for dataset in desired.datasets.iter().filter(|d| !d.deleted) {
+            let id = dataset.dataset_id;
+            let present = discovery.found.get(&id).is_some_and(|f| f.have != Have::Elsewhere);
+            if !present || desired.blockdevice_ids.contains_key(&id) || !recorded.insert(id) {
+                continue;
+            }
+            let record = BlockDeviceOwnership {
+                dataset_id: id,
+                blockdevice_id: self.backend.blockdevice_id(&id),
+            };
+            if let Err(error) = self.link.record_blockdevice(&record) {
+                log::warn!("dataset {id}: the block device was not recorded: {error}");
+            }
+        }
+    }
+}

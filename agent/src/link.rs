@@ -1,0 +1,94 @@
+//! The agent's side of the agent API: hello, the configuration long-poll, state reports. A
+//! call answered 409 (the service restarted, or forgot this node) says hello again and retries.
+
+use std::time::Duration;
+
+use flocker_api::ClientError;
+use flocker_api::agent_protocol::{
+    AgentClient, AgentConfiguration, BlockDeviceOwnership, Hello, StateReport, Welcome,
+};
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    client: AgentClient,
+    hello: Hello,
+}
+
+impl Link {
+    pub fn new(client: AgentClient, hello: Hello) -> Self {
+        Self { client, hello }
+    }
+
+    pub fn hello(&self) -> Result<Welcome, ClientError> {
+        self.client.hello(&self.hello)
+    }
+
+    pub fn configuration(
+        &self,
+        etag: Option<&str>,
+        wait: Duration,
+    ) -> Result<AgentConfiguration, ClientError> {
+        self.again_after_hello(|| self.client.configuration(etag, wait))
+    }
+
+    pub fn report(&self, report: &StateReport) -> Result<(), ClientError> {
+        self.again_after_hello(|| self.client.report(report))
+    }
+
+    pub fn record_blockdevice(&self, record: &BlockDeviceOwnership) -> Result<(), ClientError> {
+        self.client.record_blockdevice(record)
+    }
+
+    fn again_after_hello<T>(
+        &self,
+        call: impl Fn() -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
+        match call() {
+            Err(error) if error.status() == Some(409) => {
+                log::info!("the control service does not know this node now; saying hello again");
+                self.hello()?;
+                call()
+            }
+            other => other,
+        }
+    }
+}
+
+/// Pauses that double from `first` up to `longest`, for retries that must never loop hot.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    longest: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    pub fn new(first: Duration, longest: Duration) -> Self {
+        Self { first, longest, next: first }
+    }
+
+    /// The pause to take now; the next one is twice as long.
+    pub fn pause(&mut self) -> Duration {
+        let pause = self.next;
+        self.next = (self.next * 2).min(self.longest);
+        pause
+    }
+
+    pub fn reset(&mut self) {
+        self.next = self.first;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_limit_and_starts_over_on_reset() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(500));
+        let pauses: Vec<u128> = (0..5).map(|_| backoff.pause().as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 500, 500]);
+        backoff.reset();
+        assert_eq!(backoff.pause(), Duration::from_millis(100));
+    }
+}

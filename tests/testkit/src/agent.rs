@@ -1,0 +1,154 @@
+//! `flocker-dataset-agent` as a child process, with its own `agent.yml`, certificates and mount
+//! root under the test cluster's directory; several can run on one machine, sharing a
+//! `root_path` as nodes share storage.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::{ClusterCertificates, NodeCertificate};
+
+/// The built `flocker-dataset-agent` beside the running test (see [`crate::control_binary`]).
+pub fn agent_binary() -> PathBuf {
+    crate::control::built_binary("flocker-dataset-agent")
+}
+
+/// What an agent stores its volumes in, as `agent.yml`'s `dataset` section says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Loopback,
+    /// The directory backend with bind mounts (root).
+    Directory,
+    /// The directory backend with symbolic links (no root needed).
+    DirectorySymlink,
+}
+
+impl BackendKind {
+    fn yaml(self, root_path: &Path, instance: &str, mount_root: &Path) -> String {
+        let (backend, mode) = match self {
+            Self::Loopback => ("loopback", ""),
+            Self::Directory => ("directory", ", mount_mode: bind"),
+            Self::DirectorySymlink => ("directory", ", mount_mode: symlink"),
+        };
+        format!(
+            "{{backend: {backend}, root_path: {}, compute_instance_id: {instance}, mount_root: {}{mode}}}",
+            root_path.display(),
+            mount_root.display()
+        )
+    }
+
+    /// The volume file or directory of a dataset, attached to `instance` or (None) to no one.
+    pub fn volume_path(
+        self,
+        root_path: &Path,
+        instance: Option<&str>,
+        dataset: &str,
+        size: u64,
+    ) -> PathBuf {
+        let prefix = if self == Self::Loopback { "block-" } else { "dataset-" };
+        let directory = match instance {
+            Some(instance) => root_path.join("attached").join(instance),
+            None => root_path.join("unattached"),
+        };
+        directory.join(format!("{prefix}{dataset}_{size}"))
+    }
+}
+
+/// A running agent; killed when dropped.
+pub struct AgentProcess {
+    child: Option<Child>,
+    binary: PathBuf,
+    pub name: String,
+    pub node: NodeCertificate,
+    /// Holds `agent.yml` and the certificates.
+    pub directory: PathBuf,
+    pub mount_root: PathBuf,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Writes `<cluster root>/<name>/agent.yml` (control service at `agent_port`, `backend` in
+    /// `root_path`, compute instance `name`, a random era) and starts the agent.
+    pub fn start(
+        binary: &Path,
+        certificates: &ClusterCertificates,
+        name: &str,
+        agent_port: u16,
+        backend: BackendKind,
+        root_path: &Path,
+    ) -> Result<Self, String> {
+        let directory = certificates.root().join(name);
+        let mount_root = directory.join("flocker");
+        std::fs::create_dir_all(&directory).map_err(|e| e.to_string())?;
+        let node = certificates.node();
+        let copy = |from: &Path, to: &str| {
+            std::fs::copy(from, directory.join(to)).map_err(|e| e.to_string())
+        };
+        copy(&certificates.cluster_certificate(), "cluster.crt")?;
+        copy(&node.certificate, "node.crt")?;
+        copy(&node.key, "node.key")?;
+        let yaml = format!(
+            "version: 1\ncontrol-service: {{hostname: 127.0.0.1, port: {agent_port}}}\ndataset: {}\n\
+             agent: {{era: {}, max_backoff_seconds: 2}}\n",
+            backend.yaml(root_path, name, &mount_root),
+            flocker_api::Era::random()
+        );
+        std::fs::write(directory.join("agent.yml"), yaml).map_err(|e| e.to_string())?;
+        let mut agent = Self {
+            child: None,
+            binary: binary.to_owned(),
+            name: name.to_owned(),
+            node,
+            log: directory.join("agent.log"),
+            directory,
+            mount_root,
+        };
+        agent.restart()?;
+        Ok(agent)
+    }
+
+    /// Starts the agent again with the same configuration (after [`AgentProcess::kill`]).
+    pub fn restart(&mut self) -> Result<(), String> {
+        let log =
+            File::options().create(true).append(true).open(&self.log).map_err(|e| e.to_string())?;
+        let child = Command::new(&self.binary)
+            .arg("--agent-config")
+            .arg(self.directory.join("agent.yml"))
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.binary.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Where this agent mounts a dataset.
+    pub fn mount_point(&self, dataset: &str) -> PathBuf {
+        self.mount_root.join(dataset)
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,150 @@
+//! A whole cluster on this machine: fresh certificates, a control service, and dataset agents
+//! whose backends share one `root_path`, as nodes share storage. Everything it mounted or
+//! attached is let go when it is dropped, even after a failed assertion.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use flocker_api::{Client, CreateDataset, Dataset, DatasetId, DatasetState, NodeUuid};
+
+use crate::{
+    AgentProcess, BackendKind, ClusterCertificates, ControlProcess, agent_binary, control_binary,
+    release_mounts_and_loop_devices,
+};
+
+/// The size of the test volumes: the smallest the API allows.
+pub const SMALL: u64 = 64 * 1024 * 1024;
+
+pub struct LocalCluster {
+    pub control: ControlProcess,
+    pub client: Client,
+    /// Node `i` is `agents[i]`, compute instance `node-<i>`.
+    pub agents: Vec<AgentProcess>,
+    pub backend: BackendKind,
+    /// The `root_path` all agents share.
+    pub shared_root: PathBuf,
+    /// Dropped last: every file of the cluster lives in it.
+    pub certificates: ClusterCertificates,
+}
+
+impl LocalCluster {
+    /// Starts a control service (with `control_options`) and `nodes` agents, and waits until
+    /// every agent has said hello.
+    pub fn start(backend: BackendKind, nodes: usize, control_options: &[&str]) -> Self {
+        let certificates = ClusterCertificates::new();
+        let data = certificates.root().join("control-data");
+        let control =
+            ControlProcess::start(&control_binary(), &certificates, &data, control_options)
+                .unwrap_or_else(|e| panic!("{e}"));
+        let client = certificates.client(control.rest, "tests");
+        let shared_root = certificates.root().join("shared");
+        let agents = (0..nodes)
+            .map(|i| {
+                AgentProcess::start(
+                    &agent_binary(),
+                    &certificates,
+                    &format!("node-{i}"),
+                    control.agent.port(),
+                    backend,
+                    &shared_root,
+                )
+                .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let cluster = Self { control, client, agents, backend, shared_root, certificates };
+        cluster.wait_for("every agent to say hello", Duration::from_secs(30), || {
+            cluster.client.list_nodes().is_ok_and(|listed| listed.len() == nodes)
+        });
+        cluster
+    }
+
+    pub fn node(&self, index: usize) -> NodeUuid {
+        self.agents[index].node.uuid
+    }
+
+    /// A new 64 MiB dataset whose primary is node `index`.
+    pub fn create_dataset(&self, index: usize) -> Dataset {
+        self.create_dataset_with_id(index, None).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub fn create_dataset_with_id(
+        &self,
+        index: usize,
+        id: Option<DatasetId>,
+    ) -> Result<Dataset, flocker_api::ClientError> {
+        let request = CreateDataset {
+            primary: self.node(index),
+            dataset_id: id,
+            maximum_size: Some(SMALL),
+            metadata: [("name".to_owned(), "test".to_owned())].into(),
+        };
+        self.client.create_dataset(&request, None)
+    }
+
+    /// The entries of `/v1/state/datasets` for `dataset`.
+    pub fn states(&self, dataset: &DatasetId) -> Vec<DatasetState> {
+        let states = self.client.dataset_states().unwrap_or_else(|e| panic!("{e}"));
+        states.into_iter().filter(|s| s.dataset_id == *dataset).collect()
+    }
+
+    /// Where `/v1/state/datasets` says node `index` has `dataset` mounted.
+    pub fn mounted_path(&self, dataset: &DatasetId, index: usize) -> Option<PathBuf> {
+        let node = self.node(index);
+        self.states(dataset)
+            .into_iter()
+            .find(|s| s.primary == Some(node))
+            .and_then(|s| s.path.map(PathBuf::from))
+    }
+
+    /// Waits until node `index` reports `dataset` mounted; its path.
+    pub fn wait_mounted(&self, dataset: &DatasetId, index: usize) -> PathBuf {
+        let mut path = None;
+        self.wait_for(
+            &format!("dataset {dataset} to be mounted on node-{index}"),
+            Duration::from_secs(60),
+            || {
+                path = self.mounted_path(dataset, index);
+                path.is_some()
+            },
+        );
+        path.unwrap_or_default()
+    }
+
+    /// Polls `condition` every 10 ms; fails the test with every log if it is not met in time.
+    pub fn wait_for(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The volume of `dataset` attached to node `index`, or (None) unattached.
+    pub fn volume_path(&self, dataset: &DatasetId, index: Option<usize>) -> PathBuf {
+        let instance = index.map(|i| self.agents[i].name.clone());
+        self.backend.volume_path(
+            &self.shared_root,
+            instance.as_deref(),
+            &dataset.to_string(),
+            SMALL,
+        )
+    }
+
+    /// Every process's log, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut logs = format!("--- control service\n{}", self.control.log());
+        for agent in &self.agents {
+            logs += &format!("--- agent {} ({})\n{}", agent.name, agent.node.uuid, agent.log());
+        }
+        logs
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            agent.kill();
+        }
+        release_mounts_and_loop_devices(self.certificates.root());
+    }
+}
