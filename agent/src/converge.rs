@@ -83,6 +83,14 @@ pub fn poll_forever(link: Link, mailbox: Arc<Mailbox>, wait: Duration, longest_p
     }
 }
 
+/// The last report that reached the control service.
+struct Reported {
+    datasets: Vec<ReportedDataset>,
+    /// [`Link::hellos`] when it was sent.
+    hellos: u64,
+    at: Instant,
+}
+
 pub struct Converger {
     pub backend: Box<dyn Backend>,
     pub mount_root: PathBuf,
@@ -99,7 +107,7 @@ impl Converger {
     pub fn run(self) -> ! {
         let mut failures = Backoff::new(Duration::from_millis(100), self.longest_pause);
         let mut waiting = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
-        let mut reported: Option<(Vec<ReportedDataset>, Instant)> = None;
+        let mut reported: Option<Reported> = None;
         let mut recorded = BTreeSet::new();
         let mut pause = Duration::ZERO;
         loop {
@@ -154,22 +162,23 @@ impl Converger {
         (progressed, failed, wait)
     }
 
-    /// Sends the node's state when it changed, or when the heartbeat is due.
-    fn report(
-        &self,
-        discovery: &Discovery,
-        reported: &mut Option<(Vec<ReportedDataset>, Instant)>,
-    ) {
+    /// Sends the node's state when it changed, when the control service may have forgotten it
+    /// (a new hello), or when the heartbeat is due.
+    fn report(&self, discovery: &Discovery, reported: &mut Option<Reported>) {
         let datasets = discovery.report(&self.mount_root);
-        let due = match reported {
-            Some((last, at)) => *last != datasets || at.elapsed() >= self.heartbeat,
-            None => true,
-        };
+        let due = reported.as_ref().is_none_or(|last| {
+            last.datasets != datasets
+                || last.hellos != self.link.hellos()
+                || last.at.elapsed() >= self.heartbeat
+        });
         if !due {
             return;
         }
         match self.link.report(&StateReport { era: self.era, datasets: datasets.clone() }) {
-            Ok(()) => *reported = Some((datasets, Instant::now())),
+            Ok(()) => {
+                let hellos = self.link.hellos();
+                *reported = Some(Reported { datasets, hellos, at: Instant::now() });
+            }
             Err(error) => log::debug!("state not reported: {error}"),
         }
     }

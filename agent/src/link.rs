@@ -1,6 +1,8 @@
 //! The agent's side of the agent API: hello, the configuration long-poll, state reports. A
 //! call answered 409 (the service restarted, or forgot this node) says hello again and retries.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use flocker_api::ClientError;
@@ -12,15 +14,25 @@ use flocker_api::agent_protocol::{
 pub struct Link {
     client: AgentClient,
     hello: Hello,
+    /// Successful hellos so far: a new one means the service may have forgotten the node's
+    /// state, which must then be reported again.
+    hellos: Arc<AtomicU64>,
 }
 
 impl Link {
     pub fn new(client: AgentClient, hello: Hello) -> Self {
-        Self { client, hello }
+        Self { client, hello, hellos: Arc::default() }
     }
 
     pub fn hello(&self) -> Result<Welcome, ClientError> {
-        self.client.hello(&self.hello)
+        let welcome = self.client.hello(&self.hello)?;
+        self.hellos.fetch_add(1, Ordering::SeqCst);
+        Ok(welcome)
+    }
+
+    /// How many hellos succeeded so far.
+    pub fn hellos(&self) -> u64 {
+        self.hellos.load(Ordering::SeqCst)
     }
 
     pub fn configuration(

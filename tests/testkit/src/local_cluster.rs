@@ -58,6 +58,21 @@ impl LocalCluster {
         cluster
     }
 
+    /// Kills the control service (`kill -9`); the agents lose it.
+    pub fn kill_control(&mut self) {
+        self.control.kill();
+    }
+
+    /// Starts the control service again on the same ports and data.
+    pub fn restart_control(&mut self) {
+        let (ports, data) =
+            ((self.control.rest, self.control.agent), self.control.data_path.clone());
+        self.control.kill();
+        self.control =
+            ControlProcess::start_on(&control_binary(), &self.certificates, &data, ports, &[])
+                .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     pub fn node(&self, index: usize) -> NodeUuid {
         self.agents[index].node.uuid
     }

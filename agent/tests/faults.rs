@@ -1,0 +1,166 @@
+//! Bad input and faults: the agent says what is wrong with its files, keeps the node as it is
+//! while the control service is away, never formats what holds a file system, reports failing
+//! commands in their own words and retries without looping hot.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use flocker_api::DatasetId;
+use flocker_testkit::{
+    AgentProcess, BackendKind, ClusterCertificates, LocalCluster, SMALL, agent_binary, require_root,
+};
+
+/// Runs the agent on `agent.yml` in `directory` until it exits; its stderr.
+fn run_to_exit(directory: &Path) -> String {
+    let output = Command::new(agent_binary())
+        .arg("--agent-config")
+        .arg(directory.join("agent.yml"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "the agent started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// An agent's directory with a good configuration and certificates, not started.
+fn prepared_agent(certificates: &ClusterCertificates) -> std::path::PathBuf {
+    let agent = AgentProcess::start(
+        &agent_binary(),
+        certificates,
+        "node-x",
+        9, // nothing listens there: the agent only has to start
+        BackendKind::DirectorySymlink,
+        &certificates.root().join("shared"),
+    )
+    .unwrap();
+    agent.directory.clone()
+}
+
+#[test]
+fn an_unreadable_or_wrong_agent_yml_is_named_with_its_problem() {
+    let certificates = ClusterCertificates::new();
+    let directory = prepared_agent(&certificates);
+    let config = directory.join("agent.yml");
+    fs::write(&config, "version: 1\ncontrol-service: {hostname: h}\ndataset: {backend: zfs}\n")
+        .unwrap();
+    let message = run_to_exit(&directory);
+    assert!(
+        message.contains(&config.display().to_string()) && message.contains("zfs"),
+        "{message}"
+    );
+    fs::remove_file(&config).unwrap();
+    let message = run_to_exit(&directory);
+    assert!(
+        message.contains(&config.display().to_string()) && message.contains("cannot read"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_missing_or_wrong_node_certificate_is_named_with_its_problem() {
+    let certificates = ClusterCertificates::new();
+    let directory = prepared_agent(&certificates);
+    let node_certificate = directory.join("node.crt");
+    let (user_certificate, _) = certificates.user("someone");
+    fs::copy(&user_certificate, &node_certificate).unwrap();
+    let message = run_to_exit(&directory);
+    assert!(
+        message.contains(&node_certificate.display().to_string())
+            && message.contains("user-someone"),
+        "{message}"
+    );
+    fs::remove_file(directory.join("node.key")).unwrap();
+    fs::copy(certificates.node().certificate, &node_certificate).unwrap();
+    let message = run_to_exit(&directory);
+    assert!(message.contains("node.key"), "{message}");
+}
+
+#[test]
+fn the_node_stays_as_it_is_while_the_control_service_is_away_and_reports_when_it_is_back() {
+    require_root();
+    let mut cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    let dataset = cluster.create_dataset(0).dataset_id;
+    let path = cluster.wait_mounted(&dataset, 0);
+    cluster.kill_control();
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&path.display().to_string()),
+        "unmounted while the control service was away"
+    );
+    assert!(cluster.agents[0].log().contains("retrying"), "{}", cluster.agents[0].log());
+    cluster.restart_control();
+    assert_eq!(
+        cluster.wait_mounted(&dataset, 0),
+        path,
+        "the state was not reported to the new control service"
+    );
+}
+
+#[test]
+fn a_volume_holding_another_file_system_is_never_formatted() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    let dataset = DatasetId::random();
+    let volume = cluster.volume_path(&dataset, None);
+    fs::File::create(&volume).unwrap().set_len(SMALL).unwrap();
+    let made = Command::new("mkswap").arg(&volume).output().unwrap();
+    assert!(made.status.success());
+    let before = fs::read(&volume).unwrap();
+    cluster.create_dataset_with_id(0, Some(dataset)).unwrap();
+    cluster.wait_for("the agent to refuse the volume", Duration::from_secs(30), || {
+        cluster.agents[0].log().contains("holds a file system of its own (swap)")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let attached = cluster.volume_path(&dataset, Some(0));
+    assert_eq!(fs::read(&attached).unwrap(), before, "the volume was changed");
+    assert!(cluster.mounted_path(&dataset, 0).is_none());
+}
+
+#[test]
+fn a_volume_flockers_agent_made_without_a_file_system_is_formatted_and_mounted() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    let dataset = DatasetId::random();
+    fs::File::create(cluster.volume_path(&dataset, None)).unwrap().set_len(SMALL).unwrap();
+    cluster.create_dataset_with_id(0, Some(dataset)).unwrap();
+    let path = cluster.wait_mounted(&dataset, 0);
+    assert!(cluster.agents[0].log().contains(&format!("dataset {dataset}: Format")));
+    fs::write(path.join("hello"), b"world").unwrap();
+}
+
+#[test]
+fn a_failing_step_is_logged_with_its_dataset_and_retried_without_looping_hot() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    let dataset = DatasetId::random();
+    // Someone's files where the dataset would be mounted: never hidden, never removed.
+    let blocked = cluster.agents[0].mount_point(&dataset.to_string());
+    fs::create_dir_all(&blocked).unwrap();
+    fs::write(blocked.join("precious"), b"not ours").unwrap();
+    cluster.create_dataset_with_id(0, Some(dataset)).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let log = cluster.agents[0].log();
+    let failures = log.matches(&format!("dataset {dataset}: Mount failed")).count();
+    assert!(failures >= 2, "the step was not retried:\n{log}");
+    assert!(failures <= 12, "{failures} attempts in 5 s: looping hot\n{log}");
+    assert!(log.contains("not empty"), "{log}");
+    assert_eq!(fs::read(blocked.join("precious")).unwrap(), b"not ours");
+    fs::remove_file(blocked.join("precious")).unwrap();
+    cluster.wait_mounted(&dataset, 0);
+}
+
+#[test]
+fn a_command_that_fails_is_reported_in_its_own_words() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    let dataset = DatasetId::random();
+    // A directory where a volume file should be: losetup cannot attach it.
+    fs::create_dir(cluster.volume_path(&dataset, None)).unwrap();
+    cluster.create_dataset_with_id(0, Some(dataset)).unwrap();
+    cluster.wait_for("the failure to be logged", Duration::from_secs(30), || {
+        let log = cluster.agents[0].log();
+        log.contains(&format!("dataset {dataset}: Attach failed"))
+            && log.contains("`losetup --find --show")
+    });
+}
