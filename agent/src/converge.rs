@@ -25,6 +25,10 @@ use crate::link::{Backoff, Link};
 /// How often a converged node looks again for changes made behind its back, and reports.
 const IDLE: Duration = Duration::from_secs(10);
 
+/// A dataset takes at most four steps (create, attach, format, mount); many datasets take more
+/// passes, but a step that reports progress and changes nothing must not spin the loop.
+const MOST_STEPS_IN_A_ROW: u32 = 100;
+
 /// The latest configuration, handed from the poller to the loop.
 #[derive(Default)]
 pub struct Mailbox {
@@ -106,10 +110,12 @@ pub struct Converger {
 impl Converger {
     pub fn run(self) -> ! {
         let mut failures = Backoff::new(Duration::from_millis(100), self.longest_pause);
-        let mut waiting = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
+        // Another node's detach takes milliseconds: look often at first, then less.
+        let mut waiting = Backoff::new(Duration::from_millis(2), Duration::from_secs(1));
         let mut reported: Option<Reported> = None;
         let mut recorded = BTreeSet::new();
         let mut pause = Duration::ZERO;
+        let mut streak = 0;
         loop {
             let desired = self.mailbox.wait(pause);
             let discovery = match discover(self.backend.as_ref(), &self.mount_root) {
@@ -127,9 +133,15 @@ impl Converger {
             };
             self.record_blockdevices(&desired, &discovery, &mut recorded);
             let (progressed, failed, wait) = self.carry_out(&desired, &discovery);
-            pause = if progressed {
+            streak = if progressed { streak + 1 } else { 0 };
+            if streak == MOST_STEPS_IN_A_ROW + 1 {
+                log::warn!(
+                    "{streak} passes in a row changed something without converging; slowing down"
+                );
+            }
+            pause = if progressed && streak <= MOST_STEPS_IN_A_ROW {
                 Duration::ZERO
-            } else if failed {
+            } else if progressed || failed {
                 failures.pause()
             } else if wait {
                 waiting.pause()

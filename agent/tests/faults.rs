@@ -164,3 +164,21 @@ fn a_command_that_fails_is_reported_in_its_own_words() {
             && log.contains("`losetup --find --show")
     });
 }
+
+#[test]
+fn a_busy_volume_is_unmounted_once_let_go_never_by_force() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+    let dataset = cluster.create_dataset(0).dataset_id;
+    let on_a = cluster.wait_mounted(&dataset, 0);
+    fs::write(on_a.join("open"), b"in use").unwrap();
+    let in_use = fs::File::open(on_a.join("open")).unwrap();
+    cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
+    cluster.wait_for("the busy unmount to be retried", Duration::from_secs(30), || {
+        cluster.agents[0].log().matches("is busy").count() >= 2
+    });
+    assert_eq!(cluster.mounted_path(&dataset, 0), Some(on_a.clone()), "unmounted while in use");
+    drop(in_use);
+    let on_b = cluster.wait_mounted(&dataset, 1);
+    assert_eq!(fs::read(on_b.join("open")).unwrap(), b"in use");
+}

@@ -8,6 +8,9 @@ use flocker_api::DatasetId;
 
 use super::{Attachment, BackendError, Volume};
 
+/// How old a temporary file must be before it is taken for a crash's leftover.
+const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// `<root>/unattached`, `<root>/attached/<instance>`; volumes named `<prefix><id>_<size>`.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -28,7 +31,37 @@ impl Layout {
                 .map_err(BackendError::io("create", &directory))?;
         }
         let root = root.canonicalize().map_err(BackendError::io("resolve", root))?;
-        Ok(Self { root, instance: instance.to_owned(), prefix })
+        let layout = Self { root, instance: instance.to_owned(), prefix };
+        layout.remove_stale_temporaries();
+        Ok(layout)
+    }
+
+    /// A crash can leave a volume half-made (`.creating-*`) or half-destroyed (`.destroying-*`).
+    /// Those an hour old are nobody's work in progress, even with a shared root: remove them.
+    fn remove_stale_temporaries(&self) {
+        let stale = |path: &Path| {
+            fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > STALE))
+        };
+        for directory in [self.root.clone(), self.unattached()] {
+            for name in read_names(&directory).unwrap_or_default() {
+                let path = directory.join(&name);
+                if (name.starts_with(".creating-") || name.starts_with(".destroying-"))
+                    && stale(&path)
+                {
+                    log::info!("removing {}, left by an interrupted operation", path.display());
+                    let removed = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
+                    if let Err(error) = removed {
+                        log::warn!("cannot remove {}: {error}", path.display());
+                    }
+                }
+            }
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -113,4 +146,56 @@ pub fn sync_directory(directory: &Path) -> Result<(), BackendError> {
     fs::File::open(directory)
         .and_then(|d| d.sync_all())
         .map_err(BackendError::io("sync", directory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn volumes_are_listed_with_their_attachment_and_strays_are_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "node-a", "block-").unwrap();
+        let (mine, theirs, free) = (DatasetId::random(), DatasetId::random(), DatasetId::random());
+        fs::write(layout.attached_here().join(layout.name(&mine, 1024)), b"").unwrap();
+        let other = layout.root().join("attached").join("node-b");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join(layout.name(&theirs, 2048)), b"").unwrap();
+        fs::write(layout.unattached().join(layout.name(&free, 4096)), b"").unwrap();
+        for stray in ["lost+found", ".creating-block-x_1", "block-notauuid_1", "block-ok"] {
+            fs::write(layout.unattached().join(stray), b"").unwrap();
+        }
+        let mut volumes = layout.list(|path| Some(path.with_extension("dev"))).unwrap();
+        volumes.sort_by_key(|v| v.size);
+        let attachments: Vec<_> =
+            volumes.iter().map(|v| (v.dataset_id, v.size, v.attachment.clone())).collect();
+        let source = layout.attached_here().join(layout.name(&mine, 1024)).with_extension("dev");
+        assert_eq!(
+            attachments,
+            [
+                (mine, 1024, Attachment::Here { source: Some(source) }),
+                (theirs, 2048, Attachment::Elsewhere("node-b".into())),
+                (free, 4096, Attachment::Unattached),
+            ]
+        );
+    }
+
+    #[test]
+    fn only_temporaries_an_hour_old_are_taken_for_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "node-a", "block-").unwrap();
+        let (old, fresh) = (
+            layout.unattached().join(".creating-old"),
+            layout.unattached().join(".creating-fresh"),
+        );
+        for path in [&old, &fresh] {
+            fs::write(path, b"").unwrap();
+        }
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        fs::File::options().write(true).open(&old).unwrap().set_modified(two_hours_ago).unwrap();
+        Layout::new(dir.path(), "node-a", "block-").unwrap();
+        assert!(!old.exists());
+        assert!(fresh.exists(), "another node may be creating it right now");
+    }
 }

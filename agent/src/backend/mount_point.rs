@@ -8,9 +8,16 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use super::BackendError;
+use crate::mounts::MountTable;
 
-/// Makes `target` an empty directory to mount on. Refuses if something else is there.
+/// Makes `target` an empty directory to mount on. Refuses if something else is there, a mount
+/// included: mounts are never stacked.
 pub fn prepare(target: &Path) -> Result<(), BackendError> {
+    let mounts =
+        MountTable::read().map_err(BackendError::io("read", Path::new("/proc/self/mountinfo")))?;
+    if mounts.at(target).is_some() {
+        return Err(refused(target, "something is mounted there already"));
+    }
     if let Some(root) = target.parent() {
         // Tasks reach their volumes through this directory, so it is traversable by all.
         fs::DirBuilder::new()
