@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -99,8 +100,30 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.timeout)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(tls), service);
-    if let Err(error) = connection.await {
-        log::debug!("connection from {address} ended: {error}");
+        .serve_connection(TokioIo::new(tls), service)
+        .without_shutdown();
+    match connection.await {
+        Ok(parts) => close_gently(parts.io.into_inner()).await,
+        Err(error) => log::debug!("connection from {address} ended: {error}"),
     }
+}
+
+/// Ends a connection so that its last answer arrives. A client still sending a body that was
+/// refused (413) would otherwise get a reset, which can destroy the answer on its way: so say
+/// we are done writing, then let what the client still sends drain away — a bounded amount, for
+/// a bounded time, never looked at — before closing.
+async fn close_gently(mut tls: tokio_rustls::server::TlsStream<TcpStream>) {
+    const AT_MOST: usize = 1024 * 1024;
+    let _ = tls.shutdown().await;
+    let mut discard = vec![0u8; 16 * 1024];
+    let drain = async {
+        let mut drained = 0;
+        while drained < AT_MOST {
+            match tls.read(&mut discard).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => drained += read,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
