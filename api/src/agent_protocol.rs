@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Client, ClientError};
@@ -99,7 +98,7 @@ impl AgentClient {
 
     /// `POST /v1/agent/hello`.
     pub fn hello(&self, hello: &Hello) -> Result<Welcome, ClientError> {
-        self.call("POST", HELLO_PATH, Some(hello), &[200], None)
+        self.client.call_json("POST", HELLO_PATH, Some(hello), &[200], None)
     }
 
     /// `GET /v1/agent/configuration`: at once if `etag` is not current, else when the node's
@@ -115,7 +114,7 @@ impl AgentClient {
         };
         // The call waits on purpose: give it that long, and the usual time on top.
         let timeout = wait + Duration::from_secs(30);
-        self.call("GET", &path, None::<&()>, &[200], Some(timeout))
+        self.client.call_json("GET", &path, None::<&()>, &[200], Some(timeout))
     }
 
     /// `PUT /v1/agent/state`. 409: say hello again.
@@ -125,25 +124,14 @@ impl AgentClient {
 
     /// `POST /v1/agent/blockdevice-ownership`. 409: another device was recorded.
     pub fn record_blockdevice(&self, record: &BlockDeviceOwnership) -> Result<(), ClientError> {
-        self.call::<_, BlockDeviceOwnership>(
-            "POST",
-            BLOCKDEVICE_OWNERSHIP_PATH,
-            Some(record),
-            &[200],
-            None,
-        )
-        .map(drop)
-    }
-
-    fn call<B: Serialize, T: DeserializeOwned>(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&B>,
-        expected: &[u16],
-        timeout: Option<Duration>,
-    ) -> Result<T, ClientError> {
-        let response = self.client.send_json(method, path, body, expected, timeout)?;
-        crate::client::decode(method, path, &response)
+        self.client
+            .call_json::<_, BlockDeviceOwnership>(
+                "POST",
+                BLOCKDEVICE_OWNERSHIP_PATH,
+                Some(record),
+                &[200],
+                None,
+            )
+            .map(drop)
     }
 }

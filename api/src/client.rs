@@ -373,6 +373,19 @@ impl Client {
         let response = self.checked(method, path, headers, body, expected, None)?;
         decode(method, path, &response)
     }
+
+    /// [`Client::send_json`], and the answer's body decoded as `T`.
+    pub fn call_json<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+        expected: &[u16],
+        timeout: Option<Duration>,
+    ) -> Result<T, ClientError> {
+        let response = self.send_json(method, path, body, expected, timeout)?;
+        decode(method, path, &response)
+    }
 }
 
 fn condition(if_matches: Option<&ConfigurationTag>) -> Vec<(&'static str, &str)> {
@@ -384,7 +397,7 @@ fn read_body(mut body: Body) -> Result<Vec<u8>, ureq::Error> {
 }
 
 /// The body of an answer as `T`.
-pub(crate) fn decode<T: DeserializeOwned>(
+fn decode<T: DeserializeOwned>(
     method: &str,
     path: &str,
     response: &RawResponse,

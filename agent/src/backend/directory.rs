@@ -30,12 +30,7 @@ impl Directory {
     /// Points `target` at `source` atomically (a temporary link renamed into place). Only an
     /// absent target, or a link of ours, is replaced.
     fn link(&self, source: &Path, target: &Path) -> Result<(), BackendError> {
-        let root = target.parent().unwrap_or(Path::new("/"));
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(root)
-            .map_err(BackendError::io("create", root))?;
+        mount_point::make_root(target)?;
         match fs::symlink_metadata(target) {
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Ok(_) if self.is_our_link(target) => {}
@@ -46,6 +41,7 @@ impl Directory {
             Err(e) => return Err(BackendError::io("inspect", target)(e)),
         }
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let root = target.parent().unwrap_or(Path::new("/"));
         let temporary: PathBuf = root.join(format!(".linking-{name}"));
         let _ = fs::remove_file(&temporary);
         std::os::unix::fs::symlink(source, &temporary)

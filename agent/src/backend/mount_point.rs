@@ -18,14 +18,7 @@ pub fn prepare(target: &Path) -> Result<(), BackendError> {
     if mounts.at(target).is_some() {
         return Err(refused(target, "something is mounted there already"));
     }
-    if let Some(root) = target.parent() {
-        // Tasks reach their volumes through this directory, so it is traversable by all.
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(root)
-            .map_err(BackendError::io("create", root))?;
-    }
+    make_root(target)?;
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == ErrorKind::NotFound => fs::DirBuilder::new()
             .mode(0o755)
@@ -40,6 +33,17 @@ pub fn prepare(target: &Path) -> Result<(), BackendError> {
             Some(_) => Err(refused(target, "the directory is not empty; it is not ours to hide")),
         },
     }
+}
+
+/// Makes the directory that holds the mount points (`mount_root`) if needed. Tasks reach their
+/// volumes through it, so it is traversable by all.
+pub fn make_root(target: &Path) -> Result<(), BackendError> {
+    let Some(root) = target.parent() else { return Ok(()) };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(root)
+        .map_err(BackendError::io("create", root))
 }
 
 /// Removes the mount point once nothing is mounted on it, if it is empty.
