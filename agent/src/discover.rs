@@ -11,7 +11,7 @@ use flocker_api::agent_protocol::ReportedDataset;
 
 use crate::backend::{Attachment, Backend, BackendError, Volume};
 use crate::calculate::Have;
-use crate::mounts::MountTable;
+use flocker_host::mounts::MountTable;
 
 /// One dataset's volume and what it amounts to.
 #[derive(Debug, Clone, PartialEq, Eq)]

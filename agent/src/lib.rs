@@ -2,7 +2,7 @@
 //!
 //! - [`config`] reads `agent.yml`;
 //! - [`link`] talks to the control service's agent API;
-//! - [`discover`] finds what the node has (backend volumes, loop devices, [`mounts`]);
+//! - [`discover`] finds what the node has (backend volumes, loop devices, mounts);
 //! - [`calculate`] decides the next step for each dataset (pure);
 //! - [`act`] carries it out on a [`backend`] (loopback or directory, running [`command`]s);
 //! - [`converge`] loops over all of that.
@@ -15,7 +15,6 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
-pub mod mounts;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,9 +88,8 @@ fn backend(config: &BackendConfig, node: &str) -> anyhow::Result<Box<dyn Backend
 
 /// The kernel's boot id: a new era on every boot.
 fn boot_id() -> anyhow::Result<Era> {
-    let path = "/proc/sys/kernel/random/boot_id";
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
-    Ok(text.trim().parse()?)
+    let text = flocker_host::boot_id().with_context(|| format!("cannot read {}", flocker_host::BOOT_ID))?;
+    Ok(text.parse()?)
 }
 
 fn say_hello_until_answered(

@@ -15,7 +15,7 @@ use super::layout::{Layout, sync_directory};
 use super::loopback::unmount;
 use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
 use crate::config::MountMode;
-use crate::mounts::MountTable;
+use flocker_host::mounts::MountTable;
 
 pub struct Directory {
     layout: Layout,

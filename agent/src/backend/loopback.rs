@@ -20,7 +20,7 @@ use nix::mount::{MntFlags, MsFlags};
 use super::layout::{Layout, sync_directory};
 use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
 use crate::command::{self, CommandError};
-use crate::mounts::MountTable;
+use flocker_host::mounts::MountTable;
 
 const QUICK: Duration = Duration::from_secs(30);
 /// Formatting a large volume writes its inode tables and journal.

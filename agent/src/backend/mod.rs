@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use flocker_api::DatasetId;
 
 use crate::command::CommandError;
-use crate::mounts::MountTable;
+use flocker_host::mounts::MountTable;
 
 /// A volume as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use super::BackendError;
-use crate::mounts::MountTable;
+use flocker_host::mounts::MountTable;
 
 /// Makes `target` an empty directory to mount on. Refuses if something else is there, a mount
 /// included: mounts are never stacked.

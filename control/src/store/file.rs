@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::durable::{sync_directory, write_atomically};
+use flocker_host::durable::{sync_directory, write_atomically};
 use super::flocker_import::{self, FLOCKER_CONFIGURATION};
 use super::record::{frame, unframe};
 use super::{Store, StoreError, Stored};

@@ -7,7 +7,6 @@
 //! after that. [`Store::load`] gives back exactly what was appended, or refuses with a message
 //! naming what is damaged — never an empty configuration in place of a damaged one.
 
-mod durable;
 mod file;
 mod flocker_import;
 mod record;
