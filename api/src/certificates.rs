@@ -128,6 +128,61 @@ pub fn dns_names(path: &Path, der: &CertificateDer<'_>) -> Result<Vec<String>, C
         .collect())
 }
 
+/// A private key as PKCS#8 DER, whatever form it was read in: OpenSSL-based TLS stacks take only
+/// that one, while Flocker's and `openssl`'s keys may be PKCS#1 (`BEGIN RSA PRIVATE KEY`) or
+/// SEC1 (`BEGIN EC PRIVATE KEY`). Wrapping needs no parsing of the key itself.
+pub fn pkcs8(key: &PrivateKeyDer<'_>) -> Option<Vec<u8>> {
+    /// AlgorithmIdentifier { rsaEncryption, NULL }
+    const RSA: &[u8] =
+        &[0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00];
+    /// id-ecPublicKey
+    const EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+    /// The named curves an EC key may say it is on: P-256, P-384, P-521.
+    const CURVES: [&[u8]; 3] = [
+        &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+        &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22],
+        &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23],
+    ];
+    let (algorithm, inner) = match key {
+        PrivateKeyDer::Pkcs8(key) => return Some(key.secret_pkcs8_der().to_vec()),
+        PrivateKeyDer::Pkcs1(key) => (RSA.to_vec(), key.secret_pkcs1_der()),
+        PrivateKeyDer::Sec1(key) => {
+            let der = key.secret_sec1_der();
+            let curve =
+                CURVES.iter().find(|curve| der.windows(curve.len()).any(|w| w == **curve))?;
+            (der_element(0x30, &[EC, curve].concat()), der)
+        }
+        _ => return None,
+    };
+    let version = [0x02, 0x01, 0x00];
+    Some(der_element(0x30, &[&version[..], &algorithm, &der_element(0x04, inner)].concat()))
+}
+
+/// DER as PEM text with the given label.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        encoded.as_bytes().chunks(64).filter_map(|c| std::str::from_utf8(c).ok()).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// One DER element: tag, definite length, contents.
+pub fn der_element(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let length = contents.len();
+    if length < 0x80 {
+        out.push(length as u8);
+    } else {
+        let bytes = length.to_be_bytes();
+        let significant = &bytes[bytes.iter().take_while(|&&b| b == 0).count()..];
+        out.push(0x80 | significant.len() as u8);
+        out.extend_from_slice(significant);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
 /// The first attribute of a kind, as text.
 fn first<'a>(mut values: impl Iterator<Item = &'a AttributeTypeAndValue<'a>>) -> Option<String> {
     values.next().and_then(|attribute| attribute.as_str().ok()).map(str::to_owned)
@@ -175,6 +230,16 @@ mod tests {
     fn a_missing_file_is_named_in_the_error() {
         let error = load_certificates(Path::new("/nonexistent/cluster.crt")).unwrap_err();
         assert!(error.to_string().contains("/nonexistent/cluster.crt"), "{error}");
+    }
+
+    #[test]
+    fn der_lengths_use_short_and_long_forms() {
+        assert_eq!(der_element(0x04, &[1, 2]), [0x04, 0x02, 1, 2]);
+        let long = der_element(0x04, &[0; 0x80]);
+        assert_eq!(&long[..3], [0x04, 0x81, 0x80]);
+        assert_eq!(long.len(), 3 + 0x80);
+        let longer = der_element(0x04, &[0; 0x1234]);
+        assert_eq!(&longer[..4], [0x04, 0x82, 0x12, 0x34]);
     }
 
     #[test]

@@ -39,6 +39,17 @@ pub const IF_MATCHES_HEADER: &str = "x-if-configuration-matches";
 /// The largest response body a client reads: enough for a very large cluster's dataset list.
 const MAXIMUM_RESPONSE_BYTES: u64 = 512 * 1024 * 1024;
 
+/// Which TLS implementation a client uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TlsLibrary {
+    /// rustls: the default. It accepts only X.509 v3 certificates.
+    #[default]
+    Rustls,
+    /// The system's OpenSSL (the `native-tls` feature): for a Flocker 1.x cluster whose
+    /// `flocker-ca` certificates are X.509 v1.
+    OpenSsl,
+}
+
 /// Where the control service is and which certificate to present to it.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -54,6 +65,7 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// The longest a new connection may take to open.
     pub connect_timeout: Duration,
+    pub tls: TlsLibrary,
 }
 
 impl ClientConfig {
@@ -68,6 +80,7 @@ impl ClientConfig {
             key: directory.join(format!("{name}.key")),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
+            tls: TlsLibrary::Rustls,
         }
     }
 
@@ -157,21 +170,8 @@ pub struct Client {
 impl Client {
     /// Loads the certificates and prepares the connection pool; connects on first use.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        let roots = certificates::load_certificates(&config.cluster_certificate)?;
-        let identity = certificates::load_identity(&config.certificate, &config.key)?;
-        let chain: Vec<Certificate<'static>> =
-            identity.chain.iter().map(|c| Certificate::from_der(c).to_owned()).collect();
-        let key = private_key(&config.key)?;
-        let tls = TlsConfig::builder()
-            .provider(TlsProvider::Rustls)
-            .root_certs(RootCerts::new_with_certs(
-                &roots.iter().map(|c| Certificate::from_der(c).to_owned()).collect::<Vec<_>>(),
-            ))
-            .client_cert(Some(ClientCert::new_with_certs(&chain, key)))
-            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .build();
         let agent_config = Agent::config_builder()
-            .tls_config(tls)
+            .tls_config(tls_config(config)?)
             .https_only(true)
             .http_status_as_error(false)
             .max_redirects(0)
@@ -423,12 +423,50 @@ fn api_error(method: &str, path: &str, response: &RawResponse) -> ClientError {
     }
 }
 
-/// The key in ureq's form; [`certificates::load_identity`] has already checked the file.
-fn private_key(path: &Path) -> Result<PrivateKey<'static>, CertificateError> {
-    let pem = std::fs::read(path)
-        .map_err(|source| CertificateError::Read { path: path.to_owned(), source })?;
-    PrivateKey::from_pem(&pem)
-        .map_err(|e| CertificateError::Malformed { path: path.to_owned(), reason: e.to_string() })
+/// The trust anchor and the identity to present, for the chosen TLS library. rustls gets the
+/// certificates as they are (v1 ones are refused here, with a message saying what to do);
+/// OpenSSL gets the same, with the key turned into the PKCS#8 it insists on.
+fn tls_config(config: &ClientConfig) -> Result<TlsConfig, ClientError> {
+    let der = |c: &rustls_pki_types::CertificateDer<'_>| Certificate::from_der(c).to_owned();
+    let roots: Vec<Certificate<'static>> =
+        certificates::load_certificates(&config.cluster_certificate)?.iter().map(der).collect();
+    let identity = match config.tls {
+        TlsLibrary::Rustls => certificates::load_identity(&config.certificate, &config.key)?,
+        TlsLibrary::OpenSsl => certificates::Identity {
+            chain: certificates::load_certificates(&config.certificate)?,
+            key: certificates::load_private_key(&config.key)?,
+        },
+    };
+    let chain: Vec<Certificate<'static>> = identity.chain.iter().map(der).collect();
+    let key = private_key(&config.key, &identity.key)?;
+    let builder = TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .client_cert(Some(ClientCert::new_with_certs(&chain, key)));
+    match config.tls {
+        TlsLibrary::Rustls => Ok(builder
+            .provider(TlsProvider::Rustls)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build()),
+        #[cfg(feature = "native-tls")]
+        TlsLibrary::OpenSsl => Ok(builder.provider(TlsProvider::NativeTls).build()),
+        #[cfg(not(feature = "native-tls"))]
+        TlsLibrary::OpenSsl => Err(ClientError::Certificate(CertificateError::Malformed {
+            path: config.certificate.clone(),
+            reason: "this build has no OpenSSL support (the api crate's native-tls feature)".into(),
+        })),
+    }
+}
+
+/// The key in ureq's form: PKCS#8, which every TLS library takes.
+fn private_key(
+    path: &Path,
+    key: &rustls_pki_types::PrivateKeyDer<'_>,
+) -> Result<PrivateKey<'static>, CertificateError> {
+    let malformed = |reason: String| CertificateError::Malformed { path: path.to_owned(), reason };
+    let pkcs8 =
+        certificates::pkcs8(key).ok_or_else(|| malformed("an unsupported key type".into()))?;
+    let pem = crate::certificates::pem("PRIVATE KEY", &pkcs8);
+    PrivateKey::from_pem(pem.as_bytes()).map_err(|e| malformed(e.to_string()))
 }
 
 /// Resolves whatever host a URL names (always `control-service`) to the configured address.
