@@ -88,7 +88,8 @@ fn backend(config: &BackendConfig, node: &str) -> anyhow::Result<Box<dyn Backend
 
 /// The kernel's boot id: a new era on every boot.
 fn boot_id() -> anyhow::Result<Era> {
-    let text = flocker_host::boot_id().with_context(|| format!("cannot read {}", flocker_host::BOOT_ID))?;
+    let text = flocker_host::boot_id()
+        .with_context(|| format!("cannot read {}", flocker_host::BOOT_ID))?;
     Ok(text.parse()?)
 }
 
