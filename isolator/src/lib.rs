@@ -1,0 +1,216 @@
+//! The core of `com_clusterhq_flocker_FlockerIsolator`: a task's FLOCKER_ID volumes through
+//! prepare, cleanup and recover, as the C ABI (`ffi/`) and through it the Mesos shim call them.
+//!
+//! - [`params`]: the module's parameters; [`request`]: the task's volumes, from its
+//!   ContainerConfig; [`container`]: Mesos container ids;
+//! - [`plan`]: the decisions (pure); [`placement`]: where a volume goes for the task;
+//! - [`control`]: the control service; [`checkpoint`]: what was done, on persistent disk;
+//! - [`locks`] and [`pool`]: one volume at a time, on the core's own threads.
+//!
+//! A prepare checkpoints its intent before anything else, finds or creates the dataset, takes
+//! this node's lease (another node's lease fails it at once), moves the dataset here, waits until
+//! it is really mounted, and links it (or returns a bind mount). A cleanup undoes that; the lease
+//! goes when the last container using the volume on this node does. A recover keeps what known
+//! containers use and cleans up what nobody owns.
+
+pub mod checkpoint;
+pub mod container;
+pub mod control;
+pub mod error;
+pub mod locks;
+pub mod params;
+pub mod placement;
+pub mod plan;
+pub mod pool;
+pub mod request;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::checkpoint::{Checkpoint, CheckpointedVolume, Checkpoints};
+use crate::container::ContainerId;
+use crate::control::{ControlService, error_chain};
+use crate::error::{CreateError, IsolatorError};
+use crate::locks::VolumeLocks;
+use crate::params::Parameters;
+use crate::placement::{LaunchInfo, Placement};
+use crate::request::{FlockerId, Request};
+
+pub use crate::placement::LaunchInfo as PreparedLaunchInfo;
+
+pub struct Isolator {
+    parameters: Parameters,
+    control: ControlService,
+    checkpoints: Checkpoints,
+    locks: VolumeLocks,
+}
+
+impl Isolator {
+    /// Checks the parameters, the certificates and the state directory; talks to nobody yet.
+    pub fn new(parameters: Parameters) -> Result<Self, CreateError> {
+        let checkpoints =
+            Checkpoints::open(&parameters.state_dir).map_err(CreateError::StateDirectory)?;
+        let control = ControlService::new(&parameters)?;
+        Ok(Self { parameters, control, checkpoints, locks: VolumeLocks::default() })
+    }
+
+    pub fn parameters(&self) -> &Parameters {
+        &self.parameters
+    }
+
+    /// Makes a container's volumes ready; `None` if it asked for none (or for nothing a bind
+    /// mount has to do). All or nothing: a failure undoes the volumes already prepared.
+    pub fn prepare(
+        &self,
+        container_id: &ContainerId,
+        config: &Value,
+    ) -> Result<Option<LaunchInfo>, IsolatorError> {
+        let Some(request) = request::parse(config)? else { return Ok(None) };
+        let _held = self.locks.lock(request.volumes.iter().map(|v| &v.flocker_id));
+        let started = Instant::now();
+        let deadline = started + self.parameters.mount_timeout;
+        let volumes = request
+            .volumes
+            .iter()
+            .map(|v| {
+                let link = match placement::placement(
+                    &v.path,
+                    &request.sandbox,
+                    request.rootfs.as_deref(),
+                ) {
+                    Placement::Link(path) => Some(path),
+                    Placement::BindMount(_) => None,
+                };
+                CheckpointedVolume { flocker_id: v.flocker_id.clone(), path: v.path.clone(), link }
+            })
+            .collect();
+        let checkpoint = Checkpoint::new(container_id.clone(), volumes);
+        self.checkpoints.write(&checkpoint)?; // before any side effect
+        let mut launch = LaunchInfo::default();
+        for index in 0..request.volumes.len() {
+            if let Err(error) = self.prepare_volume(&request, index, &mut launch, started, deadline)
+            {
+                log::warn!(
+                    "container {container_id}: {}; undoing what was prepared",
+                    error_chain(&error)
+                );
+                if let Err(undo) = self.undo(&checkpoint) {
+                    log::error!("container {container_id}: {}", error_chain(&undo));
+                }
+                return Err(error);
+            }
+        }
+        log::info!(
+            "container {container_id}: {} volume(s) ready in {:?}",
+            request.volumes.len(),
+            started.elapsed()
+        );
+        Ok((!launch.is_empty()).then_some(launch))
+    }
+
+    fn prepare_volume(
+        &self,
+        request: &Request,
+        index: usize,
+        launch: &mut LaunchInfo,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<(), IsolatorError> {
+        let volume = &request.volumes[index];
+        let id = &volume.flocker_id;
+        let node = self.control.node(deadline)?;
+        let dataset =
+            self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
+        self.control.lease(id, dataset.dataset_id, node)?;
+        self.control.move_here(id, &dataset, node)?;
+        let mounted = self.control.wait_mounted(id, dataset.dataset_id, node, started, deadline)?;
+        let placed = |source| IsolatorError::Placement { id: id.clone(), source };
+        match placement::placement(&volume.path, &request.sandbox, request.rootfs.as_deref()) {
+            Placement::Link(link) => placement::publish_link(&link, &mounted).map_err(placed),
+            Placement::BindMount(target) => {
+                let base = request.rootfs.as_deref().unwrap_or(&request.sandbox);
+                placement::prepare_mount_target(&target, base).map_err(placed)?;
+                launch.bind(&mounted, &target);
+                Ok(())
+            }
+        }
+    }
+
+    /// Lets a container's volumes go: its links, then each lease no other container here still
+    /// needs, then its checkpoint. Unknown containers, and repeats, succeed.
+    pub fn cleanup(&self, container_id: &ContainerId) -> Result<(), IsolatorError> {
+        let Some(checkpoint) = self.checkpoints.read(container_id)? else { return Ok(()) };
+        let _held = self.locks.lock(checkpoint.volumes.iter().map(|v| &v.flocker_id));
+        // Read again under the lock: a cleanup may have run meanwhile.
+        let Some(checkpoint) = self.checkpoints.read(container_id)? else { return Ok(()) };
+        self.undo(&checkpoint)?;
+        log::info!("container {container_id}: volumes released");
+        Ok(())
+    }
+
+    /// Undoes a checkpoint, under the caller's lock of its volumes. Everything is tried; the
+    /// checkpoint stays if anything failed, so recover tries again.
+    fn undo(&self, checkpoint: &Checkpoint) -> Result<(), IsolatorError> {
+        let mut first_failure = None;
+        for link in checkpoint.volumes.iter().filter_map(|v| v.link.as_deref()) {
+            if let Err(source) = placement::remove_link(link) {
+                let id = checkpoint.volumes[0].flocker_id.clone();
+                first_failure.get_or_insert(IsolatorError::Placement { id, source });
+            }
+        }
+        let ids: BTreeSet<&FlockerId> = checkpoint.volumes.iter().map(|v| &v.flocker_id).collect();
+        for id in ids {
+            if let Err(error) = self.release_if_unused(id, &checkpoint.container_id) {
+                log::warn!("volume '{id}': {}", error_chain(&error));
+                first_failure.get_or_insert(error);
+            }
+        }
+        match first_failure {
+            None => Ok(self.checkpoints.remove(&checkpoint.container_id)?),
+            Some(error) => Err(error),
+        }
+    }
+
+    /// Releases this node's lease on the volume unless another container here still uses it.
+    fn release_if_unused(
+        &self,
+        id: &FlockerId,
+        container_id: &ContainerId,
+    ) -> Result<(), IsolatorError> {
+        let users = self.checkpoints.users(id, container_id)?;
+        if !users.is_empty() {
+            log::info!("volume '{id}': still used here by {}; keeping the lease", users.len());
+            return Ok(());
+        }
+        let node = self.control.node(Instant::now() + Duration::from_secs(5))?;
+        self.control.release_leases_held(id, node)
+    }
+
+    /// After an agent restart: keeps what the containers Mesos still knows (`states`, and the
+    /// `orphans` it will clean up itself) use, and cleans up every other checkpoint. One bad
+    /// checkpoint is set aside; only an unusable state directory fails recover.
+    pub fn recover(
+        &self,
+        states: &[ContainerId],
+        orphans: &[ContainerId],
+    ) -> Result<(), IsolatorError> {
+        let (checkpoints, damaged) = self.checkpoints.all()?;
+        for problem in damaged {
+            log::error!("recover: a checkpoint could not be read: {problem}");
+        }
+        let known: BTreeSet<&ContainerId> = states.iter().chain(orphans).collect();
+        for checkpoint in checkpoints.iter().filter(|c| !known.contains(&c.container_id)) {
+            let id = &checkpoint.container_id;
+            log::info!("recover: container {id} is gone; cleaning up after it");
+            if let Err(error) = self.cleanup(id) {
+                log::error!(
+                    "recover: container {id}: {}; will try again at the next recover",
+                    error_chain(&error)
+                );
+            }
+        }
+        Ok(())
+    }
+}

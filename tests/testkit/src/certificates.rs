@@ -101,6 +101,7 @@ impl ClusterCertificates {
             key: key.to_owned(),
             timeout: std::time::Duration::from_secs(30),
             connect_timeout: std::time::Duration::from_secs(5),
+            tls: flocker_api::client::TlsLibrary::Rustls,
         };
         Client::new(&config).expect("client")
     }

@@ -1,0 +1,263 @@
+//! The isolator's conversation with the control service: which node this is, finding or
+//! creating a dataset, the lease, the move, waiting for the mount. Every call has a timeout
+//! (the client's), every wait a deadline.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use flocker_api::{AcquireLease, Client, ClientConfig, Dataset, DatasetId, NodeUuid, certificates};
+use flocker_host::mounts::MountTable;
+
+use crate::error::{CreateError, IsolatorError};
+use crate::params::{MountCheck, Parameters};
+use crate::plan::{self, Seen};
+use crate::request::{FlockerId, VolumeRequest};
+
+/// A conditional create lost to another writer is tried again this many times, as Flocker's
+/// own client did.
+const CREATE_ATTEMPTS: u32 = 20;
+
+pub struct ControlService {
+    client: Client,
+    node: OnceLock<NodeUuid>,
+    mount_check: MountCheck,
+}
+
+impl ControlService {
+    /// A client of the control service; this node's UUID from the parameters or `node.crt` if
+    /// either says, else found by era on first use.
+    pub fn new(parameters: &Parameters) -> Result<Self, CreateError> {
+        let config = ClientConfig {
+            host: parameters.control_host.clone(),
+            port: parameters.control_port,
+            cluster_certificate: parameters.cluster_certificate.clone(),
+            certificate: parameters.client_certificate.clone(),
+            key: parameters.client_key.clone(),
+            timeout: parameters.request_timeout,
+            connect_timeout: parameters.request_timeout.min(Duration::from_secs(10)),
+            tls: parameters.tls,
+        };
+        let node = OnceLock::new();
+        if let Some(uuid) = parameters.node_uuid {
+            let _ = node.set(uuid);
+        } else if parameters.node_certificate.exists() {
+            let path = &parameters.node_certificate;
+            let uuid = certificates::node_uuid_of_file(path)
+                .map_err(|source| CreateError::NodeCertificate { path: path.clone(), source })?;
+            let _ = node.set(uuid);
+        }
+        let client = Client::new(&config).map_err(CreateError::Client)?;
+        Ok(Self { client, node, mount_check: parameters.mount_check })
+    }
+
+    /// This node's UUID: known from the start, or asked for by era (the kernel's boot id) until
+    /// `deadline` — never guessed from an IP address.
+    pub fn node(&self, deadline: Instant) -> Result<NodeUuid, IsolatorError> {
+        if let Some(node) = self.node.get() {
+            return Ok(*node);
+        }
+        let era = flocker_host::boot_id()
+            .map_err(|e| {
+                IsolatorError::Identity(format!("cannot read {}: {e}", flocker_host::BOOT_ID))
+            })?
+            .parse()
+            .map_err(|e| IsolatorError::Identity(format!("{e}")))?;
+        loop {
+            match self.client.node_by_era(&era) {
+                Ok(Some(node)) => return Ok(*self.node.get_or_init(|| node)),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Ok(None) => {
+                    return Err(IsolatorError::Identity(format!(
+                        "no node has said hello with era {era}: is flocker-dataset-agent running here?"
+                    )));
+                }
+                Err(error) => return Err(IsolatorError::Identity(error_chain(&error))),
+            }
+        }
+    }
+
+    /// The live dataset `volume` names, created here if there is none. Creation is conditional
+    /// on the configuration read, so two nodes asking at once make one dataset, not two.
+    pub fn find_or_create(
+        &self,
+        volume: &VolumeRequest,
+        node: NodeUuid,
+        default_size: u64,
+    ) -> Result<Dataset, IsolatorError> {
+        let id = &volume.flocker_id;
+        let control = |doing| IsolatorError::control(id, doing);
+        let mut attempt = 0;
+        loop {
+            let (datasets, tag) = self.client.list_datasets().map_err(control("list datasets"))?;
+            match plan::find_dataset(&datasets, id) {
+                Ok(Some(dataset)) => return Ok(dataset.clone()),
+                Ok(None) => {}
+                Err(datasets) => return Err(IsolatorError::Ambiguous { id: id.clone(), datasets }),
+            }
+            let request = plan::new_dataset(volume, node, default_size);
+            match self.client.create_dataset(&request, Some(&tag)) {
+                Ok(dataset) => {
+                    log::info!(
+                        "volume '{id}': created dataset {} on node {node}",
+                        dataset.dataset_id
+                    );
+                    return Ok(dataset);
+                }
+                Err(error)
+                    if matches!(error.status(), Some(412 | 409)) && attempt < CREATE_ATTEMPTS =>
+                {
+                    attempt += 1; // someone else wrote first: look again
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt)));
+                }
+                Err(error) => return Err(control("create a dataset")(error)),
+            }
+        }
+    }
+
+    /// A lease for this node. Another node's lease means another task uses the volume: that is
+    /// said at once, with the node and its host.
+    pub fn lease(
+        &self,
+        id: &FlockerId,
+        dataset: DatasetId,
+        node: NodeUuid,
+    ) -> Result<(), IsolatorError> {
+        let request = AcquireLease { dataset_id: dataset, node_uuid: node, expires: None };
+        match self.client.acquire_lease(&request) {
+            Ok(_) => Ok(()),
+            Err(error) if error.status() == Some(409) => {
+                let holder = self.client.list_leases().ok().and_then(|leases| {
+                    leases.into_iter().find(|l| l.dataset_id == dataset).map(|l| l.node_uuid)
+                });
+                let Some(holder) = holder else {
+                    return Err(IsolatorError::control(id, "take the lease")(error));
+                };
+                let host =
+                    self.client.list_nodes().ok().and_then(|nodes| {
+                        nodes.into_iter().find(|n| n.uuid == holder).map(|n| n.host)
+                    });
+                Err(IsolatorError::LeasedElsewhere { id: id.clone(), dataset, node: holder, host })
+            }
+            Err(source) => Err(IsolatorError::control(id, "take the lease")(source)),
+        }
+    }
+
+    /// Makes this node the dataset's primary.
+    pub fn move_here(
+        &self,
+        id: &FlockerId,
+        dataset: &Dataset,
+        node: NodeUuid,
+    ) -> Result<(), IsolatorError> {
+        if dataset.primary == node {
+            return Ok(());
+        }
+        log::info!(
+            "volume '{id}': moving dataset {} from node {} to node {node}",
+            dataset.dataset_id,
+            dataset.primary
+        );
+        self.client
+            .move_dataset(&dataset.dataset_id, &node, None)
+            .map(drop)
+            .map_err(|source| IsolatorError::control(id, "move the dataset here")(source))
+    }
+
+    /// Waits until the cluster state shows the dataset mounted here, and it really is.
+    pub fn wait_mounted(
+        &self,
+        id: &FlockerId,
+        dataset: DatasetId,
+        node: NodeUuid,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<PathBuf, IsolatorError> {
+        let mut pause = Duration::ZERO;
+        loop {
+            let states = self
+                .client
+                .dataset_states()
+                .map_err(IsolatorError::control(id, "read the cluster state"))?;
+            let seen = plan::seen(&states, &dataset, &node);
+            if let Seen::Here(path) = &seen
+                && self.really_there(path)
+            {
+                return Ok(path.clone());
+            }
+            if Instant::now() >= deadline {
+                let mut last_seen = seen.describe();
+                if let Seen::Here(path) = &seen {
+                    last_seen = format!(
+                        "reported at {}, which is not {} here",
+                        path.display(),
+                        self.expected()
+                    );
+                }
+                let waited = started.elapsed();
+                return Err(IsolatorError::NotMounted {
+                    id: id.clone(),
+                    dataset,
+                    waited,
+                    last_seen,
+                });
+            }
+            pause = plan::next_poll(pause);
+            std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Releases every lease this node holds on a dataset the volume names — tombstones
+    /// included, since a lease pins a deleted dataset too. Leases of other nodes are never
+    /// touched: the API would let anyone release any lease.
+    pub fn release_leases_held(&self, id: &FlockerId, node: NodeUuid) -> Result<(), IsolatorError> {
+        let control = |doing| IsolatorError::control(id, doing);
+        let (datasets, _) = self.client.list_datasets().map_err(control("list datasets"))?;
+        let named: Vec<DatasetId> = datasets
+            .iter()
+            .filter(|d| {
+                plan::NAME_KEYS
+                    .iter()
+                    .any(|key| d.metadata.get(*key).is_some_and(|v| v == id.as_str()))
+            })
+            .map(|d| d.dataset_id)
+            .collect();
+        let leases = self.client.list_leases().map_err(control("list leases"))?;
+        for lease in leases.iter().filter(|l| l.node_uuid == node && named.contains(&l.dataset_id))
+        {
+            self.client.release_lease(&lease.dataset_id).map_err(control("release the lease"))?;
+            log::info!("volume '{id}': released the lease on dataset {}", lease.dataset_id);
+        }
+        Ok(())
+    }
+
+    fn really_there(&self, path: &std::path::Path) -> bool {
+        match self.mount_check {
+            MountCheck::MountPoint => {
+                MountTable::read().is_ok_and(|mounts| mounts.at(path).is_some())
+            }
+            MountCheck::Directory => path.is_dir(),
+        }
+    }
+
+    fn expected(&self) -> &'static str {
+        match self.mount_check {
+            MountCheck::MountPoint => "a mount point",
+            MountCheck::Directory => "a directory",
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,291 @@
+//! The module's parameters: the `parameters` of `modules.json`, matched by key and handed over
+//! as one JSON object. Every key is checked at `create`: an unknown or malformed one fails it
+//! with a message naming the parameter, so a typo never turns into a default silently.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use flocker_api::NodeUuid;
+use flocker_api::client::{DEFAULT_REST_PORT, TlsLibrary};
+use flocker_api::validate::{MAXIMUM_SIZE_MULTIPLE, MINIMUM_MAXIMUM_SIZE};
+use serde_json::Value;
+
+use crate::request::parse_size;
+
+/// How a path in `/v1/state/datasets` must look before a task is given it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountCheck {
+    /// A mount point (what every real backend gives).
+    MountPoint,
+    /// An existing directory: for the directory backend run without root (symbolic links).
+    Directory,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parameters {
+    pub control_host: String,
+    pub control_port: u16,
+    pub cluster_certificate: PathBuf,
+    /// The API user's certificate, `plugin.crt` as Flocker's plugin and the old module had it.
+    pub client_certificate: PathBuf,
+    pub client_key: PathBuf,
+    /// Read for this node's UUID unless `node_uuid` is given.
+    pub node_certificate: PathBuf,
+    pub node_uuid: Option<NodeUuid>,
+    /// Where checkpoints live: on persistent disk, so they survive a reboot.
+    pub state_dir: PathBuf,
+    pub mount_timeout: Duration,
+    pub default_maximum_size: u64,
+    pub tls: TlsLibrary,
+    pub mount_check: MountCheck,
+    /// The longest any one call to the control service may take.
+    pub request_timeout: Duration,
+    /// Threads that run prepares, cleanups and recovers.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParameterError {
+    #[error("the parameters are not a JSON object of key/value pairs: {0}")]
+    NotAnObject(String),
+    #[error("unknown parameter '{0}' (known: {known})", known = KNOWN.join(", "))]
+    Unknown(String),
+    #[error("parameter '{0}' is required")]
+    Missing(&'static str),
+    #[error("parameter '{key}': {problem}")]
+    Invalid { key: String, problem: String },
+}
+
+/// Every key, aliases included (`ipaddress` and `port` are the original module's names).
+const KNOWN: &[&str] = &[
+    "control_service_host",
+    "ipaddress",
+    "control_service_port",
+    "port",
+    "certificates_directory",
+    "cluster_certificate",
+    "client_certificate",
+    "client_key",
+    "node_certificate",
+    "node_uuid",
+    "state_dir",
+    "mount_timeout_seconds",
+    "default_maximum_size",
+    "tls_library",
+    "mount_check",
+    "request_timeout_seconds",
+    "workers",
+];
+
+impl Parameters {
+    pub fn parse(json: &str) -> Result<Self, ParameterError> {
+        let value: Value =
+            serde_json::from_str(json).map_err(|e| ParameterError::NotAnObject(e.to_string()))?;
+        let Value::Object(object) = value else {
+            return Err(ParameterError::NotAnObject(format!("{value} is not an object")));
+        };
+        let mut given = BTreeMap::new();
+        for (key, value) in object {
+            if !KNOWN.contains(&key.as_str()) {
+                return Err(ParameterError::Unknown(key));
+            }
+            let text = match value {
+                Value::String(text) => text,
+                Value::Number(number) => number.to_string(),
+                other => return Err(invalid(&key, format!("{other} is not a string"))),
+            };
+            given.insert(key, text);
+        }
+        Self::from_pairs(&Pairs(given))
+    }
+
+    fn from_pairs(pairs: &Pairs) -> Result<Self, ParameterError> {
+        let host = pairs.either("control_service_host", "ipaddress")?;
+        let control_host = host.ok_or(ParameterError::Missing("control_service_host"))?;
+        let certificates =
+            PathBuf::from(pairs.get("certificates_directory").unwrap_or("/etc/flocker"));
+        let path = |key: &str, default: &str| {
+            pairs.get(key).map(PathBuf::from).unwrap_or_else(|| certificates.join(default))
+        };
+        Ok(Self {
+            control_port: match pairs.either("control_service_port", "port")? {
+                Some(port) => port.parse().map_err(|_| {
+                    invalid("control_service_port", format!("'{port}' is not a port number"))
+                })?,
+                None => DEFAULT_REST_PORT,
+            },
+            control_host: control_host.to_owned(),
+            cluster_certificate: path("cluster_certificate", "cluster.crt"),
+            client_certificate: path("client_certificate", "plugin.crt"),
+            client_key: path("client_key", "plugin.key"),
+            node_certificate: path("node_certificate", "node.crt"),
+            node_uuid: pairs
+                .parsed("node_uuid", |text| text.parse::<NodeUuid>().map_err(|e| e.to_string()))?,
+            state_dir: PathBuf::from(pairs.get("state_dir").unwrap_or("/var/lib/mesos/flocker")),
+            mount_timeout: pairs
+                .parsed("mount_timeout_seconds", seconds)?
+                .unwrap_or(Duration::from_secs(120)),
+            default_maximum_size: pairs
+                .parsed("default_maximum_size", size)?
+                .unwrap_or(flocker_api::DEFAULT_MAXIMUM_SIZE),
+            tls: pairs.parsed("tls_library", tls_library)?.unwrap_or_default(),
+            mount_check: pairs
+                .parsed("mount_check", mount_check)?
+                .unwrap_or(MountCheck::MountPoint),
+            request_timeout: pairs
+                .parsed("request_timeout_seconds", seconds)?
+                .unwrap_or(Duration::from_secs(30)),
+            workers: pairs.parsed("workers", workers)?.unwrap_or(8),
+        })
+        .and_then(Self::checked)
+    }
+
+    fn checked(self) -> Result<Self, ParameterError> {
+        if self.control_host.trim().is_empty() {
+            return Err(invalid("control_service_host", "is empty".into()));
+        }
+        if !self.state_dir.is_absolute() {
+            return Err(invalid(
+                "state_dir",
+                format!("'{}' is not an absolute path", self.state_dir.display()),
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// The given parameters, by key.
+struct Pairs(BTreeMap<String, String>);
+
+impl Pairs {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// A parameter that has an alias: either may be given, or both if they agree.
+    fn either(&self, key: &str, alias: &str) -> Result<Option<&str>, ParameterError> {
+        match (self.get(key), self.get(alias)) {
+            (Some(a), Some(b)) if a != b => {
+                Err(invalid(key, format!("'{a}' disagrees with '{alias}' = '{b}'")))
+            }
+            (Some(value), _) | (None, Some(value)) => Ok(Some(value)),
+            (None, None) => Ok(None),
+        }
+    }
+
+    fn parsed<T>(
+        &self,
+        key: &str,
+        parse: fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ParameterError> {
+        self.get(key).map(|text| parse(text).map_err(|problem| invalid(key, problem))).transpose()
+    }
+}
+
+fn invalid(key: &str, problem: String) -> ParameterError {
+    ParameterError::Invalid { key: key.to_owned(), problem }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("'{text}' is not a positive number of seconds"))
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    let bytes = parse_size(text)?;
+    if bytes < MINIMUM_MAXIMUM_SIZE || bytes % MAXIMUM_SIZE_MULTIPLE != 0 {
+        return Err(format!("'{text}' must be at least 64 MiB and a multiple of 1024 bytes"));
+    }
+    Ok(bytes)
+}
+
+fn tls_library(text: &str) -> Result<TlsLibrary, String> {
+    match text {
+        "rustls" => Ok(TlsLibrary::Rustls),
+        "openssl" => Ok(TlsLibrary::OpenSsl),
+        _ => Err(format!("'{text}' is neither 'rustls' nor 'openssl'")),
+    }
+}
+
+fn mount_check(text: &str) -> Result<MountCheck, String> {
+    match text {
+        "mountpoint" => Ok(MountCheck::MountPoint),
+        "directory" => Ok(MountCheck::Directory),
+        _ => Err(format!("'{text}' is neither 'mountpoint' nor 'directory'")),
+    }
+}
+
+fn workers(text: &str) -> Result<usize, String> {
+    text.parse()
+        .ok()
+        .filter(|n| (1..=256).contains(n))
+        .ok_or_else(|| format!("'{text}' is not a number from 1 to 256"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_original_modules_two_parameters_still_work_with_every_default() {
+        let parameters = Parameters::parse(r#"{"ipaddress": "10.0.0.5", "port": "4523"}"#).unwrap();
+        assert_eq!((parameters.control_host.as_str(), parameters.control_port), ("10.0.0.5", 4523));
+        assert_eq!(parameters.cluster_certificate, PathBuf::from("/etc/flocker/cluster.crt"));
+        assert_eq!(parameters.client_certificate, PathBuf::from("/etc/flocker/plugin.crt"));
+        assert_eq!(parameters.node_certificate, PathBuf::from("/etc/flocker/node.crt"));
+        assert_eq!(parameters.state_dir, PathBuf::from("/var/lib/mesos/flocker"));
+        assert_eq!(parameters.mount_timeout, Duration::from_secs(120));
+        assert_eq!(parameters.default_maximum_size, 75 * 1024 * 1024 * 1024);
+        assert_eq!(
+            (parameters.tls, parameters.mount_check),
+            (TlsLibrary::Rustls, MountCheck::MountPoint)
+        );
+    }
+
+    #[test]
+    fn every_parameter_can_be_set() {
+        let json = r#"{"control_service_host": "control", "control_service_port": 14523,
+            "certificates_directory": "/certs", "client_key": "/keys/api.key",
+            "node_uuid": "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "state_dir": "/srv/flocker",
+            "mount_timeout_seconds": "5", "default_maximum_size": "1GiB", "tls_library": "openssl",
+            "mount_check": "directory", "request_timeout_seconds": "2.5", "workers": "3"}"#;
+        let p = Parameters::parse(json).unwrap();
+        assert_eq!(p.control_port, 14523);
+        assert_eq!(p.cluster_certificate, PathBuf::from("/certs/cluster.crt"));
+        assert_eq!(p.client_key, PathBuf::from("/keys/api.key"));
+        assert_eq!(p.node_uuid.unwrap().to_string(), "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!((p.mount_timeout, p.default_maximum_size), (Duration::from_secs(5), 1 << 30));
+        assert_eq!(
+            (p.tls, p.mount_check, p.workers),
+            (TlsLibrary::OpenSsl, MountCheck::Directory, 3)
+        );
+        assert_eq!(p.request_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_bad_parameter_is_named() {
+        let cases = [
+            (r#"{"port": "4523"}"#, "control_service_host"),
+            (r#"{"ipaddress": "h", "prot": "4523"}"#, "unknown parameter 'prot'"),
+            (r#"{"ipaddress": "h", "port": "45x"}"#, "control_service_port"),
+            (r#"{"ipaddress": "h", "control_service_host": "g"}"#, "disagrees"),
+            (r#"{"ipaddress": "h", "mount_timeout_seconds": "-1"}"#, "mount_timeout_seconds"),
+            (r#"{"ipaddress": "h", "default_maximum_size": "1MiB"}"#, "default_maximum_size"),
+            (r#"{"ipaddress": "h", "tls_library": "gnutls"}"#, "tls_library"),
+            (r#"{"ipaddress": "h", "node_uuid": "eth0"}"#, "node_uuid"),
+            (r#"{"ipaddress": "h", "state_dir": "relative"}"#, "state_dir"),
+            (r#"{"ipaddress": "h", "workers": "0"}"#, "workers"),
+            (r#"{"ipaddress": ["h"]}"#, "ipaddress"),
+            (r#"[{"key": "ipaddress", "value": "h"}]"#, "not an object"),
+        ];
+        for (json, words) in cases {
+            let message = Parameters::parse(json).unwrap_err().to_string();
+            assert!(message.contains(words), "{json}: {message}");
+        }
+    }
+}
