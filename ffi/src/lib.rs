@@ -55,6 +55,7 @@ pub extern "C" fn flocker_isolator_version() -> *const c_char {
 /// On success stores the new isolator in `*isolator_out` and returns `FLOCKER_OK`. On failure
 /// returns `FLOCKER_INVALID_ARGUMENT` and, if `error_out` is not NULL, stores a message there
 /// (free it with `flocker_string_free`). Nothing is stored on other results.
+///
 /// # Safety
 /// `parameters_json` is NULL or a NUL-terminated string; `isolator_out` is NULL or points at
 /// storage for one pointer; so is `error_out`.
@@ -101,6 +102,7 @@ fn make(parameters_json: &str) -> Result<flocker_isolator, String> {
 
 /// Frees an isolator. Work already started keeps it alive until it is done; its callbacks
 /// still run. NULL is ignored; freeing twice is forbidden.
+///
 /// # Safety
 /// `isolator` is NULL or came from `flocker_isolator_new` and was not freed before.
 #[unsafe(no_mangle)]
@@ -121,6 +123,7 @@ pub unsafe extern "C" fn flocker_isolator_free(isolator: *mut flocker_isolator) 
 /// `ctx` untouched: `ok` 1 and the ContainerLaunchInfo as JSON (or NULL when there is nothing to
 /// launch with), or `ok` 0 and an error message. The string lives only during the call. `ctx`
 /// must be usable from another thread.
+///
 /// # Safety
 /// `isolator` is NULL or a live isolator; the strings are NULL or NUL-terminated and valid for
 /// the call; `done` may be called from another thread with `ctx`.
@@ -142,6 +145,7 @@ pub unsafe extern "C" fn flocker_isolator_prepare(
 
 /// Starts cleaning up after a container (`container_id_json`, a ContainerID as JSON). Unknown
 /// containers succeed. `done` as for `flocker_isolator_prepare`, with a NULL string on success.
+///
 /// # Safety
 /// As for `flocker_isolator_prepare`.
 #[unsafe(no_mangle)]
@@ -160,6 +164,7 @@ pub unsafe extern "C" fn flocker_isolator_cleanup(
 /// Starts recovering after an agent restart: `recover_json` is
 /// `{"states": [ContainerState…], "orphans": [ContainerID…]}`. `done` as for
 /// `flocker_isolator_cleanup`. A failure means the state directory is unusable.
+///
 /// # Safety
 /// As for `flocker_isolator_prepare`.
 #[unsafe(no_mangle)]
@@ -178,6 +183,7 @@ pub unsafe extern "C" fn flocker_isolator_recover(
 }
 
 /// Frees a string this library handed out. NULL is ignored.
+///
 /// # Safety
 /// `string` is NULL or a string this library handed out, not freed before.
 #[unsafe(no_mangle)]

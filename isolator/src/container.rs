@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn the_recover_fixture_names_two_running_containers_and_two_orphans() {
-        let text = std::fs::read_to_string("/work/shared/fixtures/container-config/recover.json");
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/container-config/recover.json"
+        ));
         let request: serde_json::Value = serde_json::from_str(&text.unwrap()).unwrap();
         let (states, orphans) = recover_request(&request).unwrap();
         assert_eq!(states.len(), 2);

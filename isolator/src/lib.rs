@@ -87,16 +87,30 @@ impl Isolator {
             })
             .collect();
         let checkpoint = Checkpoint::new(container_id.clone(), volumes);
+        for link in checkpoint.volumes.iter().filter_map(|v| v.link.as_deref()) {
+            placement::check_link_free(link).map_err(|source| IsolatorError::Placement {
+                id: checkpoint.volumes[0].flocker_id.clone(),
+                source,
+            })?;
+        }
         self.checkpoints.write(&checkpoint)?; // before any side effect
         let mut launch = LaunchInfo::default();
+        let mut leases_asked = BTreeSet::new();
         for index in 0..request.volumes.len() {
-            if let Err(error) = self.prepare_volume(&request, index, &mut launch, started, deadline)
-            {
+            let prepared = self.prepare_volume(
+                &request,
+                index,
+                &mut launch,
+                &mut leases_asked,
+                started,
+                deadline,
+            );
+            if let Err(error) = prepared {
                 log::warn!(
                     "container {container_id}: {}; undoing what was prepared",
                     error_chain(&error)
                 );
-                if let Err(undo) = self.undo(&checkpoint) {
+                if let Err(undo) = self.undo(&checkpoint, Some(&leases_asked)) {
                     log::error!("container {container_id}: {}", error_chain(&undo));
                 }
                 return Err(error);
@@ -110,11 +124,14 @@ impl Isolator {
         Ok((!launch.is_empty()).then_some(launch))
     }
 
+    /// One volume of a prepare. `leases_asked` collects the volumes a lease was asked for: even
+    /// an unanswered request may have been granted, so those are the ones to release on undo.
     fn prepare_volume(
         &self,
         request: &Request,
         index: usize,
         launch: &mut LaunchInfo,
+        leases_asked: &mut BTreeSet<FlockerId>,
         started: Instant,
         deadline: Instant,
     ) -> Result<(), IsolatorError> {
@@ -123,6 +140,7 @@ impl Isolator {
         let node = self.control.node(deadline)?;
         let dataset =
             self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
+        leases_asked.insert(id.clone());
         self.control.lease(id, dataset.dataset_id, node)?;
         self.control.move_here(id, &dataset, node)?;
         let mounted = self.control.wait_mounted(id, dataset.dataset_id, node, started, deadline)?;
@@ -145,14 +163,19 @@ impl Isolator {
         let _held = self.locks.lock(checkpoint.volumes.iter().map(|v| &v.flocker_id));
         // Read again under the lock: a cleanup may have run meanwhile.
         let Some(checkpoint) = self.checkpoints.read(container_id)? else { return Ok(()) };
-        self.undo(&checkpoint)?;
+        self.undo(&checkpoint, None)?;
         log::info!("container {container_id}: volumes released");
         Ok(())
     }
 
-    /// Undoes a checkpoint, under the caller's lock of its volumes. Everything is tried; the
-    /// checkpoint stays if anything failed, so recover tries again.
-    fn undo(&self, checkpoint: &Checkpoint) -> Result<(), IsolatorError> {
+    /// Undoes a checkpoint, under the caller's lock of its volumes: its links, and the leases of
+    /// `leased` (None: of every volume, for a cleanup that cannot know how far the prepare got).
+    /// Everything is tried; the checkpoint stays if anything failed, so recover tries again.
+    fn undo(
+        &self,
+        checkpoint: &Checkpoint,
+        leased: Option<&BTreeSet<FlockerId>>,
+    ) -> Result<(), IsolatorError> {
         let mut first_failure = None;
         for link in checkpoint.volumes.iter().filter_map(|v| v.link.as_deref()) {
             if let Err(source) = placement::remove_link(link) {
@@ -161,7 +184,7 @@ impl Isolator {
             }
         }
         let ids: BTreeSet<&FlockerId> = checkpoint.volumes.iter().map(|v| &v.flocker_id).collect();
-        for id in ids {
+        for id in ids.into_iter().filter(|id| leased.is_none_or(|leased| leased.contains(*id))) {
             if let Err(error) = self.release_if_unused(id, &checkpoint.container_id) {
                 log::warn!("volume '{id}': {}", error_chain(&error));
                 first_failure.get_or_insert(error);

@@ -109,15 +109,21 @@ pub fn is_our_link(path: &Path) -> bool {
     })
 }
 
+/// Checks, before anything is done for a task, that its link can be made: nothing is at the
+/// path, or a link of ours.
+pub fn check_link_free(link: &Path) -> Result<(), PlacementError> {
+    match fs::symlink_metadata(link) {
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Ok(_) if is_our_link(link) => Ok(()),
+        Ok(_) => Err(PlacementError::Occupied { path: link.to_owned() }),
+        Err(e) => Err(io("inspect", link)(e)),
+    }
+}
+
 /// Makes `link` point at `target`, atomically; a stale link of ours is replaced.
 pub fn publish_link(link: &Path, target: &Path) -> Result<(), PlacementError> {
     let parent = link.parent().ok_or_else(|| PlacementError::Occupied { path: link.to_owned() })?;
-    match fs::symlink_metadata(link) {
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Ok(_) if is_our_link(link) => {}
-        Ok(_) => return Err(PlacementError::Occupied { path: link.to_owned() }),
-        Err(e) => return Err(io("inspect", link)(e)),
-    }
+    check_link_free(link)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -169,11 +175,6 @@ pub fn prepare_mount_target(target: &Path, base: &Path) -> Result<(), PlacementE
         }
     }
     Ok(())
-}
-
-/// The base a bind-mount target must be created under.
-pub fn mount_base<'a>(sandbox: &'a Path, rootfs: Option<&'a Path>) -> &'a Path {
-    rootfs.unwrap_or(sandbox)
 }
 
 #[cfg(test)]

@@ -708,7 +708,8 @@ mod tests {
 
     use super::*;
 
-    const FIXTURES: &str = "/work/shared/fixtures/container-config";
+    const FIXTURES: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/container-config");
     const SANDBOX: &str = "/var/lib/mesos/slaves/S0/frameworks/F0/executors/E0/runs/C0";
 
     /// A fixture; a missing or unreadable one fails the test.

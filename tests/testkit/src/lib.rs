@@ -9,6 +9,7 @@ mod handshake;
 mod local_cluster;
 pub mod openssl;
 mod running;
+pub mod task;
 
 pub use agent::{AgentProcess, BackendKind, agent_binary};
 pub use certificates::{ClusterCertificates, NodeCertificate};

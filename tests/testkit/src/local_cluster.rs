@@ -145,6 +145,26 @@ impl LocalCluster {
         )
     }
 
+    /// The isolator's module parameters on node `index`, as `modules.json` would give them:
+    /// the control service's address, the `plugin` API user, the node's own `node.crt`, and a
+    /// state directory of the node's.
+    pub fn isolator_parameters(&self, index: usize) -> serde_json::Value {
+        let (certificate, key) = self.certificates.user("plugin");
+        let agent = &self.agents[index];
+        serde_json::json!({
+            "control_service_host": "127.0.0.1",
+            "control_service_port": self.control.rest.port().to_string(),
+            "cluster_certificate": self.certificates.cluster_certificate(),
+            "client_certificate": certificate,
+            "client_key": key,
+            "node_certificate": agent.directory.join("node.crt"),
+            "state_dir": agent.directory.join("isolator-state"),
+            "mount_timeout_seconds": "30",
+            "default_maximum_size": "64MiB",
+            "mount_check": if self.backend == BackendKind::DirectorySymlink { "directory" } else { "mountpoint" },
+        })
+    }
+
     /// Every process's log, for a failure message.
     pub fn logs(&self) -> String {
         let mut logs = format!("--- control service\n{}", self.control.log());
