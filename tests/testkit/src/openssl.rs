@@ -92,3 +92,83 @@ fn openssl(arguments: &[&str]) {
 fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 path")
 }
+
+/// A cluster's certificates as Flocker 1.x's `flocker-ca` left them, as far as `openssl` can
+/// make them: X.509 v1 throughout, RSA keys in the traditional PKCS#1 form.
+pub struct FlockerOneCertificates {
+    pub cluster: PathBuf,
+    pub control: (PathBuf, PathBuf),
+    pub user: (PathBuf, PathBuf),
+}
+
+pub fn flocker_1_certificates(directory: &Path) -> FlockerOneCertificates {
+    let rsa_key = |name: &str| {
+        let key = directory.join(format!("{name}.key"));
+        openssl(&["genrsa", "-traditional", "-out", path(&key), "2048"]);
+        key
+    };
+    let subject = |cn: &str| format!("/CN={cn}/OU=00000000-0000-4000-8000-000000000000");
+    let (cluster_key, cluster) = (rsa_key("cluster"), directory.join("cluster.crt"));
+    let cluster_request = directory.join("cluster.csr");
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        path(&cluster_key),
+        "-subj",
+        &subject("flocker-1-cluster"),
+        "-out",
+        path(&cluster_request),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        path(&cluster_request),
+        "-signkey",
+        path(&cluster_key),
+        "-days",
+        "30",
+        "-out",
+        path(&cluster),
+    ]);
+    let leaf = |name: &str, cn: &str| {
+        let (key, request, certificate) = (
+            rsa_key(name),
+            directory.join(format!("{name}.csr")),
+            directory.join(format!("{name}.crt")),
+        );
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            path(&key),
+            "-subj",
+            &subject(cn),
+            "-out",
+            path(&request),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path(&request),
+            "-CA",
+            path(&cluster),
+            "-CAkey",
+            path(&cluster_key),
+            "-set_serial",
+            "3",
+            "-days",
+            "30",
+            "-out",
+            path(&certificate),
+        ]);
+        (certificate, key)
+    };
+    FlockerOneCertificates {
+        control: leaf("control-service", "control-service"),
+        user: leaf("plugin", "user-plugin"),
+        cluster,
+    }
+}
