@@ -51,7 +51,8 @@ pub struct AgentConfiguration {
     pub etag: String,
     /// Every dataset whose primary is this node, tombstones included.
     pub datasets: Vec<Dataset>,
-    /// The datasets leased to this node: never unmount them here.
+    /// The datasets leased to this node that are not wanted here (moved away or deleted):
+    /// never unmount, detach or destroy them here.
     pub leases: Vec<DatasetId>,
     /// The block device recorded for each of those datasets, where one was.
     #[serde(default)]

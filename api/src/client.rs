@@ -177,6 +177,9 @@ impl Client {
             .max_redirects(0)
             .timeout_global(Some(config.timeout))
             .timeout_connect(Some(config.connect_timeout))
+            // Many calls at once (a crowd of prepares) should reuse connections, not handshake.
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(64)
             .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
             .build();
         let resolver = ControlServiceResolver { address: config.address() };

@@ -43,6 +43,29 @@ pub enum Change {
     RecordBlockDevice { dataset_id: DatasetId, blockdevice_id: String },
 }
 
+impl Change {
+    /// Whether the list of datasets (`/v1/configuration/datasets`) is different after it.
+    pub fn changes_datasets(&self) -> bool {
+        match self {
+            Self::CreateDataset { .. } | Self::MoveDataset { .. } | Self::DeleteDataset { .. } => {
+                true
+            }
+            Self::AcquireLease { .. }
+            | Self::ReleaseLeases { .. }
+            | Self::RecordBlockDevice { .. } => false,
+        }
+    }
+}
+
+/// What one node's agent needs to know: its datasets, the leases that pin something on it, the
+/// block devices of its datasets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeView {
+    pub datasets: Vec<Dataset>,
+    pub leases: Vec<DatasetId>,
+    pub blockdevice_ids: BTreeMap<DatasetId, String>,
+}
+
 /// The decision on a lease request: what to store (nothing for an identical renewal), whether
 /// it was new (201) or a renewal (200), and the lease to answer with.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,6 +217,30 @@ impl Configuration {
                 blockdevice_id: blockdevice_id.to_owned(),
             })),
         }
+    }
+
+    /// The view of `node`'s agent. A lease on a dataset that is wanted on its node anyway
+    /// changes nothing the agent does, so it is left out: tasks taking and letting go of their
+    /// volumes do not wake the agent.
+    pub fn node_view(&self, node: &NodeUuid) -> NodeView {
+        let datasets: Vec<Dataset> =
+            self.datasets.values().filter(|d| d.primary == *node).cloned().collect();
+        let wanted_here = |id: &DatasetId| {
+            self.datasets.get(id).is_some_and(|d| d.primary == *node && !d.deleted)
+        };
+        let leases = self
+            .leases
+            .iter()
+            .filter(|(id, lease)| lease.node_uuid == *node && !wanted_here(id))
+            .map(|(id, _)| *id)
+            .collect();
+        let blockdevice_ids = datasets
+            .iter()
+            .filter_map(|d| {
+                Some((d.dataset_id, self.blockdevice_ownership.get(&d.dataset_id)?.clone()))
+            })
+            .collect();
+        NodeView { datasets, leases, blockdevice_ids }
     }
 
     /// Every lease as the API shows it, `expires` counted from `now`.
@@ -398,6 +445,28 @@ mod tests {
         assert_eq!(released.node_uuid, node(1));
         config.apply(&change);
         assert_eq!(config.plan_release_lease(&dataset_id(1), 100.0), Err(ApiError::LeaseNotFound));
+    }
+
+    #[test]
+    fn a_nodes_view_holds_only_the_leases_that_pin_something() {
+        let mut config = Configuration::default();
+        let (here, there) = (node(1), node(2));
+        create(&mut config, 1, here);
+        create(&mut config, 2, there);
+        create(&mut config, 3, here);
+        config.apply(&config.plan_delete(&dataset_id(3).to_string()).unwrap().1.unwrap());
+        for id in [1, 2, 3] {
+            config.apply(
+                &config.plan_acquire_lease(&lease(id, here, None), 0.0).unwrap().change.unwrap(),
+            );
+        }
+        let view = config.node_view(&here);
+        assert_eq!(
+            view.datasets.iter().map(|d| d.dataset_id).collect::<Vec<_>>(),
+            [dataset_id(1), dataset_id(3)]
+        );
+        // 1 is wanted here anyway; 2 moved away and 3 is deleted: those leases hold them.
+        assert_eq!(view.leases, [dataset_id(2), dataset_id(3)]);
     }
 
     #[test]

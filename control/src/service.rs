@@ -6,7 +6,6 @@
 //! to the store (durable), apply, answer. Operations block (the store fsyncs), so the HTTP
 //! layers run them on tokio's blocking pool.
 
-use std::collections::BTreeMap;
 use std::hash::Hasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,6 +33,9 @@ struct Desired {
     /// `/v1/configuration/datasets`: a large cluster's list is megabytes, and reads outnumber
     /// writes.
     datasets_body: CachedJson,
+    /// Counts changes to the datasets alone: leases come and go with every task, and need not
+    /// make the list be written again.
+    datasets_version: u64,
 }
 
 struct Actual {
@@ -78,6 +80,7 @@ impl ControlService {
                 generation,
                 store,
                 datasets_body: CachedJson::default(),
+                datasets_version: 0,
             }),
             actual: Mutex::new(Actual {
                 cluster: ClusterState::new(node_expiry),
@@ -116,9 +119,10 @@ impl ControlService {
     /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
     pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
         let mut desired = self.lock_desired();
-        let Desired { configuration, generation, datasets_body, .. } = &mut *desired;
-        let body =
-            datasets_body.get(*generation, || configuration.datasets.values().collect::<Vec<_>>());
+        let Desired { configuration, generation, datasets_body, datasets_version, .. } =
+            &mut *desired;
+        let body = datasets_body
+            .get(*datasets_version, || configuration.datasets.values().collect::<Vec<_>>());
         (body, self.tag_of(*generation))
     }
 
@@ -205,31 +209,14 @@ impl ControlService {
 
     /// What one node should have, and an etag that changes whenever that does.
     pub fn agent_configuration(&self, node: &NodeUuid) -> AgentConfiguration {
-        let desired = self.lock_desired();
-        let configuration = &desired.configuration;
-        let datasets: Vec<Dataset> =
-            configuration.datasets.values().filter(|d| d.primary == *node).cloned().collect();
-        let leases: Vec<DatasetId> = configuration
-            .leases
-            .iter()
-            .filter(|(_, lease)| lease.node_uuid == *node)
-            .map(|(id, _)| *id)
-            .collect();
-        let blockdevice_ids: BTreeMap<DatasetId, String> = datasets
-            .iter()
-            .filter_map(|d| {
-                let device = configuration.blockdevice_ownership.get(&d.dataset_id)?;
-                Some((d.dataset_id, device.clone()))
-            })
-            .collect();
+        let view = self.lock_desired().configuration.node_view(node);
         let mut hasher = std::hash::DefaultHasher::new();
-        let contents = serde_json::to_vec(&(&datasets, &leases, &blockdevice_ids));
-        hasher.write(&contents.unwrap_or_default());
+        hasher.write(&serde_json::to_vec(&view).unwrap_or_default());
         AgentConfiguration {
             etag: format!("{:016x}{:016x}", self.tag_nonce, hasher.finish()),
-            datasets,
-            leases,
-            blockdevice_ids,
+            datasets: view.datasets,
+            leases: view.leases,
+            blockdevice_ids: view.blockdevice_ids,
         }
     }
 
@@ -297,6 +284,9 @@ impl ControlService {
         }
         desired.configuration.apply(&change);
         desired.generation = generation;
+        if change.changes_datasets() {
+            desired.datasets_version += 1;
+        }
         if let Err(error) = desired.store.applied(&desired.configuration, generation) {
             // The change is durable in the journal; only compaction failed.
             log::warn!("{:#}", anyhow::Error::new(error));

@@ -85,18 +85,38 @@ fn hello_answers_with_the_node_its_certificate_names_and_makes_the_era_known() {
 }
 
 #[test]
-fn a_poll_gives_the_node_its_own_datasets_and_leases_only() {
+fn a_poll_gives_the_node_its_own_datasets_and_the_leases_that_pin_something_on_it() {
     let control = start_with(&[]);
     let (agent, other) = (Agent::new(&control), Agent::new(&control));
     agent.hello();
-    let mine = create_on(&control, &agent.node.uuid);
+    let (mine, moved_away) =
+        (create_on(&control, &agent.node.uuid), create_on(&control, &agent.node.uuid));
     let theirs = create_on(&control, &other.node.uuid);
-    let lease = AcquireLease { dataset_id: mine, node_uuid: agent.node.uuid, expires: None };
-    control.client.acquire_lease(&lease).unwrap();
-    let view = agent.poll(None, 0.0);
+    for dataset in [mine, moved_away] {
+        let lease = AcquireLease { dataset_id: dataset, node_uuid: agent.node.uuid, expires: None };
+        control.client.acquire_lease(&lease).unwrap();
+    }
+    let before = agent.poll(None, 0.0);
+    control.client.move_dataset(&moved_away, &other.node.uuid, None).unwrap();
+    let view = agent.poll(Some(&before.etag), 0.0);
     assert_eq!(view.datasets.iter().map(|d| d.dataset_id).collect::<Vec<_>>(), [mine]);
-    assert_eq!(view.leases, [mine]);
+    // The lease on `mine` changes nothing here (it is wanted here anyway); the one on the
+    // dataset that moved away keeps it mounted here.
+    assert_eq!(view.leases, [moved_away]);
     assert!(!view.datasets.iter().any(|d| d.dataset_id == theirs));
+}
+
+#[test]
+fn a_task_taking_and_releasing_a_lease_on_a_dataset_wanted_here_does_not_wake_the_agent() {
+    let control = start_with(&[]);
+    let agent = Agent::new(&control);
+    agent.hello();
+    let dataset = create_on(&control, &agent.node.uuid);
+    let before = agent.poll(None, 0.0);
+    let lease = AcquireLease { dataset_id: dataset, node_uuid: agent.node.uuid, expires: None };
+    control.client.acquire_lease(&lease).unwrap();
+    control.client.release_lease(&dataset).unwrap();
+    assert_eq!(agent.poll(Some(&before.etag), 0.0).etag, before.etag);
 }
 
 #[test]

@@ -308,3 +308,74 @@ impl Panicked for *const c_char {
         std::ptr::null()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::c_int;
+    use std::sync::mpsc;
+
+    extern "C" fn remember(ctx: *mut c_void, ok: c_int, json: *const c_char) {
+        // SAFETY: the tests pass a Box<Sender> as `ctx`, for exactly one call.
+        let sender = unsafe { Box::from_raw(ctx.cast::<mpsc::Sender<(c_int, Option<String>)>>()) };
+        // SAFETY: NULL or a NUL-terminated string valid during the call.
+        let text = (!json.is_null())
+            .then(|| unsafe { CStr::from_ptr(json) }.to_string_lossy().into_owned());
+        let _ = sender.send((ok, text));
+    }
+
+    fn context() -> (*mut c_void, mpsc::Receiver<(c_int, Option<String>)>) {
+        let (sender, receiver) = mpsc::channel();
+        (Box::into_raw(Box::new(sender)).cast(), receiver)
+    }
+
+    #[test]
+    fn a_panic_stops_at_the_boundary() {
+        assert_eq!(
+            boundary(|| -> flocker_result { panic!("a bug") }),
+            flocker_result::FLOCKER_PANIC
+        );
+    }
+
+    #[test]
+    fn a_reply_that_was_never_finished_still_answers_once() {
+        let (ctx, answers) = context();
+        drop(Reply::new(remember, ctx));
+        let (ok, text) = answers.recv().unwrap();
+        assert_eq!(ok, 0);
+        assert!(text.unwrap().contains("abandoned"));
+        assert!(answers.try_recv().is_err());
+    }
+
+    #[test]
+    fn null_pointers_and_bad_parameters_are_refused_without_a_callback() {
+        let (ctx, answers) = context();
+        // SAFETY: NULL handle and strings are what is being tested; `remember` is never called.
+        let result = unsafe {
+            flocker_isolator_prepare(
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                Some(remember),
+                ctx,
+            )
+        };
+        assert_eq!(result, flocker_result::FLOCKER_NULL_PARAMETER);
+        assert!(answers.try_recv().is_err());
+        // SAFETY: reclaims the context the refused call did not take.
+        drop(unsafe { Box::from_raw(ctx.cast::<mpsc::Sender<(c_int, Option<String>)>>()) });
+
+        let parameters = CString::new(r#"{"ipaddress": "h", "bogus": "1"}"#).unwrap();
+        let (mut isolator, mut error) = (std::ptr::null_mut(), std::ptr::null_mut());
+        // SAFETY: valid string and out-pointers.
+        let result =
+            unsafe { flocker_isolator_new(parameters.as_ptr(), &mut isolator, &mut error) };
+        assert_eq!(result, flocker_result::FLOCKER_INVALID_ARGUMENT);
+        assert!(isolator.is_null());
+        // SAFETY: `error` was handed out by the call above.
+        let message = unsafe { CStr::from_ptr(error) }.to_string_lossy().into_owned();
+        assert!(message.contains("bogus"), "{message}");
+        // SAFETY: freed once.
+        unsafe { flocker_string_free(error) };
+    }
+}

@@ -1,9 +1,10 @@
 //! What the agent, the isolator and the control service need from the machine they run on,
 //! written once: what is mounted where ([`mounts`]), files replaced crash-safely ([`durable`]),
-//! and the kernel's boot id ([`boot_id`]).
+//! checksummed journal records ([`records`]), and the kernel's boot id ([`boot_id`]).
 
 pub mod durable;
 pub mod mounts;
+pub mod records;
 
 /// Where the kernel keeps its boot id: a UUID, new on every boot (Flocker's "era").
 pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";

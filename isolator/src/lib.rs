@@ -94,6 +94,7 @@ impl Isolator {
             })?;
         }
         self.checkpoints.write(&checkpoint)?; // before any side effect
+        log::debug!("container {container_id}: checkpoint written after {:?}", started.elapsed());
         let mut launch = LaunchInfo::default();
         let mut leases_asked = BTreeSet::new();
         for index in 0..request.volumes.len() {
@@ -140,10 +141,17 @@ impl Isolator {
         let node = self.control.node(deadline)?;
         let dataset =
             self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
+        log::debug!("volume '{id}': dataset {} after {:?}", dataset.dataset_id, started.elapsed());
         leases_asked.insert(id.clone());
         self.control.lease(id, dataset.dataset_id, node)?;
+        log::debug!("volume '{id}': leased after {:?}", started.elapsed());
         self.control.move_here(id, &dataset, node)?;
         let mounted = self.control.wait_mounted(id, dataset.dataset_id, node, started, deadline)?;
+        log::debug!(
+            "volume '{id}': mounted at {} after {:?}",
+            mounted.display(),
+            started.elapsed()
+        );
         let placed = |source| IsolatorError::Placement { id: id.clone(), source };
         match placement::placement(&volume.path, &request.sandbox, request.rootfs.as_deref()) {
             Placement::Link(link) => placement::publish_link(&link, &mounted).map_err(placed),
@@ -159,10 +167,10 @@ impl Isolator {
     /// Lets a container's volumes go: its links, then each lease no other container here still
     /// needs, then its checkpoint. Unknown containers, and repeats, succeed.
     pub fn cleanup(&self, container_id: &ContainerId) -> Result<(), IsolatorError> {
-        let Some(checkpoint) = self.checkpoints.read(container_id)? else { return Ok(()) };
+        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(()) };
         let _held = self.locks.lock(checkpoint.volumes.iter().map(|v| &v.flocker_id));
         // Read again under the lock: a cleanup may have run meanwhile.
-        let Some(checkpoint) = self.checkpoints.read(container_id)? else { return Ok(()) };
+        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(()) };
         self.undo(&checkpoint, None)?;
         log::info!("container {container_id}: volumes released");
         Ok(())
@@ -202,7 +210,7 @@ impl Isolator {
         id: &FlockerId,
         container_id: &ContainerId,
     ) -> Result<(), IsolatorError> {
-        let users = self.checkpoints.users(id, container_id)?;
+        let users = self.checkpoints.users(id, container_id);
         if !users.is_empty() {
             log::info!("volume '{id}': still used here by {}; keeping the lease", users.len());
             return Ok(());
@@ -212,17 +220,15 @@ impl Isolator {
     }
 
     /// After an agent restart: keeps what the containers Mesos still knows (`states`, and the
-    /// `orphans` it will clean up itself) use, and cleans up every other checkpoint. One bad
-    /// checkpoint is set aside; only an unusable state directory fails recover.
+    /// `orphans` it will clean up itself) use, and cleans up every other checkpoint. A damaged
+    /// checkpoint was set aside when the journal was opened; failing to clean up one container
+    /// is logged and tried again next time.
     pub fn recover(
         &self,
         states: &[ContainerId],
         orphans: &[ContainerId],
     ) -> Result<(), IsolatorError> {
-        let (checkpoints, damaged) = self.checkpoints.all()?;
-        for problem in damaged {
-            log::error!("recover: a checkpoint could not be read: {problem}");
-        }
+        let checkpoints = self.checkpoints.all();
         let known: BTreeSet<&ContainerId> = states.iter().chain(orphans).collect();
         for checkpoint in checkpoints.iter().filter(|c| !known.contains(&c.container_id)) {
             let id = &checkpoint.container_id;

@@ -120,7 +120,9 @@ pub fn check_link_free(link: &Path) -> Result<(), PlacementError> {
     }
 }
 
-/// Makes `link` point at `target`, atomically; a stale link of ours is replaced.
+/// Makes `link` point at `target`, atomically; a stale link of ours is replaced. The link is
+/// not flushed to disk: no container outlives the machine, so after a crash nothing needs it
+/// (recover finds the checkpoint, and removes the link if it is there).
 pub fn publish_link(link: &Path, target: &Path) -> Result<(), PlacementError> {
     let parent = link.parent().ok_or_else(|| PlacementError::Occupied { path: link.to_owned() })?;
     check_link_free(link)?;
@@ -132,11 +134,10 @@ pub fn publish_link(link: &Path, target: &Path) -> Result<(), PlacementError> {
     let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = parent.join(format!(".{name}.flocker-{}", uuid::Uuid::new_v4().simple()));
     std::os::unix::fs::symlink(target, &temporary).map_err(io("link", &temporary))?;
-    if let Err(e) = fs::rename(&temporary, link) {
+    fs::rename(&temporary, link).map_err(|e| {
         let _ = fs::remove_file(&temporary);
-        return Err(io("link", link)(e));
-    }
-    flocker_host::durable::sync_directory(parent).map_err(io("sync", parent))
+        io("link", link)(e)
+    })
 }
 
 /// Removes `link` if it is still a link of ours; anything else there is left alone.

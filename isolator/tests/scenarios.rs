@@ -68,8 +68,8 @@ fn datasets_named(cluster: &LocalCluster, id: &str) -> Vec<DatasetId> {
 }
 
 fn checkpoints(cluster: &LocalCluster, index: usize) -> usize {
-    let directory = cluster.agents[index].directory.join("isolator-state/containers");
-    fs::read_dir(directory).map(|entries| entries.count()).unwrap_or(0)
+    let state = cluster.agents[index].directory.join("isolator-state");
+    flocker_isolator_core::checkpoint::peek(&state).unwrap().len()
 }
 
 #[test]

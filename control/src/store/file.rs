@@ -26,10 +26,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::flocker_import::{self, FLOCKER_CONFIGURATION};
-use super::record::{frame, unframe};
 use super::{Store, StoreError, Stored};
 use crate::model::{Change, Configuration};
 use flocker_host::durable::{sync_directory, write_atomically};
+use flocker_host::records::{frame, unframe};
 
 const SNAPSHOT: &str = "configuration.snapshot";
 const JOURNAL: &str = "configuration.journal";

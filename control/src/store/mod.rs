@@ -9,7 +9,6 @@
 
 mod file;
 mod flocker_import;
-mod record;
 
 use std::path::PathBuf;
 

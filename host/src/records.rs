@@ -1,4 +1,5 @@
-//! The framing shared by the store's files: one record per line, `<crc32 hex> <json>\n`.
+//! Checksummed JSON lines, the framing of our journals: one record per line,
+//! `<crc32 hex> <json>\n`.
 //! The checksum catches a damaged byte that would still parse as JSON.
 
 use serde::Serialize;

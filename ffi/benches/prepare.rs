@@ -1,0 +1,243 @@
+//! How fast a task gets its volume, through the C ABI as the shim calls it, against a real
+//! control service and two real dataset agents (loopback backend, 64 MiB volumes):
+//!
+//! - a warm prepare (the dataset already mounted here), durable checkpoint included, beside the
+//!   original module's method for the same step: separate `curl` processes, each with a fresh
+//!   mutual-TLS handshake, for nodes, datasets and the move, then the link;
+//! - a cold prepare that creates the volume;
+//! - 50 prepares of distinct volumes at once, against one.
+//!
+//! Prints; asserts nothing. Needs root, curl and release binaries:
+//! `cargo build --release --bins && cargo bench -p flocker-isolator-ffi`.
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use ::flocker_isolator::{
+    flocker_isolator, flocker_isolator_cleanup, flocker_isolator_new, flocker_isolator_prepare,
+    flocker_result,
+};
+use flocker_testkit::task::{command_task, container_id};
+use flocker_testkit::{BackendKind, LocalCluster, require_root};
+use serde_json::Value;
+
+const SAMPLES: usize = 50;
+const CROWD: usize = 50;
+
+type Answer = Result<Option<String>, String>;
+
+/// The library, as a C caller holds it.
+struct Library(*mut flocker_isolator);
+
+// SAFETY: the header promises every export is thread-safe.
+unsafe impl Sync for Library {}
+
+extern "C" fn on_done(ctx: *mut c_void, ok: c_int, json: *const c_char) {
+    // SAFETY: `ctx` is the Box<Sender> this file leaked for exactly this one call.
+    let sender = unsafe { Box::from_raw(ctx.cast::<Sender<Answer>>()) };
+    let text = (!json.is_null()).then(|| {
+        // SAFETY: a NUL-terminated string that lives during this call, as the header says.
+        unsafe { std::ffi::CStr::from_ptr(json) }.to_string_lossy().into_owned()
+    });
+    let _ = sender.send(if ok == 1 { Ok(text) } else { Err(text.unwrap_or_default()) });
+}
+
+impl Library {
+    fn new(parameters: &Value) -> Self {
+        let parameters = CString::new(parameters.to_string()).unwrap();
+        let mut handle = std::ptr::null_mut();
+        // SAFETY: valid strings and out-pointer for the call.
+        let result =
+            unsafe { flocker_isolator_new(parameters.as_ptr(), &mut handle, std::ptr::null_mut()) };
+        assert_eq!(result, flocker_result::FLOCKER_OK);
+        Self(handle)
+    }
+
+    /// Starts a prepare; its answer arrives on the receiver.
+    fn prepare(&self, id: &Value, config: &Value) -> Receiver<Answer> {
+        let (id, config) =
+            (CString::new(id.to_string()).unwrap(), CString::new(config.to_string()).unwrap());
+        let (sender, receiver) = mpsc::channel();
+        let ctx = Box::into_raw(Box::new(sender)).cast::<c_void>();
+        // SAFETY: live handle, valid strings for the call; `ctx` is reclaimed by `on_done`.
+        let result = unsafe {
+            flocker_isolator_prepare(self.0, id.as_ptr(), config.as_ptr(), Some(on_done), ctx)
+        };
+        assert_eq!(result, flocker_result::FLOCKER_OK);
+        receiver
+    }
+
+    fn cleanup(&self, id: &Value) {
+        let id = CString::new(id.to_string()).unwrap();
+        let (sender, receiver) = mpsc::channel::<Answer>();
+        let ctx = Box::into_raw(Box::new(sender)).cast::<c_void>();
+        // SAFETY: as for `prepare`.
+        let result = unsafe { flocker_isolator_cleanup(self.0, id.as_ptr(), Some(on_done), ctx) };
+        assert_eq!(result, flocker_result::FLOCKER_OK);
+        receiver.recv().unwrap().unwrap();
+    }
+
+    /// A whole prepare: how long it took.
+    fn timed_prepare(&self, id: &Value, config: &Value) -> Duration {
+        let started = Instant::now();
+        let answer = self.prepare(id, config).recv().unwrap();
+        let took = started.elapsed();
+        answer.unwrap_or_else(|e| panic!("prepare failed: {e}"));
+        took
+    }
+}
+
+fn main() {
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+    let mut parameters = cluster.isolator_parameters(0);
+    parameters["workers"] = serde_json::json!(std::env::var("WORKERS").unwrap_or("8".into()));
+    let library = Library::new(&parameters);
+    if std::env::var_os("DEBUG").is_some() {
+        ::flocker_isolator::flocker_set_log_callback(None, std::ptr::null_mut(), 4);
+    }
+    let links = cluster.certificates.root().join("links");
+    let task = |id: &str| command_task(&[(id, links.join(id).to_str().unwrap())]);
+
+    // Warm: the volume is mounted here already; each task prepares it and lets it go.
+    let warm = task("warm");
+    let first = container_id();
+    library.timed_prepare(&first, &warm);
+    library.cleanup(&first);
+    let mut warm_times: Vec<Duration> = (0..SAMPLES)
+        .map(|_| {
+            let id = container_id();
+            let took = library.timed_prepare(&id, &warm);
+            library.cleanup(&id);
+            took
+        })
+        .collect();
+    let mut curl_times = old_module_method(&cluster, &links);
+
+    // Cold: a new volume each time, created, attached, formatted and mounted.
+    let mut cold_times: Vec<Duration> = (0..SAMPLES / 2)
+        .map(|i| library.timed_prepare(&container_id(), &task(&format!("cold-{i}"))))
+        .collect();
+
+    // A crowd of warm prepares of distinct volumes, against one.
+    let crowd: Vec<(Value, Value)> =
+        (0..CROWD).map(|i| (container_id(), task(&format!("crowd-{i}")))).collect();
+    for (id, config) in &crowd {
+        library.timed_prepare(id, config);
+        library.cleanup(id);
+    }
+    let crowd_round = || {
+        let round: Vec<(Value, Value)> =
+            crowd.iter().map(|(_, config)| (container_id(), config.clone())).collect();
+        let took = at_once(&library, round.clone());
+        round.iter().for_each(|(id, _)| library.cleanup(id));
+        took
+    };
+    if std::env::var_os("CROWD_ONLY").is_some() {
+        let mut rounds: Vec<Duration> = (0..30).map(|_| crowd_round()).collect();
+        println!("crowd of {CROWD}: median {:.1} ms", ms(median(&mut rounds)));
+        return;
+    }
+    let mut crowd_rounds: Vec<Duration> = (0..5).map(|_| crowd_round()).collect();
+    let crowd_took = median(&mut crowd_rounds);
+    let cold_crowd_took = at_once(
+        &library,
+        (0..CROWD).map(|i| (container_id(), task(&format!("fresh-{i}")))).collect(),
+    );
+
+    let (warm, curl, cold) =
+        (median(&mut warm_times), median(&mut curl_times), median(&mut cold_times));
+    println!("flocker-isolator through the C ABI, loopback backend, 64 MiB volumes (medians)\n");
+    println!(
+        "{:<58} {:>9.2} ms   target ≤ 5 ms",
+        "warm prepare (mounted here; checkpoint fsynced)",
+        ms(warm)
+    );
+    println!("{:<58} {:>9.2} ms", "  the original module's way: 3 curl processes + ln", ms(curl));
+    println!(
+        "{:<58} {:>9.1}×   goal ≥ 20×",
+        "  ours is faster by",
+        curl.as_secs_f64() / warm.as_secs_f64()
+    );
+    println!(
+        "{:<58} {:>9.1} ms   target ≤ 300 ms",
+        "cold prepare (create, attach, mkfs, mount)",
+        ms(cold)
+    );
+    println!(
+        "{:<58} {:>9.1} ms = {:.1}× one warm prepare   target ≤ 3×",
+        format!("{CROWD} warm prepares of distinct volumes at once"),
+        ms(crowd_took),
+        crowd_took.as_secs_f64() / warm.as_secs_f64()
+    );
+    println!(
+        "{:<58} {:>9.1} ms = {:.1}× one cold prepare",
+        format!("{CROWD} cold prepares of distinct volumes at once"),
+        ms(cold_crowd_took),
+        cold_crowd_took.as_secs_f64() / cold.as_secs_f64()
+    );
+}
+
+/// Starts every prepare at once; the time until the last answer.
+fn at_once(library: &Library, tasks: Vec<(Value, Value)>) -> Duration {
+    let started = Instant::now();
+    let answers: Vec<_> = tasks.iter().map(|(id, config)| library.prepare(id, config)).collect();
+    for answer in answers {
+        answer.recv().unwrap().unwrap_or_else(|e| panic!("prepare failed: {e}"));
+    }
+    started.elapsed()
+}
+
+/// The original module's prepare for a dataset already mounted here: `curl` for the nodes, the
+/// datasets and the move (each its own process and TLS handshake, as its client ran them), a
+/// look at /flocker/<id>, and `ln -s`.
+fn old_module_method(cluster: &LocalCluster, links: &Path) -> Vec<Duration> {
+    let (certificate, key) = cluster.certificates.user("plugin");
+    let dataset = cluster
+        .client
+        .list_datasets()
+        .unwrap()
+        .0
+        .into_iter()
+        .find(|d| d.metadata["name"] == "warm")
+        .unwrap();
+    let mount = cluster.agents[0].mount_point(&dataset.dataset_id.to_string());
+    let port = cluster.control.rest.port();
+    let curl = format!(
+        "curl -sS --fail --cacert {} --cert {} --key {} --resolve control-service:{port}:127.0.0.1 https://control-service:{port}/v1",
+        cluster.certificates.cluster_certificate().display(),
+        certificate.display(),
+        key.display()
+    );
+    let link = links.join("old-module");
+    let script = format!(
+        "{curl}/state/nodes >/dev/null && {curl}/configuration/datasets >/dev/null && \
+         {curl}/configuration/datasets/{} -X POST -d '{{\"primary\": \"{}\"}}' >/dev/null && \
+         test -d {} && ln -sfn {} {}",
+        dataset.dataset_id,
+        cluster.node(0),
+        mount.display(),
+        mount.display(),
+        link.display()
+    );
+    (0..SAMPLES)
+        .map(|_| {
+            let started = Instant::now();
+            let status = Command::new("sh").arg("-c").arg(&script).status().expect("sh and curl");
+            assert!(status.success(), "the original module's way failed: {script}");
+            started.elapsed()
+        })
+        .collect()
+}
+
+fn median(samples: &mut [Duration]) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1e3
+}
