@@ -94,16 +94,7 @@ impl Standin {
 
     /// Sends a command whose arguments are JSON documents; Ok(launch info or null), Err(message).
     fn call(&mut self, command: &str, documents: &[&Value]) -> Result<Value, String> {
-        let files: Vec<String> = documents
-            .iter()
-            .map(|document| {
-                let path = self.directory.join(format!("{}.json", uuid::Uuid::new_v4()));
-                std::fs::write(&path, document.to_string()).unwrap();
-                path.display().to_string()
-            })
-            .collect();
-        writeln!(self.stdin, "{command} {}", files.join(" ")).unwrap();
-        self.stdin.flush().unwrap();
+        self.send(command, documents);
         match self.answer() {
             Some(line) if line.starts_with("ok ") => Ok(serde_json::from_str(&line[3..]).unwrap()),
             Some(line) => Err(line.trim_start_matches("error ").to_owned()),
