@@ -267,3 +267,20 @@ fn without_a_control_service_a_prepare_fails_clearly_in_time_and_leaves_nothing(
     assert!(fs::symlink_metadata(node.links.join("offline")).is_err());
     assert_eq!(checkpoints(&cluster, 0), 0, "a checkpoint was left half-done");
 }
+
+#[test]
+fn without_a_node_certificate_the_node_is_found_by_its_era() {
+    require_root();
+    let mut cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
+    cluster.agents[0].use_boot_era().unwrap();
+    let boot_id: flocker_api::Era =
+        fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().parse().unwrap();
+    cluster.wait_for("the agent to say hello with the boot id", Duration::from_secs(30), || {
+        cluster.client.node_by_era(&boot_id).unwrap() == Some(cluster.node(0))
+    });
+    let mut parameters = cluster.isolator_parameters(0);
+    parameters["node_certificate"] = json!("/nonexistent/node.crt");
+    let node = node(&cluster, 0, parameters);
+    let link = node.prepare(&container(), "by-era", "by-era").unwrap();
+    assert!(fs::read_link(&link).unwrap().starts_with(&cluster.agents[0].mount_root));
+}

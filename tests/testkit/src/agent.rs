@@ -132,6 +132,27 @@ impl AgentProcess {
         }
     }
 
+    /// Restarts the agent with the kernel's boot id as its era, as a real node has it (only one
+    /// agent on a machine can), instead of the random era tests give agents.
+    pub fn use_boot_era(&mut self) -> Result<(), String> {
+        let path = self.directory.join("agent.yml");
+        let yaml = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let yaml: String =
+            yaml.lines()
+                .map(|line| {
+                    if line.starts_with("agent:") {
+                        "agent: {max_backoff_seconds: 2}"
+                    } else {
+                        line
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+        std::fs::write(&path, yaml + "\n").map_err(|e| e.to_string())?;
+        self.kill();
+        self.restart()
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
