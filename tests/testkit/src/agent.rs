@@ -57,6 +57,8 @@ impl BackendKind {
 /// A running agent; killed when dropped.
 pub struct AgentProcess {
     child: Option<Child>,
+    /// The network namespace it runs in, if not the test's.
+    pub netns: Option<PathBuf>,
     binary: PathBuf,
     pub name: String,
     pub node: NodeCertificate,
@@ -77,6 +79,28 @@ impl AgentProcess {
         backend: BackendKind,
         root_path: &Path,
     ) -> Result<Self, String> {
+        Self::start_reaching(
+            binary,
+            certificates,
+            name,
+            ("127.0.0.1", agent_port),
+            None,
+            backend,
+            root_path,
+        )
+    }
+
+    /// The same, reaching the control service at `control` (host, agent port), and run inside
+    /// the network namespace `netns` (only that: it mounts where every other process sees it).
+    pub fn start_reaching(
+        binary: &Path,
+        certificates: &ClusterCertificates,
+        name: &str,
+        (control_host, agent_port): (&str, u16),
+        netns: Option<&Path>,
+        backend: BackendKind,
+        root_path: &Path,
+    ) -> Result<Self, String> {
         let directory = certificates.root().join(name);
         let mount_root = directory.join("flocker");
         std::fs::create_dir_all(&directory).map_err(|e| e.to_string())?;
@@ -88,7 +112,7 @@ impl AgentProcess {
         copy(&node.certificate, "node.crt")?;
         copy(&node.key, "node.key")?;
         let yaml = format!(
-            "version: 1\ncontrol-service: {{hostname: 127.0.0.1, port: {agent_port}}}\ndataset: {}\n\
+            "version: 1\ncontrol-service: {{hostname: {control_host}, port: {agent_port}}}\ndataset: {}\n\
              agent: {{era: {}, max_backoff_seconds: 2}}\n",
             backend.yaml(root_path, name, &mount_root),
             flocker_api::Era::random()
@@ -96,6 +120,7 @@ impl AgentProcess {
         std::fs::write(directory.join("agent.yml"), yaml).map_err(|e| e.to_string())?;
         let mut agent = Self {
             child: None,
+            netns: netns.map(Path::to_owned),
             binary: binary.to_owned(),
             name: name.to_owned(),
             node,
@@ -111,7 +136,15 @@ impl AgentProcess {
     pub fn restart(&mut self) -> Result<(), String> {
         let log =
             File::options().create(true).append(true).open(&self.log).map_err(|e| e.to_string())?;
-        let child = Command::new(&self.binary)
+        let mut command = match &self.netns {
+            None => Command::new(&self.binary),
+            Some(netns) => {
+                let mut nsenter = Command::new("nsenter");
+                nsenter.arg(format!("--net={}", netns.display())).arg(&self.binary);
+                nsenter
+            }
+        };
+        let child = command
             .arg("--agent-config")
             .arg(self.directory.join("agent.yml"))
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))

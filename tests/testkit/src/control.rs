@@ -20,14 +20,15 @@ pub fn control_binary() -> PathBuf {
 /// `cargo test --workspace` builds every package's binaries before running any test.
 pub(crate) fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    let profile = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let binary = profile.join(name);
-    assert!(
-        binary.exists(),
-        "{} is missing: run `cargo build --workspace --bins` first",
-        binary.display()
-    );
-    binary
+    // A test runs from target/<profile>/deps, a binary (the test cluster) from target/<profile>.
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join(name)).collect();
+    match candidates.iter().find(|path| path.exists()) {
+        Some(binary) => binary.clone(),
+        None => panic!(
+            "{} is missing: run `cargo build --workspace --bins` first",
+            candidates[0].display()
+        ),
+    }
 }
 
 /// A running control service; killed when dropped.

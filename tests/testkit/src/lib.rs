@@ -8,6 +8,7 @@ mod control;
 mod flocker_one;
 mod handshake;
 mod local_cluster;
+pub mod netns;
 pub mod openssl;
 mod running;
 pub mod task;

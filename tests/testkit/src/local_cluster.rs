@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use flocker_api::{Client, CreateDataset, Dataset, DatasetId, DatasetState, NodeUuid};
 
+use crate::netns::NetworkNamespace;
 use crate::{
     AgentProcess, BackendKind, ClusterCertificates, ControlProcess, agent_binary, control_binary,
     release_mounts_and_loop_devices,
@@ -23,6 +24,8 @@ pub struct LocalCluster {
     pub backend: BackendKind,
     /// The `root_path` all agents share.
     pub shared_root: PathBuf,
+    /// With `start_in_namespaces`, node `i`'s network namespace; none otherwise.
+    pub namespaces: Vec<NetworkNamespace>,
     /// Dropped last: every file of the cluster lives in it.
     pub certificates: ClusterCertificates,
 }
@@ -31,27 +34,65 @@ impl LocalCluster {
     /// Starts a control service (with `control_options`) and `nodes` agents, and waits until
     /// every agent has said hello.
     pub fn start(backend: BackendKind, nodes: usize, control_options: &[&str]) -> Self {
+        Self::start_with(backend, nodes, control_options, false)
+    }
+
+    /// The same, each node in a network namespace of its own, reaching the control service over
+    /// a veth link as a separate host would (needs root).
+    pub fn start_in_namespaces(backend: BackendKind, nodes: usize) -> Self {
+        Self::start_with(backend, nodes, &[], true)
+    }
+
+    fn start_with(
+        backend: BackendKind,
+        nodes: usize,
+        control_options: &[&str],
+        separate: bool,
+    ) -> Self {
         let certificates = ClusterCertificates::new();
         let data = certificates.root().join("control-data");
-        let control =
-            ControlProcess::start(&control_binary(), &certificates, &data, control_options)
-                .unwrap_or_else(|e| panic!("{e}"));
+        let anywhere = if separate { "0.0.0.0:0" } else { "127.0.0.1:0" };
+        let anywhere = anywhere.parse().unwrap_or_else(|e| panic!("{e}"));
+        let control = ControlProcess::start_on(
+            &control_binary(),
+            &certificates,
+            &data,
+            (anywhere, anywhere),
+            control_options,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let client = certificates.client(control.rest, "tests");
         let shared_root = certificates.root().join("shared");
+        let tag: String = uuid::Uuid::new_v4().simple().to_string()[..4].to_owned();
+        let subnet = 100 + (uuid::Uuid::new_v4().as_bytes()[0] % 150);
+        let namespaces: Vec<NetworkNamespace> = if separate {
+            (0..nodes)
+                .map(|i| {
+                    NetworkNamespace::create(&tag, subnet, i as u8)
+                        .unwrap_or_else(|e| panic!("{e}"))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let agents = (0..nodes)
             .map(|i| {
-                AgentProcess::start(
+                let namespace = namespaces.get(i);
+                let host = namespace.map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string());
+                AgentProcess::start_reaching(
                     &agent_binary(),
                     &certificates,
                     &format!("node-{i}"),
-                    control.agent.port(),
+                    (&host, control.agent.port()),
+                    namespace.map(NetworkNamespace::path).as_deref(),
                     backend,
                     &shared_root,
                 )
                 .unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
-        let cluster = Self { control, client, agents, backend, shared_root, certificates };
+        let cluster =
+            Self { control, client, agents, backend, shared_root, namespaces, certificates };
         cluster.wait_for("every agent to say hello", Duration::from_secs(30), || {
             cluster.client.list_nodes().is_ok_and(|listed| listed.len() == nodes)
         });
@@ -152,7 +193,7 @@ impl LocalCluster {
         let (certificate, key) = self.certificates.user("plugin");
         let agent = &self.agents[index];
         serde_json::json!({
-            "control_service_host": "127.0.0.1",
+            "control_service_host": self.namespaces.get(index).map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string()),
             "control_service_port": self.control.rest.port().to_string(),
             "cluster_certificate": self.certificates.cluster_certificate(),
             "client_certificate": certificate,
