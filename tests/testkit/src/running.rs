@@ -37,9 +37,9 @@ impl RunningControl {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> RawResponse {
-        self.client
-            .send(method, path, headers, body.map(str::as_bytes))
-            .unwrap_or_else(|error| panic!("{method} {path}: {error}\n{}", self.process.log()))
+        self.client.send(method, path, headers, body.map(str::as_bytes)).unwrap_or_else(|error| {
+            panic!("{method} {path}: {}\n{}", chain(&error), self.process.log())
+        })
     }
 
     /// The current `X-Configuration-Tag`.
@@ -47,4 +47,15 @@ impl RunningControl {
         let response = self.send("GET", "/v1/configuration/datasets", &[], None);
         response.header("x-configuration-tag").unwrap_or_default().to_owned()
     }
+}
+
+/// An error and every cause under it, for a failure message.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        text += &format!(": {inner}");
+        cause = inner.source();
+    }
+    text
 }
