@@ -1,10 +1,14 @@
 //! What the agent, the isolator and the control service need from the machine they run on,
 //! written once: what is mounted where ([`mounts`]), files replaced crash-safely ([`durable`]),
-//! checksummed journal records ([`records`]), and the kernel's boot id ([`boot_id`]).
+//! checksummed journal records ([`records`]), I/O errors that name their path ([`PathError`]),
+//! and the kernel's boot id ([`boot_id`]).
 
 pub mod durable;
 pub mod mounts;
+mod path_error;
 pub mod records;
+
+pub use path_error::PathError;
 
 /// Where the kernel keeps its boot id: a UUID, new on every boot (Flocker's "era").
 pub const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";

@@ -68,14 +68,8 @@ enum Record {
     Remove { container_id: ContainerId },
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot {action} {}", path.display())]
-pub struct CheckpointError {
-    pub action: &'static str,
-    pub path: PathBuf,
-    #[source]
-    pub source: io::Error,
-}
+/// What failed in the state directory, and where.
+pub use flocker_host::PathError as CheckpointError;
 
 struct Journal {
     file: File,
@@ -107,7 +101,7 @@ impl Checkpoints {
                 .recursive(true)
                 .mode(0o700)
                 .create(directory)
-                .map_err(|source| error("create", directory, source))?;
+                .map_err(CheckpointError::at("create", directory))?;
         }
         let path = state_dir.join(JOURNAL);
         let (entries, records) = load(&path, Some(&quarantine))?;
@@ -169,12 +163,17 @@ impl Checkpoints {
     fn append(&self, record: Record) -> Result<(), CheckpointError> {
         let mut journal = self.lock();
         if let Some(reason) = &journal.failed {
-            return Err(error("write", &self.path, io::Error::other(reason.clone())));
+            return Err(CheckpointError::new(
+                "write",
+                &self.path,
+                io::Error::other(reason.clone()),
+            ));
         }
-        let bytes = frame(&record).map_err(|e| error("encode", &self.path, io::Error::other(e)))?;
+        let bytes = frame(&record)
+            .map_err(|e| CheckpointError::new("encode", &self.path, io::Error::other(e)))?;
         if let Err(source) = journal.file.write_all(&bytes) {
             journal.failed = Some(source.to_string());
-            return Err(error("append to", &self.path, source));
+            return Err(CheckpointError::new("append to", &self.path, source));
         }
         journal.appended += bytes.len() as u64;
         journal.records += 1;
@@ -196,7 +195,11 @@ impl Checkpoints {
     ) -> Result<MutexGuard<'a, Journal>, CheckpointError> {
         loop {
             if let Some(reason) = &journal.failed {
-                return Err(error("flush", &self.path, io::Error::other(reason.clone())));
+                return Err(CheckpointError::new(
+                    "flush",
+                    &self.path,
+                    io::Error::other(reason.clone()),
+                ));
             }
             if journal.durable >= target {
                 return Ok(journal);
@@ -225,12 +228,13 @@ impl Checkpoints {
         let mut bytes = Vec::new();
         for checkpoint in journal.entries.values() {
             let record = Record::Put { checkpoint: checkpoint.clone() };
-            bytes.extend(
-                frame(&record).map_err(|e| error("encode", &self.path, io::Error::other(e)))?,
-            );
+            bytes
+                .extend(frame(&record).map_err(|e| {
+                    CheckpointError::new("encode", &self.path, io::Error::other(e))
+                })?);
         }
         write_atomically(&self.path, &bytes, 0o600)
-            .map_err(|source| error("rewrite", &self.path, source))?;
+            .map_err(CheckpointError::at("rewrite", &self.path))?;
         journal.file = open_for_append(&self.path)?;
         journal.records = journal.entries.len();
         journal.durable = journal.appended; // all of it is in the new file, on disk
@@ -275,7 +279,7 @@ fn load(
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((BTreeMap::new(), 0)),
-        Err(source) => return Err(error("read", path, source)),
+        Err(source) => return Err(CheckpointError::new("read", path, source)),
     };
     let (mut entries, mut records, mut damaged) = (BTreeMap::new(), 0, false);
     for (number, line) in bytes.split_inclusive(|b| *b == b'\n').enumerate() {
@@ -325,11 +329,7 @@ fn open_for_append(path: &Path) -> Result<File, CheckpointError> {
         .create(true)
         .mode(0o600)
         .open(path)
-        .map_err(|source| error("open", path, source))
-}
-
-fn error(action: &'static str, path: &Path, source: io::Error) -> CheckpointError {
-    CheckpointError { action, path: path.to_owned(), source }
+        .map_err(CheckpointError::at("open", path))
 }
 
 #[cfg(test)]

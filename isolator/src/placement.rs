@@ -12,6 +12,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use flocker_api::DatasetId;
+use flocker_host::PathError;
 use serde::Serialize;
 
 use crate::request::TaskPath;
@@ -88,18 +89,13 @@ pub enum PlacementError {
     Occupied { path: PathBuf },
     #[error("{} is a symbolic link inside the image; refusing to follow it", path.display())]
     LinkInImage { path: PathBuf },
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
 }
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PlacementError {
-    let path = path.to_owned();
-    move |source| PlacementError::Io { action, path, source }
+    let at = PathError::at(action, path);
+    move |source| PlacementError::Io(at(source))
 }
 
 /// A link is ours if it points at a dataset's mount point: a directory named by a dataset id.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use flocker_api::DatasetId;
 
 use crate::command::CommandError;
+use flocker_host::PathError;
 use flocker_host::mounts::MountTable;
 
 /// A volume as the backend sees it.
@@ -56,13 +57,8 @@ pub enum Filesystem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(transparent)]
     Command(#[from] CommandError),
     #[error("{} is busy: something still uses the volume", path.display())]
@@ -73,8 +69,8 @@ pub enum BackendError {
 
 impl BackendError {
     pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Self {
-        let path = path.to_owned();
-        move |source| Self::Io { action, path, source }
+        let at = PathError::at(action, path);
+        move |source| Self::Io(at(source))
     }
 }
 

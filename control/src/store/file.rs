@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::flocker_import::{self, FLOCKER_CONFIGURATION};
 use super::{Store, StoreError, Stored};
 use crate::model::{Change, Configuration};
+use flocker_host::PathError;
 use flocker_host::durable::{sync_directory, write_atomically};
 use flocker_host::records::{frame, unframe};
 
@@ -409,7 +410,7 @@ fn damaged(path: &Path, problem: &str) -> StoreError {
 }
 
 fn io_error(action: &'static str, path: &Path, source: io::Error) -> StoreError {
-    StoreError::Io { action, path: path.to_owned(), source }
+    StoreError::Io(PathError::new(action, path, source))
 }
 
 #[cfg(test)]

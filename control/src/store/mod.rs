@@ -16,6 +16,7 @@ pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
 
 use crate::model::{Change, Configuration};
+use flocker_host::PathError;
 
 /// What a store holds: the configuration and how many changes made it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,13 +41,8 @@ pub trait Store: Send {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot {action} {}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] PathError),
     #[error(
         "{} is damaged ({problem}); the control service will not start on a damaged store. \
          Restore the data path from a backup; moving the store away starts an empty cluster \
