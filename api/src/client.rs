@@ -119,7 +119,32 @@ pub enum ClientError {
     },
 }
 
+/// Why a call never got an answer, in the terms an operator can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportProblem {
+    /// Nothing listens there (connection refused).
+    Refused,
+    /// No answer in time (the address is wrong, or a firewall drops the packets).
+    TimedOut,
+    /// The name does not resolve.
+    UnknownHost,
+    /// The server's certificate is not signed by our `cluster.crt`: another cluster's service.
+    UntrustedServer,
+    /// The server refused the certificate we presented (wrong CA, or not a `user-*` one).
+    CertificateRefused,
+    /// Another TLS failure.
+    Tls,
+    /// Anything else (a reset, a broken answer).
+    Other,
+}
+
 impl ClientError {
+    /// Why the call never got an answer; `None` if it did, or never started.
+    pub fn transport_problem(&self) -> Option<TransportProblem> {
+        let Self::Transport { source, .. } = self else { return None };
+        Some(classify(source.as_ref()))
+    }
+
     /// The HTTP status of an answer the server gave, if it gave one.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -388,6 +413,38 @@ impl Client {
     ) -> Result<T, ClientError> {
         let response = self.send_json(method, path, body, expected, timeout)?;
         decode(method, path, &response)
+    }
+}
+
+fn classify(error: &ureq::Error) -> TransportProblem {
+    use rustls::{AlertDescription, CertificateError as Bad};
+    let rustls_error = match error {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match (error, rustls_error) {
+        (_, Some(rustls::Error::InvalidCertificate(Bad::UnknownIssuer | Bad::BadSignature))) => {
+            TransportProblem::UntrustedServer
+        }
+        (_, Some(rustls::Error::AlertReceived(alert))) => match alert {
+            AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::CertificateRequired
+            | AlertDescription::UnsupportedCertificate
+            | AlertDescription::AccessDenied => TransportProblem::CertificateRefused,
+            _ => TransportProblem::Tls,
+        },
+        (_, Some(_)) | (ureq::Error::Tls(_), _) => TransportProblem::Tls,
+        (ureq::Error::Timeout(_), _) => TransportProblem::TimedOut,
+        (ureq::Error::HostNotFound, _) => TransportProblem::UnknownHost,
+        (ureq::Error::Io(io), _) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => TransportProblem::Refused,
+            std::io::ErrorKind::TimedOut => TransportProblem::TimedOut,
+            _ => TransportProblem::Other,
+        },
+        _ => TransportProblem::Other,
     }
 }
 

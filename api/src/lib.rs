@@ -12,7 +12,7 @@ pub mod ids;
 pub mod types;
 pub mod validate;
 
-pub use client::{Client, ClientConfig, ClientError, LeaseOutcome, RawResponse};
+pub use client::{Client, ClientConfig, ClientError, LeaseOutcome, RawResponse, TransportProblem};
 pub use ids::{DatasetId, Era, NodeUuid};
 pub use types::{
     AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetState, ErrorBody, Lease,

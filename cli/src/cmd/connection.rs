@@ -1,0 +1,150 @@
+//! Where the control service is and who we are to it: the old `flockerctl`'s options, also read
+//! from `FLOCKER_*` variables, and every failure to talk to it turned into one line that says
+//! what to do.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use flocker_api::client::DEFAULT_REST_PORT;
+use flocker_api::{Client, ClientConfig, ClientError, TransportProblem};
+
+#[derive(Args, Clone, Debug)]
+pub struct ConnectionArgs {
+    /// Directory holding cluster.crt and the user's <user>.crt and <user>.key
+    #[arg(long, env = "FLOCKER_CERTS_PATH", default_value = "/etc/flocker", global = true)]
+    pub certs_path: PathBuf,
+    /// The API user whose certificate is presented (flockerctl ca create-api-certificate <user>)
+    #[arg(long, env = "FLOCKER_USER", default_value = "user", global = true)]
+    pub user: String,
+    /// Host name or address of the control service [default: the control-service hostname in
+    /// <certs-path>/agent.yml]
+    #[arg(long, env = "FLOCKER_CONTROL_SERVICE", global = true)]
+    pub control_service: Option<String>,
+    /// Port of the control service's REST API
+    #[arg(long, env = "FLOCKER_CONTROL_PORT", default_value_t = DEFAULT_REST_PORT, global = true)]
+    pub control_port: u16,
+}
+
+/// A client and what it took to make it, for the error messages.
+pub struct Connection {
+    client: Client,
+    address: String,
+    args: ConnectionArgs,
+}
+
+impl ConnectionArgs {
+    /// Loads the certificates; connects on the first call.
+    pub fn connect(&self) -> anyhow::Result<Connection> {
+        let host = self.host()?;
+        let mut config =
+            ClientConfig::from_directory(&self.certs_path, &self.user, &host, self.control_port);
+        config.timeout = Duration::from_secs(15);
+        config.connect_timeout = Duration::from_secs(5);
+        let client = Client::new(&config).map_err(|e| {
+            anyhow!(
+                "{e}; make an API user's certificate with `flockerctl ca create-api-certificate {user}` \
+                 and put {user}.crt, {user}.key and cluster.crt in {dir}, or point --certs-path and --user at yours",
+                user = self.user,
+                dir = self.certs_path.display()
+            )
+        })?;
+        Ok(Connection { client, address: config.address(), args: self.clone() })
+    }
+
+    /// `--control-service`, else the hostname in `agent.yml` beside the certificates (on an
+    /// agent node, that is where the control service is).
+    fn host(&self) -> anyhow::Result<String> {
+        if let Some(host) = &self.control_service {
+            return Ok(host.clone());
+        }
+        let agent_yml = self.certs_path.join("agent.yml");
+        control_host_from(&agent_yml).with_context(|| {
+            format!(
+                "no control service given: use --control-service (or FLOCKER_CONTROL_SERVICE), \
+                 or put an agent.yml naming it in {}",
+                self.certs_path.display()
+            )
+        })
+    }
+}
+
+/// `control-service: {hostname: …}` from an `agent.yml`.
+fn control_host_from(path: &Path) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct AgentYml {
+        #[serde(rename = "control-service")]
+        control_service: ControlService,
+    }
+    #[derive(serde::Deserialize)]
+    struct ControlService {
+        hostname: String,
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed: AgentYml = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} has no control-service hostname", path.display()))?;
+    Ok(parsed.control_service.hostname)
+}
+
+impl Connection {
+    /// Runs one call; a failure becomes one line saying what to do.
+    pub fn call<T>(
+        &self,
+        call: impl FnOnce(&Client) -> Result<T, ClientError>,
+    ) -> anyhow::Result<T> {
+        call(&self.client).map_err(|e| anyhow!(self.explain(&e)))
+    }
+
+    /// The client itself, for calls whose errors the caller reads (a 409, say).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The address dialled, `host:port`.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// One line: what failed, and what to do about it.
+    pub fn explain(&self, error: &ClientError) -> String {
+        let (address, user) = (&self.address, &self.args.user);
+        let certs = self.args.certs_path.display();
+        match error.transport_problem() {
+            None => error.to_string(),
+            Some(TransportProblem::Refused) => format!(
+                "nothing answers at {address}: is flocker-control running there, and are --control-service and --control-port right?"
+            ),
+            Some(TransportProblem::TimedOut) => format!(
+                "no answer from {address} in time: check the address, and that port {} is open to this machine",
+                self.args.control_port
+            ),
+            Some(TransportProblem::UnknownHost) => {
+                format!(
+                    "cannot resolve the control service's name in {address}: check --control-service"
+                )
+            }
+            Some(TransportProblem::UntrustedServer) => format!(
+                "the service at {address} has a certificate not signed by {certs}/cluster.crt: it belongs to another cluster, or cluster.crt is the wrong one"
+            ),
+            Some(TransportProblem::CertificateRefused) => format!(
+                "the control service at {address} refused our certificate {certs}/{user}.crt: use an API user's certificate from this cluster's CA (`flockerctl ca create-api-certificate {user}`)"
+            ),
+            Some(TransportProblem::Tls | TransportProblem::Other) => {
+                format!("{}: {}", error, source_chain(error))
+            }
+        }
+    }
+}
+
+/// The causes of an error, joined: the last resort, when we cannot say it better.
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut causes = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    causes.join(": ")
+}

@@ -1,0 +1,216 @@
+//! What `flockerctl list` shows: the desired configuration joined with what the agents report.
+
+use std::collections::HashMap;
+
+use flocker_api::{Dataset, DatasetState, Lease, Metadata, Node, NodeUuid};
+use serde::Serialize;
+
+use super::size;
+
+/// How far a dataset's volume is from what the configuration asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// On its node and mounted: a task can use it there.
+    Mounted,
+    /// On its node, not mounted (yet).
+    Attached,
+    /// Not on its node yet: being created, or moving from another node.
+    Pending,
+    /// Deleted: a tombstone, its volume destroyed or being destroyed.
+    Deleted,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Mounted => "mounted",
+            Self::Attached => "attached",
+            Self::Pending => "pending",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// One dataset, as listed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DatasetRow {
+    pub dataset_id: String,
+    pub maximum_size: Option<u64>,
+    pub metadata: Metadata,
+    pub status: Status,
+    /// The node the configuration puts it on.
+    pub primary: NodeUuid,
+    /// That node's address, if its agent is reporting.
+    pub host: Option<String>,
+    /// Where it is mounted, when it is.
+    pub path: Option<String>,
+    /// The node holding its lease, if any: it cannot be moved or destroyed meanwhile.
+    pub leased_to: Option<NodeUuid>,
+}
+
+/// Every dataset (tombstones only with `include_deleted`), sorted by primary's address, then id.
+pub fn dataset_rows(
+    datasets: &[Dataset],
+    states: &[DatasetState],
+    nodes: &[Node],
+    leases: &[Lease],
+    include_deleted: bool,
+) -> Vec<DatasetRow> {
+    let hosts: HashMap<NodeUuid, &str> = nodes.iter().map(|n| (n.uuid, n.host.as_str())).collect();
+    let mut rows: Vec<DatasetRow> = datasets
+        .iter()
+        .filter(|d| include_deleted || !d.deleted)
+        .map(|dataset| {
+            let state = states.iter().find(|s| s.dataset_id == dataset.dataset_id);
+            DatasetRow {
+                dataset_id: dataset.dataset_id.to_string(),
+                maximum_size: dataset.maximum_size,
+                metadata: dataset.metadata.clone(),
+                status: status(dataset, state),
+                primary: dataset.primary,
+                host: hosts.get(&dataset.primary).map(|h| (*h).to_owned()),
+                path: state
+                    .filter(|s| s.primary == Some(dataset.primary))
+                    .and_then(|s| s.path.clone()),
+                leased_to: leases
+                    .iter()
+                    .find(|l| l.dataset_id == dataset.dataset_id)
+                    .map(|l| l.node_uuid),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.host, &a.dataset_id).cmp(&(&b.host, &b.dataset_id)));
+    rows
+}
+
+fn status(dataset: &Dataset, state: Option<&DatasetState>) -> Status {
+    if dataset.deleted {
+        return Status::Deleted;
+    }
+    match state {
+        Some(state) if state.primary == Some(dataset.primary) => {
+            if state.path.is_some() {
+                Status::Mounted
+            } else {
+                Status::Attached
+            }
+        }
+        _ => Status::Pending,
+    }
+}
+
+/// The cells of one row: `long` shows whole UUIDs, `human` sizes like `10.0G`.
+pub fn dataset_cells(row: &DatasetRow, long: bool, human: bool) -> Vec<String> {
+    let size = match row.maximum_size {
+        Some(bytes) if human => size::human(bytes),
+        Some(bytes) => bytes.to_string(),
+        None => "-".to_owned(),
+    };
+    let metadata: Vec<String> = row.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let node = format!(
+        "{} ({})",
+        short(&row.primary.to_string(), long),
+        row.host.as_deref().unwrap_or("no agent")
+    );
+    vec![
+        short(&row.dataset_id, long),
+        size,
+        if metadata.is_empty() { "-".to_owned() } else { metadata.join(",") },
+        row.status.label().to_owned(),
+        node,
+    ]
+}
+
+/// A node for people: `3f2a0c1e (10.0.0.1)`, or `(no agent)` when none reports for it.
+pub fn node_label(node: &NodeUuid, nodes: &[Node]) -> String {
+    let host = nodes.iter().find(|n| &n.uuid == node).map_or("no agent", |n| n.host.as_str());
+    format!("{} ({host})", short(&node.to_string(), false))
+}
+
+/// The headers matching [`dataset_cells`].
+pub const DATASET_HEADERS: [&str; 5] = ["DATASET", "SIZE", "METADATA", "STATUS", "NODE"];
+
+/// The first 8 characters of a UUID, as Flocker's tools showed them, unless `long`.
+pub fn short(uuid: &str, long: bool) -> String {
+    if long { uuid.to_owned() } else { uuid.chars().take(8).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use flocker_api::DatasetId;
+
+    use super::*;
+
+    fn node(n: u8) -> NodeUuid {
+        format!("{n}{n}{n}{n}{n}{n}{n}{n}-0000-4000-8000-000000000000").parse().unwrap()
+    }
+
+    fn dataset(n: u8, primary: NodeUuid, deleted: bool) -> Dataset {
+        let id: DatasetId =
+            format!("{n}{n}{n}{n}{n}{n}{n}{n}-1111-4111-8111-111111111111").parse().unwrap();
+        serde_json::from_value(serde_json::json!({
+            "dataset_id": id, "primary": primary, "deleted": deleted,
+            "metadata": {"name": format!("data-{n}")}, "maximum_size": 67108864u64,
+        }))
+        .unwrap()
+    }
+
+    fn state(dataset: &Dataset, primary: Option<NodeUuid>, path: Option<&str>) -> DatasetState {
+        serde_json::from_value(serde_json::json!({
+            "dataset_id": dataset.dataset_id, "primary": primary, "path": path,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn status_says_how_far_the_volume_is_from_its_configuration() {
+        let (a, b) = (node(1), node(2));
+        let datasets = [
+            dataset(1, a, false),
+            dataset(2, a, false),
+            dataset(3, b, false),
+            dataset(4, a, false),
+        ];
+        let states = [
+            state(&datasets[0], Some(a), Some("/flocker/1")),
+            state(&datasets[1], Some(a), None),
+            state(&datasets[2], Some(a), Some("/flocker/3")), // still on A, moving to B
+        ];
+        let rows = dataset_rows(&datasets, &states, &[], &[], false);
+        let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [Status::Mounted, Status::Attached, Status::Pending, Status::Pending]);
+        assert_eq!(rows[0].path.as_deref(), Some("/flocker/1"));
+        assert_eq!(rows[2].path, None, "a path on the old node is not where it will be");
+    }
+
+    #[test]
+    fn tombstones_are_listed_only_when_asked() {
+        let datasets = [dataset(1, node(1), false), dataset(2, node(1), true)];
+        assert_eq!(dataset_rows(&datasets, &[], &[], &[], false).len(), 1);
+        let all = dataset_rows(&datasets, &[], &[], &[], true);
+        assert_eq!(all[1].status, Status::Deleted);
+    }
+
+    #[test]
+    fn cells_show_short_ids_human_sizes_and_the_node_s_address() {
+        let a = node(1);
+        let datasets = [dataset(1, a, false)];
+        let nodes: Vec<Node> =
+            serde_json::from_value(serde_json::json!([{"uuid": a, "host": "10.0.0.1"}])).unwrap();
+        let row = &dataset_rows(&datasets, &[], &nodes, &[], false)[0];
+        assert_eq!(
+            dataset_cells(row, false, true),
+            ["11111111", "64.0M", "name=data-1", "pending", "11111111 (10.0.0.1)"]
+        );
+        let long = dataset_cells(row, true, false);
+        assert_eq!(long[0], datasets[0].dataset_id.to_string());
+        assert_eq!(long[1], "67108864");
+    }
+
+    #[test]
+    fn a_node_without_an_agent_says_so() {
+        let row = &dataset_rows(&[dataset(1, node(1), false)], &[], &[], &[], false)[0];
+        assert_eq!(dataset_cells(row, false, false)[4], "11111111 (no agent)");
+    }
+}
