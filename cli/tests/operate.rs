@@ -208,7 +208,11 @@ fn a_lease_blocks_move_and_destroy_until_it_is_released() {
     let taken = fail(&cluster, &["leases", "acquire", "held", "--node", &prefix(b)]);
     assert!(taken.contains(&format!("leased to node {}", prefix(a))), "{taken}");
 
-    let released = succeed(&cluster, &["leases", "release", "held"]);
+    // The way the isolator's refusal spells it: `leases release --dataset <id>`.
+    let id = listed(&json(&cluster, &["list", "--json"]), "held")["dataset_id"]
+        .as_str()
+        .map(str::to_owned);
+    let released = succeed(&cluster, &["leases", "release", "--dataset", &id.expect("id")]);
     assert!(released.contains("released"), "{released}");
     assert_eq!(json(&cluster, &["leases", "--json"]), serde_json::json!([]));
     succeed(&cluster, &["move", "-d", "held", "-t", &prefix(b)]);
@@ -223,6 +227,9 @@ fn a_lease_can_lapse() {
     assert!(out.contains("lapses in 60 s"), "{out}");
     let expires = json(&cluster, &["leases", "--json"])[0]["expires"].as_f64().expect("expires");
     assert!(expires > 0.0 && expires <= 60.0, "{expires}");
+    assert!(succeed(&cluster, &["leases", "release", "brief"]).contains("released"));
+    let none = fail(&cluster, &["leases", "release", "brief"]);
+    assert!(none.contains("no lease is held"), "{none}");
 }
 
 // ---------------------------------------------------------------- errors: one line, nothing changed

@@ -27,8 +27,8 @@ enum LeasesCommand {
     List(ListLeasesArgs),
     /// Hold a dataset on a node, so that it is neither moved nor destroyed
     Acquire {
-        /// The dataset: a prefix of its id, or its name
-        dataset: String,
+        #[command(flatten)]
+        dataset: DatasetArg,
         /// The node to hold it on: a prefix of its UUID, or its address [default: its node]
         #[arg(short, long)]
         node: Option<String>,
@@ -38,9 +38,27 @@ enum LeasesCommand {
     },
     /// Release a dataset's lease: it may then be moved or destroyed, even if a task still uses it
     Release {
-        /// The dataset: a prefix of its id, or its name
-        dataset: String,
+        #[command(flatten)]
+        dataset: DatasetArg,
     },
+}
+
+/// The dataset, given alone or as `--dataset` like the other commands take it (the isolator's
+/// messages suggest `flockerctl leases release --dataset <id>`).
+#[derive(Args)]
+struct DatasetArg {
+    /// The dataset: a prefix of its id, or its name
+    #[arg(value_name = "DATASET", required_unless_present = "dataset")]
+    positional: Option<String>,
+    /// The same, as an option
+    #[arg(short, long, value_name = "DATASET", conflicts_with = "positional")]
+    dataset: Option<String>,
+}
+
+impl DatasetArg {
+    fn get(&self) -> &str {
+        self.dataset.as_deref().or(self.positional.as_deref()).unwrap_or_default()
+    }
 }
 
 #[derive(Args)]
@@ -59,9 +77,9 @@ pub fn run(connection: &ConnectionArgs, args: LeasesArgs) -> anyhow::Result<()> 
         None => list(&connection, &args.list),
         Some(LeasesCommand::List(list_args)) => list(&connection, &list_args),
         Some(LeasesCommand::Acquire { dataset, node, expires }) => {
-            acquire(&connection, &dataset, node.as_deref(), expires)
+            acquire(&connection, dataset.get(), node.as_deref(), expires)
         }
-        Some(LeasesCommand::Release { dataset }) => release(&connection, &dataset),
+        Some(LeasesCommand::Release { dataset }) => release(&connection, dataset.get()),
     }
 }
 
