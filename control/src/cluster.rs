@@ -1,6 +1,11 @@
 //! The cluster's actual state, as the agents report it: which nodes are alive, their eras, and
 //! what each has. Kept in memory only and rebuilt from reports after a restart, as Flocker did.
 //! Pure: the time is an argument, so liveness rules are unit tests.
+//!
+//! Datasets that no node mounts live on storage the nodes share (as in Flocker, whose
+//! "non-manifest datasets" worked the same way), so the newest report says what is there: an
+//! older report from a node that has not needed to look again since must not keep a destroyed
+//! volume listed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -19,6 +24,8 @@ struct NodeRecord {
 
 pub struct ClusterState {
     nodes: BTreeMap<NodeUuid, NodeRecord>,
+    /// The datasets the newest report saw but did not mount, with their sizes.
+    unmounted: BTreeMap<DatasetId, Option<u64>>,
     eras: HashMap<Era, NodeUuid>,
     /// A node that makes no call for this long is dropped.
     expiry: Duration,
@@ -28,7 +35,13 @@ pub struct ClusterState {
 
 impl ClusterState {
     pub fn new(expiry: Duration) -> Self {
-        Self { nodes: BTreeMap::new(), eras: HashMap::new(), expiry, generation: 0 }
+        Self {
+            nodes: BTreeMap::new(),
+            unmounted: BTreeMap::new(),
+            eras: HashMap::new(),
+            expiry,
+            generation: 0,
+        }
     }
 
     /// An agent's hello. A new era (a reboot) drops what the node reported before.
@@ -69,8 +82,17 @@ impl ClusterState {
         let record =
             self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
         record.last_seen = now;
+        let unmounted: BTreeMap<DatasetId, Option<u64>> = datasets
+            .iter()
+            .filter(|d| d.path.is_none())
+            .map(|d| (d.dataset_id, d.maximum_size))
+            .collect();
         if record.datasets != datasets {
             record.datasets = datasets;
+            self.generation += 1;
+        }
+        if self.unmounted != unmounted {
+            self.unmounted = unmounted;
             self.generation += 1;
         }
         Ok(())
@@ -109,7 +131,7 @@ impl ClusterState {
     }
 
     /// `/v1/state/datasets`: every mounted dataset with its node and path, then every dataset
-    /// some node has but none mounts, once each. (Flocker could list one dataset twice while it
+    /// the newest report saw but no node mounts, once each. (Flocker could list one dataset twice while it
     /// moved; clients filter anyway, and this never does.)
     pub fn dataset_states(&self) -> Vec<DatasetState> {
         let mut states = Vec::new();
@@ -125,19 +147,12 @@ impl ClusterState {
                 });
             }
         }
-        let mut unmounted: BTreeMap<DatasetId, Option<u64>> = BTreeMap::new();
-        for record in self.nodes.values() {
-            for dataset in record.datasets.iter().filter(|d| d.path.is_none()) {
-                if !mounted.contains(&dataset.dataset_id) {
-                    unmounted.entry(dataset.dataset_id).or_insert(dataset.maximum_size);
-                }
-            }
-        }
-        states.extend(unmounted.into_iter().map(|(dataset_id, maximum_size)| DatasetState {
-            dataset_id,
+        let unmounted = self.unmounted.iter().filter(|(id, _)| !mounted.contains(*id));
+        states.extend(unmounted.map(|(dataset_id, maximum_size)| DatasetState {
+            dataset_id: *dataset_id,
             primary: None,
             path: None,
-            maximum_size,
+            maximum_size: *maximum_size,
         }));
         states
     }
@@ -211,6 +226,25 @@ mod tests {
         assert_eq!(states[0].primary, Some(a));
         assert_eq!(states[0].path, Some(format!("/flocker/{moving}")));
         assert_eq!((states[1].dataset_id, states[1].primary, &states[1].path), (idle, None, &None));
+    }
+
+    #[test]
+    fn an_unmounted_dataset_is_as_the_newest_report_saw_it() {
+        // B detached the volume (A saw it, unattached, on the shared storage), then destroyed
+        // it: A has no reason to look again, and its report must not keep it listed.
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (a, b, gone) = (NodeUuid::random(), NodeUuid::random(), DatasetId::random());
+        let (era_a, era_b) = (Era::random(), Era::random());
+        cluster.hello(a, era_a, "a".into(), now);
+        cluster.hello(b, era_b, "b".into(), now);
+        cluster.report(&b, era_b, vec![unmounted(gone)], now).unwrap();
+        cluster.report(&a, era_a, vec![unmounted(gone)], now).unwrap();
+        assert_eq!(cluster.dataset_states().len(), 1);
+        let generation = cluster.generation;
+        cluster.report(&b, era_b, vec![], now).unwrap();
+        assert!(cluster.dataset_states().is_empty());
+        assert!(cluster.generation > generation, "cached answers must be dropped");
     }
 
     #[test]
