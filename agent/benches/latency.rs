@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flocker_api::DatasetId;
+use flocker_testkit::bench_results::{self, Baseline};
 use flocker_testkit::{BackendKind, LocalCluster, require_root};
 
 const SAMPLES: usize = 30;
@@ -37,8 +38,14 @@ fn main() {
         "{:<40} {:>10} {:>10} {:>8}   target",
         "from the REST call to the path in state", "agent", "floor", "ratio"
     );
-    row("create on A", &mut creates, &mut floor_creates.clone(), "≤ 250 ms");
-    row("move A → B", &mut moves, &mut floor_moves.clone(), "≤ 400 ms");
+    row("create on A", "create on node A", &mut creates, &mut floor_creates.clone(), "≤ 250 ms");
+    row(
+        "move A → B",
+        "move from node A to node B",
+        &mut moves,
+        &mut floor_moves.clone(),
+        "≤ 400 ms",
+    );
     println!(
         "{:<40} floor: truncate + losetup + mkfs.ext4 + mount; umount + losetup -d + losetup + mount",
         ""
@@ -83,14 +90,15 @@ fn median(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn row(what: &str, ours: &mut [Duration], floor: &mut [Duration], target: &str) {
-    let (ours, floor) = (median(ours), median(floor));
-    println!(
-        "{what:<40} {:>7.1} ms {:>7.1} ms {:>7.2}×   {target} (medians)",
-        ours.as_secs_f64() * 1e3,
-        floor.as_secs_f64() * 1e3,
-        ours.as_secs_f64() / floor.as_secs_f64()
-    );
+/// Prints the medians of the agent and the floor as `what`, and records them as `figure`.
+fn row(what: &str, figure: &str, ours: &mut [Duration], floor: &mut [Duration], target: &str) {
+    let (ours, floor) = (median(ours).as_secs_f64() * 1e3, median(floor).as_secs_f64() * 1e3);
+    let ratio = ours / floor;
+    println!("{what:<40} {ours:>7.1} ms {floor:>7.1} ms {ratio:>7.2}×   {target} (medians)");
+    let baseline =
+        Baseline { value: floor, name: "shell-script floor", ratio, ratio_means: "× the floor" };
+    let figure = format!("{figure}, until shown in state, median");
+    bench_results::record("agent", &figure, ours, "ms", Some(target), Some(&baseline));
 }
 
 /// CPU time the agents use in 10 s with nothing to do.
@@ -101,14 +109,14 @@ fn idle_cpu(cluster: &LocalCluster) {
     let before = ticks();
     std::thread::sleep(Duration::from_secs(10));
     let used = ticks() - before;
-    let per_tick_ms = 1000 / clock_ticks_per_second();
+    let (per_tick_ms, agents) = (1000 / clock_ticks_per_second(), pids.len());
+    let cpu_ms = used * per_tick_ms;
     println!(
-        "{:<40} {} ms of CPU for {} agents in 10 s (measured in {} ms ticks)",
-        "idle",
-        used * per_tick_ms,
-        pids.len(),
-        per_tick_ms
+        "{:<40} {cpu_ms} ms of CPU for {agents} agents in 10 s (measured in {per_tick_ms} ms ticks)",
+        "idle"
     );
+    let what = format!("idle: CPU of {agents} agents in 10 s ({per_tick_ms} ms ticks)");
+    bench_results::record("agent", &what, cpu_ms as f64, "ms", None, None);
 }
 
 /// utime + stime of a process, in clock ticks.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::{HELLO_PATH, STATE_PATH};
 use flocker_api::{Client, CreateDataset, DatasetId, Era, NodeUuid};
-use flocker_testkit::{ClusterCertificates, ControlProcess};
+use flocker_testkit::{ClusterCertificates, ControlProcess, bench_results};
 use serde_json::json;
 
 const NODES: usize = 100;
@@ -27,12 +27,14 @@ fn main() {
 
     let started = Instant::now();
     let nodes = populate(&certificates, &control, &client);
+    let populated = started.elapsed().as_secs_f64();
     println!(
         "flocker-control load benchmark: {} datasets on {NODES} nodes, mutual TLS, keep-alive \
-         (populated through the API in {:.1} s)\n",
-        NODES * DATASETS_PER_NODE,
-        started.elapsed().as_secs_f64()
+         (populated through the API in {populated:.1} s)\n",
+        NODES * DATASETS_PER_NODE
     );
+    let what = format!("populate: {} datasets created by 4 clients", NODES * DATASETS_PER_NODE);
+    record(&what, populated, "s", "");
     report_list(&client);
     report_conditional_create(&client, &nodes);
     report_mixed_reads(&certificates, &control, &nodes);
@@ -106,8 +108,11 @@ fn report_list(client: &Client) {
         timings.push(started.elapsed());
         size = response.body.len();
     }
-    print_latency("GET /v1/configuration/datasets", &mut timings, "≤ 20 ms");
-    println!("{:>36}  {:.1} MB per answer, read but not decoded", "", size as f64 / 1e6);
+    let listed = format!("GET /v1/configuration/datasets ({} datasets)", NODES * DATASETS_PER_NODE);
+    print_latency("GET /v1/configuration/datasets", &listed, &mut timings, "≤ 20 ms");
+    let megabytes = size as f64 / 1e6;
+    println!("{:>36}  {megabytes:.1} MB per answer, read but not decoded", "");
+    record(&format!("{listed}, size of the answer"), megabytes, "MB", "");
 }
 
 /// The Flocker client's conditional create: read the tag, then create with it. The create is
@@ -124,8 +129,18 @@ fn report_conditional_create(client: &Client, nodes: &[(NodeUuid, Era)]) {
         creates.push(started.elapsed());
         cycles.push(cycle.elapsed());
     }
-    print_latency("conditional create (POST, fsynced)", &mut creates, "≤ 5 ms");
-    print_latency("  with the GET of the tag before it", &mut cycles, "");
+    print_latency(
+        "conditional create (POST, fsynced)",
+        "conditional create, acknowledged after fsync",
+        &mut creates,
+        "≤ 5 ms",
+    );
+    print_latency(
+        "  with the GET of the tag before it",
+        "conditional create with the GET of the tag before it",
+        &mut cycles,
+        "",
+    );
 }
 
 /// Several clients reading at once: what the isolators, agents' operators and tools ask most.
@@ -176,10 +191,9 @@ fn report_mixed_reads(
     stop.store(true, Ordering::Relaxed);
     readers.into_iter().for_each(|r| r.join().expect("reader"));
     let rate = done.load(Ordering::Relaxed) as f64 / MIXED_SECONDS as f64;
-    println!(
-        "{:<36}  {rate:>8.0} requests/s                          target ≥ 2,000/s",
-        format!("mixed reads, {MIXED_CLIENTS} clients")
-    );
+    let what = format!("mixed reads, {MIXED_CLIENTS} clients");
+    println!("{what:<36}  {rate:>8.0} requests/s                          target ≥ 2,000/s");
+    record(&what, rate, "requests/s", "≥ 2,000/s");
     println!(
         "{:>36}  mix per {} requests: 20 each of version, leases (100), nodes (100), by_era;\n{:>36}  1 each of the full dataset list and the full state list",
         "",
@@ -200,23 +214,33 @@ fn report_memory(control: &ControlProcess) {
             .map(|kb| kb / 1024.0)
             .unwrap_or(f64::NAN)
     };
+    let (now, peak) = (field("VmRSS:"), field("VmHWM:"));
     println!(
-        "{:<36}  {:>8.1} MiB now, {:.1} MiB at peak          target ≤ 64 MiB",
-        "resident memory of flocker-control",
-        field("VmRSS:"),
-        field("VmHWM:")
+        "{:<36}  {now:>8.1} MiB now, {peak:.1} MiB at peak          target ≤ 64 MiB",
+        "resident memory of flocker-control"
     );
+    record("resident memory of flocker-control after all of it", now, "MiB", "≤ 64 MiB");
+    record("resident memory of flocker-control at its peak", peak, "MiB", "");
 }
 
-fn print_latency(what: &str, timings: &mut [Duration], target: &str) {
+/// Prints a latency's median, p90 and p99 as `what`; records the median and p99 as `figure`.
+fn print_latency(what: &str, figure: &str, timings: &mut [Duration], target: &str) {
     timings.sort();
     let at =
         |q: f64| timings[((timings.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
-    let target = if target.is_empty() { String::new() } else { format!("target {target}") };
+    let shown = if target.is_empty() { String::new() } else { format!("target {target}") };
     println!(
-        "{what:<36}  median {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {target}",
+        "{what:<36}  median {:>6.2} ms  p90 {:>6.2} ms  p99 {:>6.2} ms  {shown}",
         at(0.5),
         at(0.9),
         at(0.99)
     );
+    record(&format!("{figure}, median"), at(0.5), "ms", target);
+    record(&format!("{figure}, p99"), at(0.99), "ms", "");
+}
+
+/// Records a figure of this bench for `scripts/bench`; an empty target is none.
+fn record(what: &str, value: f64, unit: &str, target: &str) {
+    let target = (!target.is_empty()).then_some(target);
+    bench_results::record("control", what, value, unit, target, None);
 }

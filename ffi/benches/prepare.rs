@@ -20,6 +20,7 @@ use ::flocker_isolator::{
     flocker_isolator, flocker_isolator_cleanup, flocker_isolator_new, flocker_isolator_prepare,
     flocker_result,
 };
+use flocker_testkit::bench_results::{self, Baseline};
 use flocker_testkit::task::{command_task, container_id};
 use flocker_testkit::{BackendKind, LocalCluster, require_root};
 use serde_json::Value;
@@ -148,37 +149,91 @@ fn main() {
         (0..CROWD).map(|i| (container_id(), task(&format!("fresh-{i}")))).collect(),
     );
 
-    let (warm, curl, cold) =
-        (median(&mut warm_times), median(&mut curl_times), median(&mut cold_times));
-    println!("flocker-isolator through the C ABI, loopback backend, 64 MiB volumes (medians)\n");
-    println!(
-        "{:<58} {:>9.2} ms   target ≤ 5 ms",
-        "warm prepare (mounted here; checkpoint fsynced)",
-        ms(warm)
-    );
-    println!("{:<58} {:>9.2} ms", "  the original module's way: 3 curl processes + ln", ms(curl));
-    println!(
-        "{:<58} {:>9.1}×   goal ≥ 20×",
-        "  ours is faster by",
-        curl.as_secs_f64() / warm.as_secs_f64()
-    );
-    println!(
-        "{:<58} {:>9.1} ms   target ≤ 300 ms",
-        "cold prepare (create, attach, mkfs, mount)",
-        ms(cold)
-    );
-    println!(
-        "{:<58} {:>9.1} ms = {:.1}× one warm prepare   target ≤ 3×",
-        format!("{CROWD} warm prepares of distinct volumes at once"),
-        ms(crowd_took),
-        crowd_took.as_secs_f64() / warm.as_secs_f64()
-    );
-    println!(
-        "{:<58} {:>9.1} ms = {:.1}× one cold prepare",
-        format!("{CROWD} cold prepares of distinct volumes at once"),
-        ms(cold_crowd_took),
-        cold_crowd_took.as_secs_f64() / cold.as_secs_f64()
-    );
+    let figures = Figures {
+        warm: ms(median(&mut warm_times)),
+        curl: ms(median(&mut curl_times)),
+        cold: ms(median(&mut cold_times)),
+        warm_crowd: ms(crowd_took),
+        cold_crowd: ms(cold_crowd_took),
+    };
+    figures.print();
+    figures.record();
+}
+
+/// What this bench measures, in milliseconds: medians, and one round of the cold crowd.
+struct Figures {
+    warm: f64,
+    curl: f64,
+    cold: f64,
+    warm_crowd: f64,
+    cold_crowd: f64,
+}
+
+impl Figures {
+    fn print(&self) {
+        println!(
+            "flocker-isolator through the C ABI, loopback backend, 64 MiB volumes (medians)\n"
+        );
+        println!(
+            "{:<58} {:>9.2} ms   target ≤ 5 ms",
+            "warm prepare (mounted here; checkpoint fsynced)", self.warm
+        );
+        println!(
+            "{:<58} {:>9.2} ms",
+            "  the original module's way: 3 curl processes + ln", self.curl
+        );
+        println!("{:<58} {:>9.1}×   goal ≥ 20×", "  ours is faster by", self.curl / self.warm);
+        println!(
+            "{:<58} {:>9.1} ms   target ≤ 300 ms",
+            "cold prepare (create, attach, mkfs, mount)", self.cold
+        );
+        println!(
+            "{:<58} {:>9.1} ms = {:.1}× one warm prepare   target ≤ 3×",
+            format!("{CROWD} warm prepares of distinct volumes at once"),
+            self.warm_crowd,
+            self.warm_crowd / self.warm
+        );
+        println!(
+            "{:<58} {:>9.1} ms = {:.1}× one cold prepare",
+            format!("{CROWD} cold prepares of distinct volumes at once"),
+            self.cold_crowd,
+            self.cold_crowd / self.cold
+        );
+    }
+
+    /// For `scripts/bench`: the curl method is the warm prepare's baseline, one prepare the
+    /// crowd's.
+    fn record(&self) {
+        let baseline =
+            |value: f64, name, ratio, ratio_means| Baseline { value, name, ratio, ratio_means };
+        let curl =
+            baseline(self.curl, "original module: 3 curl + ln", self.curl / self.warm, "× faster");
+        let warm = baseline(self.warm, "one warm prepare", self.warm_crowd / self.warm, "× one");
+        let cold = baseline(self.cold, "one cold prepare", self.cold_crowd / self.cold, "× one");
+        let record = |what: &str, value, target, baseline| {
+            bench_results::record("ffi", what, value, "ms", target, baseline);
+        };
+        record(
+            "warm prepare (mounted here; checkpoint fsynced), median",
+            self.warm,
+            Some("≤ 5 ms, ≥ 20× faster"),
+            Some(&curl),
+        );
+        record(
+            "cold prepare (create, attach, mkfs, mount), median",
+            self.cold,
+            Some("≤ 300 ms"),
+            None,
+        );
+        let crowd = |kind| format!("{CROWD} {kind} prepares of distinct volumes at once");
+        record(
+            &format!("{}, median of 5", crowd("warm")),
+            self.warm_crowd,
+            Some("≤ 3× one"),
+            Some(&warm),
+        );
+        record(&crowd("cold"), self.cold_crowd, None, Some(&cold));
+    }
 }
 
 /// Starts every prepare at once; the time until the last answer.

@@ -2,6 +2,7 @@
 //! temporary directory, and `flocker-control` started as a process on ephemeral ports.
 
 mod agent;
+pub mod bench_results;
 mod certificates;
 mod cleanup;
 mod control;
