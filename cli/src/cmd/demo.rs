@@ -1,10 +1,25 @@
-//! `flockerctl demo` (being written).
+//! `flockerctl demo`: the whole system on this machine (see [`flocker_cli::demo`]).
+
+use std::path::PathBuf;
 
 use clap::Args;
+use flocker_cli::demo::{self, Backend};
 
 #[derive(Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Where volumes live: `directory` needs no root; `loopback` uses real block devices (loop
+    /// devices, ext4, mounts) and needs root
+    #[arg(long, value_enum, default_value_t = Backend::Directory)]
+    backend: Backend,
+    /// The directory holding flocker-control, flocker-dataset-agent and libflocker_isolator.so
+    /// [default: the directory of this flockerctl]
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Keep the work directory (certificates, agent.yml files, logs) for inspection
+    #[arg(long)]
+    keep: bool,
+}
 
-pub fn run(_args: DemoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    demo::run(&demo::Options { bin_dir: args.bin_dir, backend: args.backend, keep: args.keep })
 }
