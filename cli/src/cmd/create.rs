@@ -5,7 +5,6 @@ use std::time::Instant;
 use anyhow::bail;
 use clap::Args;
 use flocker_api::CreateDataset;
-use flocker_cli::ops::progress::Goal;
 use flocker_cli::ops::view::node_label;
 use flocker_cli::ops::{metadata, size};
 
@@ -49,14 +48,7 @@ pub fn run(connection: &ConnectionArgs, args: CreateArgs) -> anyhow::Result<()> 
     let request = CreateDataset { primary: node.uuid, dataset_id: None, maximum_size, metadata };
     let started = Instant::now();
     let dataset = connection.call(|c| c.create_dataset(&request, None))?;
-    let (id, on) = (dataset.dataset_id, node_label(&node.uuid, &nodes));
-    println!("created dataset {id} on node {on}");
-    if args.wait.no_wait {
-        println!("not waiting: `flockerctl list` shows when it is mounted");
-        return Ok(());
-    }
-    let path = wait::until(&connection, &id, Goal::MountedOn(node.uuid), &nodes, args.wait)?;
-    let at = path.map(|p| format!(" at {p}")).unwrap_or_default();
-    println!("mounted on node {on}{at} after {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    let id = dataset.dataset_id;
+    println!("created dataset {id} on node {}", node_label(&node.uuid, &nodes));
+    wait::until_mounted(&connection, &id, &node.uuid, &nodes, args.wait, started)
 }

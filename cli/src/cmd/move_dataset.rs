@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use anyhow::bail;
 use clap::Args;
-use flocker_cli::ops::progress::Goal;
 use flocker_cli::ops::view::{node_label, short};
 
 use super::connection::{Connection, ConnectionArgs};
@@ -40,14 +39,7 @@ pub fn run(connection: &ConnectionArgs, args: MoveArgs) -> anyhow::Result<()> {
             node_label(&dataset.primary, &nodes)
         );
     }
-    if args.wait.no_wait {
-        println!("not waiting: `flockerctl list` shows when it is mounted there");
-        return Ok(());
-    }
-    let path = wait::until(&connection, &id, Goal::MountedOn(destination.uuid), &nodes, args.wait)?;
-    let at = path.map(|p| format!(" at {p}")).unwrap_or_default();
-    println!("mounted on node {to}{at} after {:.1} s", started.elapsed().as_secs_f64());
-    Ok(())
+    wait::until_mounted(&connection, &id, &destination.uuid, &nodes, args.wait, started)
 }
 
 /// A lease held by another node pins the dataset there (a task uses it): the agents would never

@@ -24,6 +24,27 @@ pub struct WaitArgs {
     pub timeout: u64,
 }
 
+/// The end of a create or a move: unless `--no-wait`, waits until `dataset` is mounted on
+/// `node`, and says where and how long it took since `started`.
+pub fn until_mounted(
+    connection: &Connection,
+    dataset: &DatasetId,
+    node: &NodeUuid,
+    nodes: &[Node],
+    args: WaitArgs,
+    started: Instant,
+) -> anyhow::Result<()> {
+    if args.no_wait {
+        println!("not waiting: `flockerctl list` shows when it is mounted");
+        return Ok(());
+    }
+    let path = until(connection, dataset, Goal::MountedOn(*node), nodes, args)?;
+    let at = path.map(|p| format!(" at {p}")).unwrap_or_default();
+    let on = node_label(node, nodes);
+    println!("mounted on node {on}{at} after {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 /// Waits until `dataset` reaches `goal`, printing progress to stderr; the mount path, if any.
 pub fn until(
     connection: &Connection,
