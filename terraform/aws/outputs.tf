@@ -1,0 +1,126 @@
+locals {
+  master_public_ips = {
+    for name, instance in aws_instance.node : name => instance.public_ip
+    if local.nodes[name].role == "master"
+  }
+
+  control_public_ip = aws_eip.control.public_ip
+
+  # Where the operator keeps the cluster's client files (a shell expression, quoted where used).
+  certs_dir = "$HOME/.flocker/${var.cluster_name}"
+}
+
+output "marathon_urls" {
+  description = "Marathon on each master, on its public address (reachable from admin_cidr only). Any master serves; standbys proxy to the leader."
+  value       = [for name in sort(keys(local.master_public_ips)) : "http://${local.master_public_ips[name]}:${var.ports.marathon}"]
+}
+
+output "marathon_private_urls" {
+  description = "Marathon on each master, on its private address (from inside the VPC)."
+  value       = module.plan.marathon_urls
+}
+
+output "mesos_master_urls" {
+  description = "The Mesos master UI on each master's public address (reachable from admin_cidr only)."
+  value       = [for name in sort(keys(local.master_public_ips)) : "http://${local.master_public_ips[name]}:${var.ports.mesos_master}"]
+}
+
+output "zookeeper_url" {
+  description = "The masters' ZooKeeper ensemble, as Mesos takes it (private addresses)."
+  value       = module.plan.zookeeper_url
+}
+
+output "control_service" {
+  description = "The control service: public address (Elastic IP, reachable from admin_cidr) and private address, with its ports."
+  value = {
+    public_host  = local.control_public_ip
+    private_host = module.plan.control_service.host
+    rest_port    = module.plan.control_service.rest_port
+    agent_port   = module.plan.control_service.agent_port
+    url          = "https://${local.control_public_ip}:${var.ports.control_rest}"
+  }
+}
+
+output "agent_nodes" {
+  description = "Agent name => its node UUID (the CN of its certificate is node-<uuid>) and private address."
+  value = {
+    for name, position in local.agent_positions : name => {
+      node_uuid  = random_uuid.agent[position].result
+      private_ip = local.nodes[name].private_ip
+    }
+  }
+}
+
+output "registered_nodes" {
+  description = "What the control service's /v1/state/nodes listed when the apply's readiness check passed."
+  value       = jsondecode(data.http.control_ready.response_body)
+}
+
+output "cluster_id" {
+  description = "The cluster's UUID (the OU of every certificate)."
+  value       = random_uuid.cluster_id.result
+}
+
+output "cluster_crt" {
+  description = "The cluster CA certificate (public): cluster.crt."
+  value       = tls_self_signed_cert.ca.cert_pem
+}
+
+output "admin_crt" {
+  description = "The operator's API certificate (CN user-<admin_user>), public: <admin_user>.crt."
+  value       = tls_locally_signed_cert.api_user["admin"].cert_pem
+}
+
+output "admin_key" {
+  description = "The operator's private key: <admin_user>.key. Write it with umask 077 (see write_certificates_commands)."
+  value       = tls_private_key.api_user["admin"].private_key_pem_pkcs8
+  sensitive   = true
+}
+
+output "write_certificates_commands" {
+  description = "Shell commands that write cluster.crt, <admin_user>.crt and <admin_user>.key for flockerctl (run them in this directory)."
+  value       = <<-EOT
+    mkdir -p "${local.certs_dir}" && chmod 0700 "${local.certs_dir}"
+    terraform output -raw cluster_crt > "${local.certs_dir}/cluster.crt"
+    terraform output -raw admin_crt > "${local.certs_dir}/${var.admin_user}.crt"
+    (umask 077 && terraform output -raw admin_key > "${local.certs_dir}/${var.admin_user}.key")
+  EOT
+}
+
+output "flockerctl_command" {
+  description = "A ready-to-run flockerctl command line (the plan's, with the certificates directory filled in), once write_certificates_commands has run."
+  value       = replace(module.plan.flockerctl_command, "<dir>", "\"${local.certs_dir}\"")
+
+  precondition {
+    condition     = strcontains(module.plan.flockerctl_command, "<dir>")
+    error_message = "The plan's flockerctl_command no longer has the <dir> placeholder this output fills in."
+  }
+}
+
+output "flockerctl_environment" {
+  description = "The same settings as export lines, for a shell session of flockerctl commands."
+  value       = <<-EOT
+    export FLOCKER_CERTS_PATH="${local.certs_dir}"
+    export FLOCKER_USER=${var.admin_user}
+    export FLOCKER_CONTROL_SERVICE=${local.control_public_ip}
+    export FLOCKER_CONTROL_PORT=${var.ports.control_rest}
+  EOT
+}
+
+output "example_marathon_app" {
+  description = "A Marathon app with a movable volume (FLOCKER_ID); post it with: terraform output -raw example_marathon_app | curl -sS -X POST -H 'Content-Type: application/json' --data-binary @- <marathon url>/v2/apps"
+  value       = module.plan.example_marathon_app
+}
+
+output "shared_storage" {
+  description = "The EFS file system every agent mounts."
+  value = {
+    id       = aws_efs_file_system.shared.id
+    dns_name = aws_efs_file_system.shared.dns_name
+  }
+}
+
+output "kms_key_arn" {
+  description = "The cluster's KMS key (SSM parameters, EFS, EBS, flow logs)."
+  value       = aws_kms_key.cluster.arn
+}

@@ -1,0 +1,394 @@
+# The plan of a Mesos cluster with Flocker volumes: who is where, what each node's files say, and
+# the cloud-init user data that makes each node so. Nothing here talks to a provider.
+
+locals {
+  # The release tarball's layout, shared with scripts/release so the two never disagree.
+  layout        = jsondecode(file("${path.module}/../../../release/layout.json"))
+  install_root  = local.layout.install_root
+  release_path  = { for key, f in local.layout.files : key => "${local.install_root}/${f.path}" }
+  release_files = sort([for f in values(local.layout.files) : f.path])
+
+  # Where things are on the nodes.
+  certs_dir          = "/etc/flocker"
+  modules_json_path  = "/etc/mesos/flocker-modules.json"
+  agent_yml_path     = "${local.certs_dir}/agent.yml"
+  dataset_root_path  = "${var.shared_root_path}/${var.backend}"
+  zookeeper_conf_dir = "/etc/zookeeper/conf"
+  zookeeper_data_dir = "/var/lib/zookeeper"
+  binaries = {
+    mesos_master = "/usr/sbin/mesos-master"
+    mesos_agent  = "/usr/sbin/mesos-agent"
+    marathon     = "/opt/marathon/bin/marathon"
+    java         = "/usr/bin/java"
+  }
+  environment_files = {
+    flocker_control    = "/etc/default/flocker-control"
+    flocker_node_ready = "/etc/default/flocker-node-ready"
+    mesos_master       = "/etc/default/mesos-master"
+    mesos_agent        = "/etc/default/mesos-agent"
+    marathon           = "/etc/default/marathon"
+  }
+
+  # Unit names: ours, and the release's (named by their files in the tarball).
+  unit_names = {
+    zookeeper     = "zookeeper.service"
+    mesos_master  = "mesos-master.service"
+    marathon      = "marathon.service"
+    mesos_agent   = "mesos-agent.service"
+    control       = basename(local.layout.files["control-unit"].path)
+    dataset_agent = basename(local.layout.files["agent-unit"].path)
+    node_ready    = basename(local.layout.files["ready-unit"].path)
+  }
+
+  secret_prefix        = coalesce(var.secret_prefix, "/flocker/${var.cluster_name}")
+  isolator_module_name = "com_clusterhq_flocker_FlockerIsolator"
+
+  # Addresses: masters at host 10+i, the control node at host 20, agents at host 30+i.
+  masters = [for i in range(var.master_count) : {
+    name       = "master-${i + 1}"
+    index      = i + 1
+    private_ip = cidrhost(var.subnet_cidr, 10 + i)
+  }]
+  control = {
+    name       = "control"
+    index      = 1
+    private_ip = cidrhost(var.subnet_cidr, 20)
+  }
+  agents = [for i in range(var.agent_count) : {
+    name       = "agent-${i + 1}"
+    index      = i + 1
+    private_ip = cidrhost(var.subnet_cidr, 30 + i)
+    # try(): a bad agent_node_uuids is reported by its validation, not as an index error here.
+    node_uuid = try(var.agent_node_uuids[i], null)
+    node_crt  = try(var.certificates.node_crts[i], "")
+  }]
+
+  # ZooKeeper, Mesos and Marathon.
+  zookeeper_hosts    = join(",", [for m in local.masters : "${m.private_ip}:${var.ports.zookeeper}"])
+  zookeeper_url      = "zk://${local.zookeeper_hosts}/mesos"
+  marathon_zk_url    = "zk://${local.zookeeper_hosts}/marathon"
+  quorum             = floor(var.master_count / 2) + 1
+  control_public     = coalesce(var.control_service_public_host, local.control.private_ip)
+  marathon_urls      = [for m in local.masters : "http://${m.private_ip}:${var.ports.marathon}"]
+  zookeeper_myid     = { for m in local.masters : m.name => m.index }
+  zookeeper_ensemble = [for m in local.masters : { id = m.index, ip = m.private_ip }]
+
+  mesos_master_flags = { for m in local.masters : m.name => [
+    "--zk=${local.zookeeper_url}",
+    "--quorum=${local.quorum}",
+    "--work_dir=/var/lib/mesos/master",
+    "--cluster=${var.cluster_name}",
+    "--port=${var.ports.mesos_master}",
+    "--ip=${m.private_ip}",
+    "--hostname=${m.private_ip}",
+  ] }
+
+  marathon_flags = { for m in local.masters : m.name => [
+    "--master", local.zookeeper_url,
+    "--zk", local.marathon_zk_url,
+    "--http_port", tostring(var.ports.marathon),
+    "--hostname", m.private_ip,
+  ] }
+
+  # The flags every agent shares; each adds its own --ip and --hostname.
+  mesos_agent_flags = [
+    "--master=${local.zookeeper_url}",
+    "--work_dir=/var/lib/mesos",
+    "--modules=file://${local.modules_json_path}",
+    "--isolation=filesystem/linux,docker/runtime,${local.isolator_module_name}",
+    "--launcher=linux",
+    "--image_providers=docker",
+    "--containerizers=mesos",
+    "--port=${var.ports.mesos_agent}",
+  ]
+  mesos_agent_node_flags = { for a in local.agents : a.name => concat(local.mesos_agent_flags, [
+    "--ip=${a.private_ip}",
+    "--hostname=${a.private_ip}",
+  ]) }
+
+  # The dataset agent's configuration (Flocker's agent.yml) and the isolator's module manifest.
+  agent_yml = { for a in local.agents : a.name => yamlencode({
+    version = 1
+    "control-service" = {
+      hostname = local.control.private_ip
+      port     = var.ports.control_agent
+    }
+    dataset = {
+      backend             = var.backend
+      root_path           = local.dataset_root_path
+      compute_instance_id = a.name
+    }
+  }) }
+
+  modules_json = jsonencode({
+    libraries = [{
+      file = local.release_path["isolator-module"]
+      modules = [{
+        name = local.isolator_module_name
+        parameters = [
+          { key = "control_service_host", value = local.control.private_ip },
+          { key = "control_service_port", value = tostring(var.ports.control_rest) },
+          { key = "certificates_directory", value = local.certs_dir },
+          { key = "state_dir", value = "/var/lib/mesos/flocker" },
+        ]
+      }]
+    }]
+  })
+
+  # systemd units the plan renders (the flocker-* units come from the release).
+  units = {
+    (local.unit_names.zookeeper) = templatefile("${path.module}/templates/zookeeper.service.tftpl", {
+      java       = local.binaries.java
+      config_dir = local.zookeeper_conf_dir
+      data_dir   = local.zookeeper_data_dir
+      log_dir    = "/var/log/zookeeper"
+    })
+    (local.unit_names.mesos_master) = templatefile("${path.module}/templates/mesos-master.service.tftpl", {
+      binary           = local.binaries.mesos_master
+      environment_file = local.environment_files.mesos_master
+      zookeeper_unit   = local.unit_names.zookeeper
+    })
+    (local.unit_names.marathon) = templatefile("${path.module}/templates/marathon.service.tftpl", {
+      binary            = local.binaries.marathon
+      environment_file  = local.environment_files.marathon
+      zookeeper_unit    = local.unit_names.zookeeper
+      mesos_master_unit = local.unit_names.mesos_master
+    })
+    (local.unit_names.mesos_agent) = templatefile("${path.module}/templates/mesos-agent.service.tftpl", {
+      binary             = local.binaries.mesos_agent
+      environment_file   = local.environment_files.mesos_agent
+      isolator_module    = local.isolator_module_name
+      ready_unit         = local.unit_names.node_ready
+      dataset_agent_unit = local.unit_names.dataset_agent
+    })
+  }
+
+  # The files each role's nodes get through write_files (the user data ends each in one newline).
+  cluster_crt_file = {
+    path        = "${local.certs_dir}/cluster.crt"
+    permissions = "0644"
+    content     = trimspace(var.certificates.cluster_crt)
+    append      = false
+  }
+
+  master_files = { for m in local.masters : m.name => [
+    local.cluster_crt_file,
+    {
+      path        = "${local.zookeeper_conf_dir}/zoo.cfg"
+      permissions = "0644"
+      append      = false
+      content = templatefile("${path.module}/templates/zoo.cfg.tftpl", {
+        cluster_name = var.cluster_name
+        data_dir     = local.zookeeper_data_dir
+        client_port  = var.ports.zookeeper
+        servers      = local.zookeeper_ensemble
+      })
+    },
+    {
+      path        = local.environment_files.mesos_master
+      permissions = "0644"
+      append      = false
+      content     = "# ${m.name}'s mesos-master flags (${local.unit_names.mesos_master} reads them).\nMESOS_MASTER_ARGS=\"${join(" ", local.mesos_master_flags[m.name])}\"\n"
+    },
+    {
+      path        = local.environment_files.marathon
+      permissions = "0644"
+      append      = false
+      content     = "# ${m.name}'s Marathon flags (${local.unit_names.marathon} reads them).\nMARATHON_ARGS=\"${join(" ", local.marathon_flags[m.name])}\"\n"
+    },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.zookeeper}"
+      permissions = "0644"
+      append      = false
+      content     = local.units[local.unit_names.zookeeper]
+    },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.mesos_master}"
+      permissions = "0644"
+      append      = false
+      content     = local.units[local.unit_names.mesos_master]
+    },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.marathon}"
+      permissions = "0644"
+      append      = false
+      content     = local.units[local.unit_names.marathon]
+    },
+  ] }
+
+  control_files = [
+    local.cluster_crt_file,
+    {
+      path        = "${local.certs_dir}/control-service.crt"
+      permissions = "0644"
+      append      = false
+      content     = trimspace(var.certificates.control_crt)
+    },
+    {
+      path        = local.environment_files.flocker_control
+      permissions = "0644"
+      append      = false
+      content     = "# flocker-control's ports (${local.unit_names.control} reads them).\nFLOCKER_CONTROL_ARGS=\"--port ${var.ports.control_rest} --agent-port ${var.ports.control_agent}\"\n"
+    },
+  ]
+
+  agent_files = { for a in local.agents : a.name => [
+    local.cluster_crt_file,
+    {
+      path        = "${local.certs_dir}/node.crt"
+      permissions = "0644"
+      append      = false
+      content     = trimspace(a.node_crt)
+    },
+    {
+      path        = "${local.certs_dir}/plugin.crt"
+      permissions = "0644"
+      append      = false
+      content     = trimspace(var.certificates.plugin_crt)
+    },
+    {
+      path        = local.agent_yml_path
+      permissions = "0644"
+      append      = false
+      content     = local.agent_yml[a.name]
+    },
+    {
+      path        = local.modules_json_path
+      permissions = "0644"
+      append      = false
+      content     = local.modules_json
+    },
+    {
+      path        = local.environment_files.flocker_node_ready
+      permissions = "0644"
+      append      = false
+      content     = "# The control service's REST port, for ${local.unit_names.node_ready}.\nFLOCKER_CONTROL_PORT=${var.ports.control_rest}\n"
+    },
+    {
+      path        = local.environment_files.mesos_agent
+      permissions = "0644"
+      append      = false
+      content     = "# ${a.name}'s mesos-agent flags (${local.unit_names.mesos_agent} reads them).\nMESOS_AGENT_ARGS=\"${join(" ", local.mesos_agent_node_flags[a.name])}\"\n"
+    },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.mesos_agent}"
+      permissions = "0644"
+      append      = false
+      content     = local.units[local.unit_names.mesos_agent]
+    },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.dataset_agent}.d/shared-storage.conf"
+      permissions = "0644"
+      append      = false
+      content     = "[Unit]\nRequiresMountsFor=${var.shared_root_path}\n"
+    },
+    {
+      path        = "/etc/fstab"
+      permissions = "0644"
+      append      = true
+      content     = "${var.shared_storage.source} ${var.shared_root_path} ${var.shared_storage.fstype} ${var.shared_storage.options} 0 0\n"
+    },
+  ] }
+
+  # Every node: its role, address, files, secrets (file on the node -> secret name) and units.
+  node_list = concat(
+    [for m in local.masters : {
+      name           = m.name
+      role           = "master"
+      index          = m.index
+      private_ip     = m.private_ip
+      node_uuid      = null
+      files          = local.master_files[m.name]
+      secrets        = {}
+      release_checks = [local.release_path["flockerctl"]]
+      release_units  = []
+      start_units    = [local.unit_names.zookeeper, local.unit_names.mesos_master, local.unit_names.marathon]
+    }],
+    [{
+      name       = local.control.name
+      role       = "control"
+      index      = local.control.index
+      private_ip = local.control.private_ip
+      node_uuid  = null
+      files      = local.control_files
+      secrets = {
+        "${local.certs_dir}/control-service.key" = "${local.secret_prefix}/${local.control.name}/control-service.key"
+      }
+      release_checks = [for k in ["flocker-control", "flockerctl", "control-unit"] : local.release_path[k]]
+      release_units  = [local.release_path["control-unit"]]
+      start_units    = [local.unit_names.control]
+    }],
+    [for a in local.agents : {
+      name       = a.name
+      role       = "agent"
+      index      = a.index
+      private_ip = a.private_ip
+      node_uuid  = a.node_uuid
+      files      = local.agent_files[a.name]
+      secrets = {
+        "${local.certs_dir}/node.key"   = "${local.secret_prefix}/${a.name}/node.key"
+        "${local.certs_dir}/plugin.key" = "${local.secret_prefix}/${a.name}/plugin.key"
+      }
+      release_checks = [for k in ["flocker-dataset-agent", "flocker-node-ready", "flockerctl", "isolator-module", "agent-unit", "ready-unit"] : local.release_path[k]]
+      release_units  = [local.release_path["agent-unit"], local.release_path["ready-unit"]]
+      start_units    = [local.unit_names.dataset_agent, local.unit_names.node_ready, local.unit_names.mesos_agent]
+    }],
+  )
+
+  user_data = { for n in local.node_list : n.name => templatefile("${path.module}/templates/cloud-init.yaml.tftpl", {
+    cluster_name = var.cluster_name
+    name         = n.name
+    role         = n.role
+    index        = n.index
+    # chomp + the literal block's own newline: each file ends in exactly one newline.
+    files                = [for f in n.files : merge(f, { content = chomp(f.content) })]
+    install_root         = local.install_root
+    release_url          = var.release_url
+    release_sha256       = var.release_sha256
+    release_checks       = n.release_checks
+    release_units        = n.release_units
+    certs_dir            = local.certs_dir
+    secrets              = [for path in sort(keys(n.secrets)) : { path = path, name = n.secrets[path] }]
+    secret_fetch_command = var.secret_fetch_command
+    mesos_agent_binary   = local.binaries.mesos_agent
+    mesos_version        = var.mesos_version
+    shared_root_path     = var.shared_root_path
+    dataset_root_path    = local.dataset_root_path
+    start_units          = n.start_units
+  }) }
+
+  # AWS refuses user data over 16 KiB: count bytes (base64 keeps them exact), not characters.
+  user_data_bytes = { for name, text in local.user_data : name => (
+    length(base64encode(text)) / 4 * 3 - (endswith(base64encode(text), "==") ? 2 : endswith(base64encode(text), "=") ? 1 : 0)
+  ) }
+
+  nodes = { for n in local.node_list : n.name => {
+    role       = n.role
+    index      = n.index
+    private_ip = n.private_ip
+    user_data  = local.user_data[n.name]
+    secrets    = n.secrets
+    node_uuid  = n.node_uuid
+  } }
+
+  example_marathon_app = jsonencode({
+    id        = "/webapp"
+    cmd       = "python3 -m http.server $PORT0 --directory /data"
+    cpus      = 0.5
+    mem       = 256
+    instances = 1
+    container = {
+      type   = "MESOS"
+      docker = { image = "python:3-slim" }
+    }
+    env = {
+      FLOCKER_ID                    = "webapp-data"
+      FLOCKER_CONTAINER_VOLUME_PATH = "/data"
+    }
+    # The volume is used by one task at a time: stop the old task before starting the new one.
+    upgradeStrategy = {
+      minimumHealthCapacity = 0
+      maximumOverCapacity   = 0
+    }
+  })
+}

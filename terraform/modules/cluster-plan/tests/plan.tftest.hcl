@@ -1,0 +1,507 @@
+# The plan of realistic clusters. `command = apply` needs no provider here: the module only
+# computes, so these runs work offline. Certificates are real RSA-4096 ones (Flocker 1.x's size,
+# the largest a cluster has), public only: tests/fixtures holds no key.
+
+variables {
+  cluster_name = "prod"
+  agent_node_uuids = [
+    "5b1c2f0e-3d4a-4c8e-9f10-2a3b4c5d6e7f",
+    "9e4d7a21-8b6c-4f0d-a1e2-3c4d5e6f7a8b",
+    "c2a7e9d4-1f3b-4e5c-8d6a-7b8c9d0e1f2a",
+  ]
+  release_url          = "https://releases.example.com/flocker-rs/0.1.0/flocker-rs-0.1.0-linux-x86_64.tar.gz"
+  release_sha256       = "3f1c8e2a9b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e"
+  shared_storage       = { source = "fs-0123456789abcdef0.efs.eu-west-1.amazonaws.com:/" }
+  secret_fetch_command = "aws ssm get-parameter --with-decryption --query Parameter.Value --output text --name"
+  certificates = {
+    cluster_crt = file("tests/fixtures/cluster.crt")
+    control_crt = file("tests/fixtures/control.crt")
+    plugin_crt  = file("tests/fixtures/plugin.crt")
+    node_crts = [
+      file("tests/fixtures/node-1.crt"),
+      file("tests/fixtures/node-2.crt"),
+      file("tests/fixtures/node-3.crt"),
+    ]
+  }
+}
+
+run "three_masters_three_agents" {
+  command = apply
+
+  # Nodes, roles and addresses.
+  assert {
+    condition     = keys(output.nodes) == ["agent-1", "agent-2", "agent-3", "control", "master-1", "master-2", "master-3"]
+    error_message = "Expected master-1..3, control and agent-1..3, got ${jsonencode(keys(output.nodes))}."
+  }
+  assert {
+    condition = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].role] == [
+      "master", "master", "master", "control", "agent", "agent", "agent",
+    ]
+    error_message = "Wrong roles."
+  }
+  assert {
+    condition = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].private_ip] == [
+      "10.20.1.10", "10.20.1.11", "10.20.1.12", "10.20.1.20", "10.20.1.30", "10.20.1.31", "10.20.1.32",
+    ]
+    error_message = "Wrong addresses: masters at host 10+i, control at 20, agents at 30+i."
+  }
+  assert {
+    condition     = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].index] == [1, 2, 3, 1, 1, 2, 3]
+    error_message = "Wrong node indexes."
+  }
+  assert {
+    condition     = output.nodes["agent-2"].node_uuid == "9e4d7a21-8b6c-4f0d-a1e2-3c4d5e6f7a8b" && output.nodes["master-1"].node_uuid == null && output.nodes["control"].node_uuid == null
+    error_message = "Agents carry their node UUID in order; masters and control none."
+  }
+
+  # ZooKeeper, quorum, Marathon.
+  assert {
+    condition     = output.zookeeper_url == "zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/mesos"
+    error_message = "Wrong ZooKeeper URL: ${output.zookeeper_url}."
+  }
+  assert {
+    condition     = output.quorum == 2 && alltrue([for m in ["master-1", "master-2", "master-3"] : contains(output.mesos_master_flags[m], "--quorum=2")])
+    error_message = "Three masters need a quorum of 2 on every master."
+  }
+  assert {
+    condition = output.mesos_master_flags["master-2"] == [
+      "--zk=zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/mesos", "--quorum=2", "--work_dir=/var/lib/mesos/master",
+      "--cluster=prod", "--port=5050", "--ip=10.20.1.11", "--hostname=10.20.1.11",
+    ]
+    error_message = "Wrong mesos-master flags: ${jsonencode(output.mesos_master_flags["master-2"])}."
+  }
+  assert {
+    condition     = output.marathon_urls == ["http://10.20.1.10:8080", "http://10.20.1.11:8080", "http://10.20.1.12:8080"]
+    error_message = "Wrong Marathon URLs."
+  }
+  assert {
+    condition     = output.zookeeper_myid == { "master-1" = 1, "master-2" = 2, "master-3" = 3 }
+    error_message = "Wrong ZooKeeper server ids."
+  }
+  assert {
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : strcontains(
+      [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/zookeeper/conf/zoo.cfg"][0],
+      "dataDir=/var/lib/zookeeper\nclientPort=2181\n# Marathon listens on its own port on the same node: no AdminServer (it would take 8080).\nadmin.enableServer=false\nautopurge.snapRetainCount=3\nautopurge.purgeInterval=24\nserver.1=10.20.1.10:2888:3888\nserver.2=10.20.1.11:2888:3888\nserver.3=10.20.1.12:2888:3888\n"
+    )])
+    error_message = "Every master's zoo.cfg lists the whole ensemble."
+  }
+  assert {
+    condition     = strcontains(output.nodes["master-2"].user_data, "echo 2 > /var/lib/zookeeper/myid\n") && !strcontains(output.nodes["master-2"].user_data, "echo 1 > /var/lib/zookeeper/myid")
+    error_message = "master-2's ZooKeeper myid must be 2."
+  }
+
+  # The control service.
+  assert {
+    condition     = output.control_service == { host = "10.20.1.20", rest_port = 4523, agent_port = 4524 }
+    error_message = "Wrong control service: ${jsonencode(output.control_service)}."
+  }
+  assert {
+    condition = [for f in yamldecode(output.nodes["control"].user_data).write_files : f.content if f.path == "/etc/default/flocker-control"] == [
+      "# flocker-control's ports (flocker-control.service reads them).\nFLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524\"\n",
+    ]
+    error_message = "Wrong /etc/default/flocker-control."
+  }
+
+  # agent.yml, read back.
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]) == {
+      version           = 1
+      "control-service" = { hostname = output.nodes["control"].private_ip, port = 4524 }
+      dataset = {
+        backend             = "loopback"
+        root_path           = "/mnt/flocker-shared/loopback"
+        compute_instance_id = a
+      }
+    }])
+    error_message = "Wrong agent.yml: ${output.agent_yml["agent-1"]}"
+  }
+  assert {
+    condition     = startswith(yamldecode(output.agent_yml["agent-3"]).dataset.root_path, "/mnt/flocker-shared/")
+    error_message = "The dataset root must be on the shared storage."
+  }
+
+  # modules.json, read back.
+  assert {
+    condition     = jsondecode(output.modules_json).libraries[0].file == "${jsondecode(file("../../../release/layout.json")).install_root}/${jsondecode(file("../../../release/layout.json")).files["isolator-module"].path}"
+    error_message = "modules.json must load the module from where the release puts it (release/layout.json)."
+  }
+  assert {
+    condition     = jsondecode(output.modules_json).libraries[0].modules[0].name == "com_clusterhq_flocker_FlockerIsolator"
+    error_message = "Wrong module name."
+  }
+  assert {
+    condition = { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value } == {
+      control_service_host   = output.control_service.host
+      control_service_port   = "4523"
+      certificates_directory = "/etc/flocker"
+      state_dir              = "/var/lib/mesos/flocker"
+    }
+    error_message = "Wrong isolator parameters: ${output.modules_json}"
+  }
+
+  # mesos-agent flags.
+  assert {
+    condition = alltrue([for f in [
+      "--master=zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/mesos",
+      "--work_dir=/var/lib/mesos",
+      "--modules=file:///etc/mesos/flocker-modules.json",
+      "--isolation=filesystem/linux,docker/runtime,com_clusterhq_flocker_FlockerIsolator",
+      "--launcher=linux",
+      "--image_providers=docker",
+      "--containerizers=mesos",
+      "--port=5051",
+    ] : contains(output.mesos_agent_flags, f)])
+    error_message = "mesos-agent must load the module and list it among the isolators: ${jsonencode(output.mesos_agent_flags)}"
+  }
+  assert {
+    condition     = output.mesos_agent_node_flags["agent-2"] == concat(output.mesos_agent_flags, ["--ip=10.20.1.31", "--hostname=10.20.1.31"])
+    error_message = "Each agent adds its own --ip and --hostname."
+  }
+  assert {
+    condition     = strcontains(output.nodes["agent-3"].user_data, "MESOS_AGENT_ARGS=\"${join(" ", output.mesos_agent_node_flags["agent-3"])}\"")
+    error_message = "agent-3's /etc/default/mesos-agent must hold its flags."
+  }
+
+  # Units.
+  assert {
+    condition     = strcontains(output.systemd_units["mesos-agent.service"], "\nRequires=flocker-node-ready.service flocker-dataset-agent.service\n")
+    error_message = "mesos-agent must require the node's readiness and its dataset agent."
+  }
+  assert {
+    condition     = can(regex("(?m)^After=.*\\bflocker-node-ready\\.service\\b.*$", output.systemd_units["mesos-agent.service"])) && can(regex("(?m)^After=.*\\bflocker-dataset-agent\\.service\\b.*$", output.systemd_units["mesos-agent.service"]))
+    error_message = "mesos-agent must start after the node's readiness and its dataset agent."
+  }
+  assert {
+    condition     = can(regex("(?m)^After=.*\\bzookeeper\\.service\\b", output.systemd_units["mesos-master.service"])) && can(regex("(?m)^After=.*\\bzookeeper\\.service\\b", output.systemd_units["marathon.service"]))
+    error_message = "mesos-master and Marathon must start after ZooKeeper."
+  }
+  assert {
+    condition     = keys(output.systemd_units) == ["marathon.service", "mesos-agent.service", "mesos-master.service", "zookeeper.service"]
+    error_message = "The plan renders exactly the ZooKeeper, mesos-master, Marathon and mesos-agent units."
+  }
+  assert {
+    condition     = alltrue([for u in values(output.systemd_units) : strcontains(u, "\nRestart=on-failure\n") && strcontains(u, "\n[Install]\nWantedBy=multi-user.target\n")])
+    error_message = "Every unit restarts on failure and is wanted by multi-user.target."
+  }
+
+  # User data: format, release check, secrets, size.
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : startswith(n.user_data, "#cloud-config\n")])
+    error_message = "User data must start with #cloud-config."
+  }
+  assert {
+    condition = alltrue([for n in values(output.nodes) : strcontains(n.user_data, "curl -fsSL --retry 5 --retry-connrefused -o \"$release_tgz\" '${var.release_url}'\n    echo \"${var.release_sha256}  $release_tgz\" | sha256sum -c -\n")
+    && strcontains(n.user_data, "tar --strip-components=1 -C '/opt/flocker' -xzf \"$release_tgz\"\n")])
+    error_message = "Every node downloads the release, checks its SHA-256, then unpacks it."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : yamldecode(n.user_data).runcmd[0] == "# cloud-init runs these entries as one sh script: stop at the first step that fails.\nset -eu\n"])
+    error_message = "runcmd must stop at the first failing step."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : !can(regex("BEGIN [A-Z ]*PRIVATE KEY", n.user_data)) && !strcontains(n.user_data, "PRIVATE KEY")])
+    error_message = "No private key in user data."
+  }
+  assert {
+    # (The one pause allowed is the back-off between attempts to fetch a secret.)
+    condition     = alltrue([for n in values(output.nodes) : !strcontains(replace(n.user_data, "sleep \"$attempt\"", ""), "sleep")])
+    error_message = "No sleep: readiness is flocker-node-ready's and systemd's ordering."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : length(n.user_data) < 16384])
+    error_message = "User data must stay under AWS's 16 KiB."
+  }
+  assert {
+    condition     = output.nodes["control"].secrets == { "/etc/flocker/control-service.key" = "/flocker/prod/control/control-service.key" }
+    error_message = "The control node fetches control-service.key only: ${jsonencode(output.nodes["control"].secrets)}"
+  }
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : output.nodes[a].secrets == {
+      "/etc/flocker/node.key"   = "/flocker/prod/${a}/node.key"
+      "/etc/flocker/plugin.key" = "/flocker/prod/${a}/plugin.key"
+    }])
+    error_message = "Agents fetch node.key and plugin.key, under their own names."
+  }
+  assert {
+    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : length(output.nodes[m].secrets) == 0])
+    error_message = "Masters fetch no secret."
+  }
+  assert {
+    # Exactly the node's secrets: one retried fetch (under umask 077, into a 0600 file), called
+    # once per secret, each into its file.
+    condition = alltrue([for n in values(output.nodes) :
+      length(split(var.secret_fetch_command, n.user_data)) - 1 == (length(n.secrets) > 0 ? 1 : 0)
+      && length(split("fetch_secret '", n.user_data)) - 1 == length(n.secrets)
+      && (length(n.secrets) == 0 || strcontains(n.user_data, "(umask 077 && ${var.secret_fetch_command} \"$1\" > \"$2.part\")"))
+      && (length(n.secrets) == 0 || strcontains(n.user_data, "chmod 0600 \"$2\""))
+      && alltrue([for path, name in n.secrets : strcontains(n.user_data, "fetch_secret '${name}' '${path}'\n")])
+    ])
+    error_message = "Each node must fetch exactly its own secrets, under umask 077, into 0600 files."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : alltrue([for s in values(n.secrets) : startswith(s, "/flocker/prod/")])]) && length(distinct(flatten([for n in values(output.nodes) : values(n.secrets)]))) == 7
+    error_message = "Secret names are <secret_prefix>/<node>/<file>, all different."
+  }
+
+  # write_files read back: what each node gets, byte for byte.
+  assert {
+    condition = [for f in yamldecode(output.nodes["agent-1"].user_data).write_files : f.path] == [
+      "/etc/flocker/cluster.crt", "/etc/flocker/node.crt", "/etc/flocker/plugin.crt", "/etc/flocker/agent.yml",
+      "/etc/mesos/flocker-modules.json", "/etc/default/flocker-node-ready", "/etc/default/mesos-agent",
+      "/etc/systemd/system/mesos-agent.service", "/etc/systemd/system/flocker-dataset-agent.service.d/shared-storage.conf",
+      "/etc/fstab",
+    ]
+    error_message = "Wrong files on an agent."
+  }
+  assert {
+    condition = [for f in yamldecode(output.nodes["master-1"].user_data).write_files : f.path] == [
+      "/etc/flocker/cluster.crt", "/etc/zookeeper/conf/zoo.cfg", "/etc/default/mesos-master", "/etc/default/marathon",
+      "/etc/systemd/system/zookeeper.service", "/etc/systemd/system/mesos-master.service", "/etc/systemd/system/marathon.service",
+    ]
+    error_message = "Wrong files on a master."
+  }
+  assert {
+    condition     = [for f in yamldecode(output.nodes["control"].user_data).write_files : f.path] == ["/etc/flocker/cluster.crt", "/etc/flocker/control-service.crt", "/etc/default/flocker-control"]
+    error_message = "Wrong files on the control node."
+  }
+  assert {
+    condition = { for f in yamldecode(output.nodes["agent-2"].user_data).write_files : f.path => f.content } == {
+      "/etc/flocker/cluster.crt"                                                = "${trimspace(var.certificates.cluster_crt)}\n"
+      "/etc/flocker/node.crt"                                                   = "${trimspace(var.certificates.node_crts[1])}\n"
+      "/etc/flocker/plugin.crt"                                                 = "${trimspace(var.certificates.plugin_crt)}\n"
+      "/etc/flocker/agent.yml"                                                  = output.agent_yml["agent-2"]
+      "/etc/mesos/flocker-modules.json"                                         = "${output.modules_json}\n"
+      "/etc/default/flocker-node-ready"                                         = "# The control service's REST port, for flocker-node-ready.service.\nFLOCKER_CONTROL_PORT=4523\n"
+      "/etc/default/mesos-agent"                                                = "# agent-2's mesos-agent flags (mesos-agent.service reads them).\nMESOS_AGENT_ARGS=\"${join(" ", output.mesos_agent_node_flags["agent-2"])}\"\n"
+      "/etc/systemd/system/mesos-agent.service"                                 = output.systemd_units["mesos-agent.service"]
+      "/etc/systemd/system/flocker-dataset-agent.service.d/shared-storage.conf" = "[Unit]\nRequiresMountsFor=/mnt/flocker-shared\n"
+      "/etc/fstab"                                                              = "fs-0123456789abcdef0.efs.eu-west-1.amazonaws.com:/ /mnt/flocker-shared nfs4 nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev 0 0\n"
+    }
+    error_message = "agent-2's files do not read back as rendered."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : alltrue([for f in yamldecode(n.user_data).write_files : f.permissions == "0644" && f.owner == "root:root" && try(f.append, false) == (f.path == "/etc/fstab")])])
+    error_message = "Public files are root's, 0644; only the /etc/fstab line is appended."
+  }
+
+  # Shared storage and start order.
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : strcontains(output.nodes[a].user_data,
+    "systemctl start \"$(systemd-escape --path --suffix=mount '/mnt/flocker-shared')\"\n    mountpoint -q '/mnt/flocker-shared'\n    install -d -m 0700 '/mnt/flocker-shared/loopback'\n")])
+    error_message = "Agents mount the shared storage and make the dataset root on it."
+  }
+  assert {
+    condition     = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : can(regex("(?s)install -m 0644 '/opt/flocker/systemd/flocker-dataset-agent.service' /etc/systemd/system/\n.*systemctl daemon-reload\n.*systemctl enable --now flocker-dataset-agent\\.service\n *systemctl enable --now flocker-node-ready\\.service\n *systemctl enable --now mesos-agent\\.service\n", output.nodes[a].user_data))])
+    error_message = "Agents install the release's units, then start the dataset agent, the readiness check and mesos-agent, in that order."
+  }
+  assert {
+    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : can(regex("(?s)systemctl enable --now zookeeper\\.service\n *systemctl enable --now mesos-master\\.service\n *systemctl enable --now marathon\\.service\n", output.nodes[m].user_data))])
+    error_message = "Masters start ZooKeeper, then mesos-master, then Marathon."
+  }
+  assert {
+    condition     = can(regex("(?s)install -m 0644 '/opt/flocker/systemd/flocker-control.service' /etc/systemd/system/\n.*systemctl enable --now flocker-control\\.service\n", output.nodes["control"].user_data)) && !strcontains(output.nodes["control"].user_data, "mesos-agent")
+    error_message = "The control node installs and starts flocker-control only."
+  }
+  assert {
+    condition     = strcontains(output.nodes["agent-1"].user_data, "*\" 1.11.0\") ;;")
+    error_message = "Agents check the image's Mesos version against mesos_version."
+  }
+
+  # The rest.
+  assert {
+    condition     = output.release_files == sort([for f in values(jsondecode(file("../../../release/layout.json")).files) : f.path])
+    error_message = "release_files must be release/layout.json's paths."
+  }
+  assert {
+    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user admin --control-service 10.20.1.20 --control-port 4523 list-nodes"
+    error_message = "Wrong flockerctl command: ${output.flockerctl_command}"
+  }
+  assert {
+    condition = (
+      jsondecode(output.example_marathon_app).env == { FLOCKER_ID = "webapp-data", FLOCKER_CONTAINER_VOLUME_PATH = "/data" }
+      && jsondecode(output.example_marathon_app).container.type == "MESOS"
+      && jsondecode(output.example_marathon_app).upgradeStrategy == { minimumHealthCapacity = 0, maximumOverCapacity = 0 }
+    )
+    error_message = "Wrong example Marathon app: ${output.example_marathon_app}"
+  }
+}
+
+run "one_master_one_agent" {
+  command = apply
+
+  variables {
+    master_count     = 1
+    agent_count      = 1
+    agent_node_uuids = ["5b1c2f0e-3d4a-4c8e-9f10-2a3b4c5d6e7f"]
+    certificates = {
+      cluster_crt = file("tests/fixtures/cluster.crt")
+      control_crt = file("tests/fixtures/control.crt")
+      plugin_crt  = file("tests/fixtures/plugin.crt")
+      node_crts   = [file("tests/fixtures/node-1.crt")]
+    }
+  }
+
+  assert {
+    condition     = keys(output.nodes) == ["agent-1", "control", "master-1"]
+    error_message = "Expected master-1, control and agent-1, got ${jsonencode(keys(output.nodes))}."
+  }
+  assert {
+    condition     = [for n in ["master-1", "control", "agent-1"] : "${output.nodes[n].role}@${output.nodes[n].private_ip}"] == ["master@10.20.1.10", "control@10.20.1.20", "agent@10.20.1.30"]
+    error_message = "Wrong roles or addresses."
+  }
+  assert {
+    condition     = output.zookeeper_url == "zk://10.20.1.10:2181/mesos" && output.quorum == 1 && contains(output.mesos_master_flags["master-1"], "--quorum=1")
+    error_message = "One master: a one-host ZooKeeper URL and a quorum of 1."
+  }
+  assert {
+    condition     = endswith([for f in yamldecode(output.nodes["master-1"].user_data).write_files : f.content if f.path == "/etc/zookeeper/conf/zoo.cfg"][0], "autopurge.purgeInterval=24\nserver.1=10.20.1.10:2888:3888\n")
+    error_message = "A one-master ensemble lists itself only."
+  }
+  assert {
+    condition     = yamldecode(output.agent_yml["agent-1"]).dataset.compute_instance_id == "agent-1" && yamldecode(output.agent_yml["agent-1"])["control-service"].hostname == "10.20.1.20"
+    error_message = "Wrong agent.yml."
+  }
+  assert {
+    condition     = output.nodes["agent-1"].node_uuid == "5b1c2f0e-3d4a-4c8e-9f10-2a3b4c5d6e7f"
+    error_message = "Wrong node UUID."
+  }
+  assert {
+    condition     = length(output.nodes["agent-1"].user_data) < 16384 && startswith(output.nodes["agent-1"].user_data, "#cloud-config\n")
+    error_message = "Bad agent user data."
+  }
+}
+
+run "directory_backend" {
+  command = apply
+
+  variables {
+    cluster_name     = "lab-7"
+    backend          = "directory"
+    shared_root_path = "/srv/volumes"
+    secret_prefix    = "/teams/storage/lab-7"
+    mesos_version    = "1.9.0"
+    shared_storage = {
+      source  = "nfs.lab.internal:/exports/mesos"
+      fstype  = "nfs"
+      options = "vers=4.2,hard,_netdev"
+    }
+  }
+
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]).dataset == {
+      backend             = "directory"
+      root_path           = "/srv/volumes/directory"
+      compute_instance_id = a
+    }])
+    error_message = "The directory backend's root is <shared_root_path>/directory."
+  }
+  assert {
+    condition     = strcontains(output.nodes["agent-2"].user_data, "      nfs.lab.internal:/exports/mesos /srv/volumes nfs vers=4.2,hard,_netdev 0 0\n")
+    error_message = "The fstab line follows shared_storage and shared_root_path."
+  }
+  assert {
+    condition     = strcontains(output.nodes["agent-1"].user_data, "      [Unit]\n      RequiresMountsFor=/srv/volumes\n") && strcontains(output.nodes["agent-1"].user_data, "install -d -m 0700 '/srv/volumes/directory'\n")
+    error_message = "The dataset agent waits for the mount at shared_root_path; the root is made on it."
+  }
+  assert {
+    condition     = output.nodes["agent-3"].secrets["/etc/flocker/node.key"] == "/teams/storage/lab-7/agent-3/node.key" && output.nodes["control"].secrets["/etc/flocker/control-service.key"] == "/teams/storage/lab-7/control/control-service.key"
+    error_message = "Secret names follow secret_prefix."
+  }
+  assert {
+    condition     = contains(output.mesos_master_flags["master-1"], "--cluster=lab-7") && strcontains(output.nodes["agent-1"].user_data, "*\" 1.9.0\") ;;")
+    error_message = "cluster_name and mesos_version reach the nodes."
+  }
+}
+
+run "custom_ports" {
+  command = apply
+
+  variables {
+    subnet_cidr                 = "172.31.64.0/26"
+    control_service_public_host = "flocker.example.com"
+    admin_user                  = "ops"
+    ports = {
+      control_rest  = 8443
+      control_agent = 8444
+      zookeeper     = 2281
+      mesos_master  = 15050
+      mesos_agent   = 15051
+      marathon      = 18080
+    }
+  }
+
+  assert {
+    condition     = [for n in ["master-1", "master-3", "control", "agent-1", "agent-3"] : output.nodes[n].private_ip] == ["172.31.64.10", "172.31.64.12", "172.31.64.20", "172.31.64.30", "172.31.64.32"]
+    error_message = "Addresses follow subnet_cidr."
+  }
+  assert {
+    condition     = output.zookeeper_url == "zk://172.31.64.10:2281,172.31.64.11:2281,172.31.64.12:2281/mesos"
+    error_message = "Wrong ZooKeeper URL: ${output.zookeeper_url}."
+  }
+  assert {
+    condition     = output.control_service == { host = "172.31.64.20", rest_port = 8443, agent_port = 8444 }
+    error_message = "Wrong control service."
+  }
+  assert {
+    condition     = yamldecode(output.agent_yml["agent-1"])["control-service"] == { hostname = "172.31.64.20", port = 8444 }
+    error_message = "agent.yml speaks to the agent port."
+  }
+  assert {
+    condition     = { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value }["control_service_port"] == "8443"
+    error_message = "The isolator speaks to the REST port."
+  }
+  assert {
+    condition     = contains(output.mesos_agent_flags, "--port=15051") && contains(output.mesos_master_flags["master-2"], "--port=15050")
+    error_message = "Mesos ports follow ports."
+  }
+  assert {
+    condition     = output.marathon_urls == ["http://172.31.64.10:18080", "http://172.31.64.11:18080", "http://172.31.64.12:18080"] && strcontains(output.nodes["master-1"].user_data, "--http_port 18080 --hostname 172.31.64.10\"")
+    error_message = "Marathon's port follows ports."
+  }
+  assert {
+    condition     = strcontains(output.nodes["master-1"].user_data, "      clientPort=2281\n")
+    error_message = "ZooKeeper's client port follows ports."
+  }
+  assert {
+    condition     = strcontains(output.nodes["control"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 8443 --agent-port 8444\"") && strcontains(output.nodes["agent-2"].user_data, "FLOCKER_CONTROL_PORT=8443\n")
+    error_message = "flocker-control and flocker-node-ready follow ports."
+  }
+  assert {
+    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user ops --control-service flocker.example.com --control-port 8443 list-nodes"
+    error_message = "Wrong flockerctl command: ${output.flockerctl_command}"
+  }
+}
+
+run "five_masters_fifty_agents" {
+  command = apply
+
+  variables {
+    master_count     = 5
+    agent_count      = 50
+    subnet_cidr      = "10.20.0.0/25"
+    agent_node_uuids = [for i in range(50) : format("00000000-0000-4000-8000-%012d", i + 1)]
+    certificates = {
+      cluster_crt = file("tests/fixtures/cluster.crt")
+      control_crt = file("tests/fixtures/control.crt")
+      plugin_crt  = file("tests/fixtures/plugin.crt")
+      node_crts   = [for i in range(50) : file("tests/fixtures/node-${i % 3 + 1}.crt")]
+    }
+  }
+
+  assert {
+    condition     = length(output.nodes) == 56 && output.nodes["agent-50"].private_ip == "10.20.0.79" && output.nodes["master-5"].private_ip == "10.20.0.14"
+    error_message = "Five masters, a control node and 50 agents, the last at host 79."
+  }
+  assert {
+    condition     = output.quorum == 3 && length(split(",", output.zookeeper_url)) == 5
+    error_message = "Five masters: a quorum of 3 and five ZooKeeper hosts."
+  }
+  assert {
+    condition     = output.nodes["agent-50"].node_uuid == "00000000-0000-4000-8000-000000000050"
+    error_message = "UUIDs in agent order."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : length(n.user_data) < 16384])
+    error_message = "Even the largest cluster's user data stays under 16 KiB: ${jsonencode({ for k, n in output.nodes : k => length(n.user_data) })}"
+  }
+}
