@@ -388,3 +388,32 @@ fn leases_held_by_the_api_are_listed_with_their_node() {
     assert!(line.starts_with(&dataset.dataset_id.to_string()), "{table}");
     assert!(line.contains(&format!("{} (127.0.0.1)", cluster.node(0))), "{table}");
 }
+
+// ---------------------------------------------------------------- a Flocker 1.x cluster
+
+#[test]
+fn a_flocker_1_cluster_with_x509_v1_certificates_is_reached_with_openssl() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let certificates = flocker_testkit::openssl::flocker_1_certificates(directory.path());
+    let service = flocker_testkit::FlockerOneControlService::start(&certificates);
+    let port = service.address.port().to_string();
+    let version = |tls: &str| {
+        let mut command = bare();
+        command.args(["version", "--certs-path", &directory.path().to_string_lossy()]);
+        command.args([
+            "--user",
+            "plugin",
+            "--control-service",
+            "127.0.0.1",
+            "--control-port",
+            &port,
+        ]);
+        run(command.args(["--tls-library", tls]))
+    };
+    let openssl = version("openssl");
+    let stdout = String::from_utf8_lossy(&openssl.stdout);
+    assert!(openssl.status.success(), "{}", String::from_utf8_lossy(&openssl.stderr));
+    assert!(stdout.contains("control service 1.15.0 at 127.0.0.1:"), "{stdout}");
+    let refused = one_line_error(&version("rustls"));
+    assert!(refused.contains("X.509 v1") && refused.contains("openssl"), "{refused}");
+}

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
-use flocker_api::client::DEFAULT_REST_PORT;
+use flocker_api::certificates::CertificateError;
+use flocker_api::client::{DEFAULT_REST_PORT, TlsLibrary};
 use flocker_api::{Client, ClientConfig, ClientError, TransportProblem};
 
 #[derive(Args, Clone, Debug)]
@@ -25,6 +26,17 @@ pub struct ConnectionArgs {
     /// Port of the control service's REST API
     #[arg(long, env = "FLOCKER_CONTROL_PORT", default_value_t = DEFAULT_REST_PORT, global = true)]
     pub control_port: u16,
+    /// The TLS implementation: `openssl` for a Flocker 1.x cluster whose flocker-ca certificates
+    /// are X.509 v1, which rustls refuses
+    #[arg(long, env = "FLOCKER_TLS_LIBRARY", value_enum, default_value_t = Tls::Rustls, global = true)]
+    pub tls_library: Tls,
+}
+
+/// `--tls-library`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tls {
+    Rustls,
+    Openssl,
 }
 
 /// A client and what it took to make it, for the error messages.
@@ -42,15 +54,27 @@ impl ConnectionArgs {
             ClientConfig::from_directory(&self.certs_path, &self.user, &host, self.control_port);
         config.timeout = Duration::from_secs(15);
         config.connect_timeout = Duration::from_secs(5);
-        let client = Client::new(&config).map_err(|e| {
-            anyhow!(
-                "{e}; make an API user's certificate with `flockerctl ca create-api-certificate {user}` \
+        config.tls = match self.tls_library {
+            Tls::Rustls => TlsLibrary::Rustls,
+            Tls::Openssl => TlsLibrary::OpenSsl,
+        };
+        let client = Client::new(&config).map_err(|e| anyhow!(self.certificate_advice(&e)))?;
+        Ok(Connection { client, address: config.address(), args: self.clone() })
+    }
+
+    /// A certificate that cannot be used, and what to do about it.
+    fn certificate_advice(&self, error: &ClientError) -> String {
+        match error {
+            ClientError::Certificate(CertificateError::VersionOne { .. }) => {
+                format!("{error}; or keep them and use --tls-library openssl")
+            }
+            _ => format!(
+                "{error}; make an API user's certificate with `flockerctl ca create-api-certificate {user}` \
                  and put {user}.crt, {user}.key and cluster.crt in {dir}, or point --certs-path and --user at yours",
                 user = self.user,
                 dir = self.certs_path.display()
-            )
-        })?;
-        Ok(Connection { client, address: config.address(), args: self.clone() })
+            ),
+        }
     }
 
     /// `--control-service`, else the hostname in `agent.yml` beside the certificates (on an
