@@ -115,6 +115,11 @@ fn the_loopback_backend_keeps_every_promise_and_leaves_no_mount_or_loop_device()
         "--backend",
         "loopback",
     ]);
+    assert_no_mount_or_loop_device_under(&work);
+}
+
+/// Nothing on this machine refers to `work` any more: no mount, no loop device.
+fn assert_no_mount_or_loop_device_under(work: &Path) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     let needle = work.to_string_lossy().into_owned();
     let mounted: Vec<&str> = mountinfo.lines().filter(|l| l.contains(&needle)).collect();
@@ -165,4 +170,50 @@ fn a_failure_half_way_says_which_promise_broke_shows_the_log_and_still_cleans_up
     assert!(printed.stdout.contains("✔ 4. "), "{context}");
     let work = printed.work_directory();
     assert!(!work.exists(), "{} is still there\n{context}", work.display());
+}
+
+#[test]
+fn ctrl_c_stops_everything_and_leaves_no_mount_loop_device_or_directory() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use std::io::{BufRead, BufReader};
+
+    flocker_testkit::require_root();
+    let bin_dir = built_binaries();
+    let mut child = Command::new(FLOCKERCTL)
+        .args(["demo", "--backend", "loopback", "--bin-dir", &bin_dir.to_string_lossy()])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("cannot run flockerctl");
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut work = None;
+    // Stopped where the volume is mounted on node A and task 1 is about to run; the interrupt
+    // is delivered as it resumes, as if Ctrl-C had been pressed right then.
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some(rest) = line.strip_prefix("Working in ") {
+            work = rest.split(' ').next().map(PathBuf::from);
+        }
+        if line.contains("Node A: Mesos calls prepare for task 1") {
+            kill(pid, Signal::SIGSTOP).expect("SIGSTOP");
+            break;
+        }
+    }
+    let work = work.expect("the demo names its work directory");
+    assert!(work.exists(), "{} should still be there while it runs", work.display());
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    kill(pid, Signal::SIGCONT).expect("SIGCONT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}\n{}", rest.join("\n"));
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert!(!work.exists(), "{} is still there", work.display());
+    assert_no_mount_or_loop_device_under(&work);
+    let survivors = Command::new("pgrep").args(["-f", &work.to_string_lossy()]).output();
+    let survivors = survivors.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    assert_eq!(survivors.unwrap_or_default().trim(), "", "processes survived");
 }

@@ -21,5 +21,11 @@ pub struct DemoArgs {
 }
 
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
-    demo::run(&demo::Options { bin_dir: args.bin_dir, backend: args.backend, keep: args.keep })
+    let options = demo::Options { bin_dir: args.bin_dir, backend: args.backend, keep: args.keep };
+    let result = demo::run(&options);
+    if demo::interrupted() {
+        // Cleaned up like any failure; the status says why it stopped.
+        std::process::exit(demo::INTERRUPTED_EXIT_STATUS);
+    }
+    result
 }

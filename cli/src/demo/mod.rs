@@ -13,7 +13,8 @@
 //! - `container`, `mesos`, `task`: the Mesos agent's side: ContainerConfigs, the isolator
 //!   library, the tasks' processes; `volume`: what the control service says about the volume;
 //! - `story` and `webapp`: the steps in order; `timeline` and `promises`: what is printed;
-//! - `machine`: mounts, loop devices and processes of this machine, to find leftovers.
+//! - `machine`: mounts, loop devices and processes of this machine, to find leftovers;
+//!   `interrupt`: the same clean-up on Ctrl-C.
 
 mod agent;
 mod backend;
@@ -22,6 +23,7 @@ mod certificates;
 mod cluster;
 mod container;
 mod control;
+mod interrupt;
 mod machine;
 mod mesos;
 mod process;
@@ -37,6 +39,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use backend::Backend;
+pub use interrupt::{EXIT_STATUS as INTERRUPTED_EXIT_STATUS, happened as interrupted};
 
 use crate::demo::binaries::Binaries;
 use crate::demo::promises::{Aftermath, Promises};
@@ -96,11 +99,16 @@ impl fmt::Display for Node {
 pub fn run(options: &Options) -> anyhow::Result<()> {
     let binaries = Binaries::find(options.bin_dir.as_deref())?;
     options.backend.check_can_run()?;
+    interrupt::install()?;
     let timeline = Timeline::start();
     let work = WorkDir::create(options.keep)?;
+    interrupt::watch(work.path(), options.keep);
     let mut promises = Promises::default();
     // Every process, isolator and task of the story ends inside `tell`, failure or not.
     if let Err(error) = story::tell(&binaries, options.backend, &work, &timeline, &mut promises) {
+        // After Ctrl-C the step failed because its services were stopped: say what happened.
+        let error =
+            if interrupt::happened() { anyhow::anyhow!("interrupted (Ctrl-C)") } else { error };
         promises.blame_first_open(&error);
     }
     let aftermath = clean_up(work, &timeline);
