@@ -41,6 +41,11 @@ impl MountTable {
     pub fn at(&self, path: &Path) -> Option<&Mount> {
         self.by_mount_point.get(path)
     }
+
+    /// The mounts whose mount points are `directory` or under it.
+    pub fn under<'a>(&'a self, directory: &'a Path) -> impl Iterator<Item = &'a Mount> + 'a {
+        self.by_mount_point.values().filter(move |m| m.mount_point.starts_with(directory))
+    }
 }
 
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
@@ -105,6 +110,18 @@ mod tests {
         let table = MountTable::parse(SAMPLE);
         let mount = table.at(Path::new("/mnt/a b")).unwrap();
         assert_eq!(mount.fs_type, "tmpfs");
+    }
+
+    #[test]
+    fn the_mounts_under_a_directory_are_listed_with_type_and_source() {
+        let table = MountTable::parse(
+            "36 35 7:3 / /tmp/demo\\040x/flocker/abc rw,relatime - ext4 /dev/loop3 rw\n\
+             37 35 7:4 / /tmp/other rw - ext4 /dev/loop4 rw\n",
+        );
+        let under: Vec<&Mount> = table.under(Path::new("/tmp/demo x")).collect();
+        assert_eq!(under.len(), 1);
+        assert_eq!(under[0].mount_point, PathBuf::from("/tmp/demo x/flocker/abc"));
+        assert_eq!((under[0].fs_type.as_str(), under[0].source.as_str()), ("ext4", "/dev/loop3"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use flocker_api::{AcquireLease, Dataset, Lease, Node};
 use flocker_cli::ops::prefix::{self, Candidate, Kind};
 use flocker_cli::ops::table;
-use flocker_cli::ops::view::{node_label, short};
+use flocker_cli::ops::view::{node_cell, node_label, short};
 use serde::Serialize;
 
 use super::connection::{Connection, ConnectionArgs};
@@ -113,11 +113,7 @@ fn list(connection: &Connection, args: &ListLeasesArgs) -> anyhow::Result<()> {
             vec![
                 short(&row.lease.dataset_id.to_string(), args.long),
                 row.name.unwrap_or("-").to_owned(),
-                format!(
-                    "{} ({})",
-                    short(&row.lease.node_uuid.to_string(), args.long),
-                    row.host.unwrap_or("no agent")
-                ),
+                node_cell(&row.lease.node_uuid, row.host, args.long),
                 expiry(row.lease.expires),
             ]
         })

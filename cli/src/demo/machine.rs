@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::Context;
+use flocker_host::mounts::{Mount, MountTable};
 
 /// Whether this process runs as root: the owner of `/proc/self` is its effective user (the
 /// crate forbids `unsafe`, so no `geteuid`).
@@ -21,54 +22,15 @@ pub fn on_path(program: &str) -> bool {
     std::env::split_paths(&path).any(|directory| directory.join(program).is_file())
 }
 
-/// A mount, from `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    pub point: PathBuf,
-    pub fs_type: String,
-    /// What is mounted: `/dev/loop3`, …
-    pub source: String,
-}
-
-/// Every mount at or under `directory`.
+/// Every mount at or under `directory` (none if mountinfo cannot be read).
 pub fn mounts_under(directory: &Path) -> Vec<Mount> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mountinfo.lines().filter_map(parse_mount).filter(|m| m.point.starts_with(directory)).collect()
+    let table = MountTable::read().unwrap_or_default();
+    table.under(directory).cloned().collect()
 }
 
 /// The mount exactly at `path`, if any (the top one where mounts are stacked).
 pub fn mount_at(path: &Path) -> Option<Mount> {
-    mounts_under(path).into_iter().rev().find(|m| m.point == path)
-}
-
-/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
-fn parse_mount(line: &str) -> Option<Mount> {
-    let (before, after) = line.split_once(" - ")?;
-    let point = PathBuf::from(unescape(before.split(' ').nth(4)?));
-    let mut after = after.split(' ');
-    let fs_type = after.next()?.to_owned();
-    let source = unescape(after.next()?);
-    Some(Mount { point, fs_type, source })
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\040`, `\011`, `\012`, `\134`.
-fn unescape(field: &str) -> String {
-    let mut out = Vec::with_capacity(field.len());
-    let mut bytes = field.as_bytes();
-    while let Some((&first, rest)) = bytes.split_first() {
-        let octal = rest.get(..3).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match (first, octal) {
-            (b'\\', Some(digits)) => {
-                out.push(digits.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
-                bytes = &rest[3..];
-            }
-            _ => {
-                out.push(first);
-                bytes = rest;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    MountTable::read().ok()?.at(path).cloned()
 }
 
 /// A loop device whose backing file is under a directory.
@@ -136,7 +98,7 @@ impl Leftovers {
 
     /// Each leftover in a few words; empty if there is none.
     pub fn describe(&self) -> Vec<String> {
-        let mounts = self.mounts.iter().map(|m| format!("mount at {}", m.point.display()));
+        let mounts = self.mounts.iter().map(|m| format!("mount at {}", m.mount_point.display()));
         let loops = self
             .loop_devices
             .iter()
@@ -153,10 +115,10 @@ impl Leftovers {
 /// device backed by a file under it. Failures are logged: this runs on the way out.
 pub fn release(directory: &Path) {
     let mut mounts = mounts_under(directory);
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.point.as_os_str().len()));
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.mount_point.as_os_str().len()));
     for mount in mounts {
-        log::warn!("unmounting {}, left mounted", mount.point.display());
-        quietly("umount", &[mount.point.as_os_str()]);
+        log::warn!("unmounting {}, left mounted", mount.mount_point.display());
+        quietly("umount", &[mount.mount_point.as_os_str()]);
     }
     for device in loop_devices_under(directory) {
         log::warn!("detaching {}, left attached", device.device.display());
@@ -181,19 +143,6 @@ fn quietly(program: &str, args: &[&std::ffi::OsStr]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_mountinfo_line_gives_its_mount_point_type_and_source() {
-        let line = "36 35 7:3 / /tmp/demo\\040x/flocker/abc rw,relatime - ext4 /dev/loop3 rw";
-        assert_eq!(
-            parse_mount(line),
-            Some(Mount {
-                point: PathBuf::from("/tmp/demo x/flocker/abc"),
-                fs_type: "ext4".into(),
-                source: "/dev/loop3".into(),
-            })
-        );
-    }
 
     #[test]
     fn nothing_is_left_under_a_fresh_directory() {

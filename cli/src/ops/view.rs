@@ -108,11 +108,7 @@ pub fn dataset_cells(row: &DatasetRow, long: bool, human: bool) -> Vec<String> {
         None => "-".to_owned(),
     };
     let metadata: Vec<String> = row.metadata.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let node = format!(
-        "{} ({})",
-        short(&row.primary.to_string(), long),
-        row.host.as_deref().unwrap_or("no agent")
-    );
+    let node = node_cell(&row.primary, row.host.as_deref(), long);
     vec![
         short(&row.dataset_id, long),
         size,
@@ -124,8 +120,13 @@ pub fn dataset_cells(row: &DatasetRow, long: bool, human: bool) -> Vec<String> {
 
 /// A node for people: `3f2a0c1e (10.0.0.1)`, or `(no agent)` when none reports for it.
 pub fn node_label(node: &NodeUuid, nodes: &[Node]) -> String {
-    let host = nodes.iter().find(|n| &n.uuid == node).map_or("no agent", |n| n.host.as_str());
-    format!("{} ({host})", short(&node.to_string(), false))
+    let host = nodes.iter().find(|n| &n.uuid == node).map(|n| n.host.as_str());
+    node_cell(node, host, false)
+}
+
+/// A node and its host as a table shows them; `long` gives the whole UUID.
+pub fn node_cell(node: &NodeUuid, host: Option<&str>, long: bool) -> String {
+    format!("{} ({})", short(&node.to_string(), long), host.unwrap_or("no agent"))
 }
 
 /// The headers matching [`dataset_cells`].
