@@ -211,7 +211,7 @@ fn ctrl_c_stops_everything_and_leaves_no_mount_loop_device_or_directory() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}\n{}", rest.join("\n"));
     assert!(stderr.contains("interrupted"), "{stderr}");
-    assert!(!work.exists(), "{} is still there", work.display());
+    assert!(!work.exists(), "{} is still there\n{stderr}\n{}", work.display(), rest.join("\n"));
     assert_no_mount_or_loop_device_under(&work);
     let survivors = Command::new("pgrep").args(["-f", &work.to_string_lossy()]).output();
     let survivors = survivors.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());

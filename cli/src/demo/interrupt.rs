@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
@@ -18,8 +18,6 @@ use crate::demo::machine;
 /// The work directory to clean up after, and whether to keep it.
 static WORK: OnceLock<(PathBuf, bool)> = OnceLock::new();
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-/// How long the services may take to end once they are told to.
-const GRACE: Duration = Duration::from_secs(3);
 /// How long the demo may take to finish its own clean-up before the handler does it.
 const FINISH: Duration = Duration::from_secs(15);
 /// The exit status of a program ended by SIGINT, as shells report it.
@@ -44,10 +42,13 @@ fn on_interrupt() {
     INTERRUPTED.store(true, Ordering::SeqCst);
     eprintln!("flockerctl demo: interrupted; stopping the services and cleaning up");
     let Some((work, keep)) = WORK.get() else { std::process::exit(EXIT_STATUS) };
-    stop_processes(work);
+    // Once, and only SIGTERM: the demo's own clean-up, which may start any moment now, runs
+    // `umount` and `losetup` on paths under the work directory too, and must not be killed.
+    signal_all(work, Signal::SIGTERM);
     // The demo now fails its step, cleans up and exits; this thread ends with the process.
     std::thread::sleep(FINISH);
     eprintln!("flockerctl demo: the demo did not finish; cleaning up {}", work.display());
+    signal_all(work, Signal::SIGKILL);
     machine::release(work);
     if !keep {
         let _ = std::fs::remove_dir_all(work);
@@ -55,17 +56,8 @@ fn on_interrupt() {
     std::process::exit(EXIT_STATUS);
 }
 
-/// SIGTERM to every process under the work directory (they may not have had the terminal's
-/// SIGINT), then SIGKILL to those still there after the grace period.
-fn stop_processes(work: &Path) {
-    signal_all(work, Signal::SIGTERM);
-    let deadline = Instant::now() + GRACE;
-    while !machine::processes_under(work).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    signal_all(work, Signal::SIGKILL);
-}
-
+/// Signals every process under the work directory: the services and tasks, which may not have
+/// had the terminal's SIGINT.
 fn signal_all(work: &Path, signal: Signal) {
     for (pid, _) in machine::processes_under(work) {
         if let Ok(pid) = i32::try_from(pid) {
