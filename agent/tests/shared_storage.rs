@@ -1,0 +1,85 @@
+//! Two nodes sharing one `root_path` must never take a volume in flight for a missing one, nor
+//! replace one. Each race here is made to happen in a chosen order, with the real agents: a
+//! [`DirectoryGate`] stops an agent exactly as it opens a directory of the shared root, while
+//! the other agent moves the volume.
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use flocker_api::AcquireLease;
+use flocker_testkit::{BackendKind, DirectoryGate, LocalCluster, require_root};
+use rand::RngCore;
+
+const A: usize = 0;
+const B: usize = 1;
+
+fn write_random_file(directory: &Path) -> Vec<u8> {
+    let mut bytes = vec![0u8; 1 << 20];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut file = fs::File::create(directory.join("data.bin")).unwrap();
+    file.write_all(&bytes).unwrap();
+    file.sync_all().unwrap();
+    bytes
+}
+
+fn read_data(directory: &Path, cluster: &LocalCluster) -> Vec<u8> {
+    fs::read(directory.join("data.bin")).unwrap_or_else(|e| {
+        panic!(
+            "data.bin is gone from {} ({e}): the volume was replaced by an empty one\n{}",
+            directory.display(),
+            cluster.logs()
+        )
+    })
+}
+
+/// The interleaving that lost volumes (issue 12): A lists `unattached/` while B still has the
+/// volume, B detaches it into `unattached/`, then A lists B's directory. That pass saw the
+/// volume nowhere; it must not create a new one, and the move must bring B's bytes to A.
+fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing(backend: BackendKind) {
+    require_root();
+    let cluster = LocalCluster::start(backend, 2, &[]);
+    let dataset = cluster.create_dataset(B).dataset_id;
+    let on_b = cluster.wait_mounted(&dataset, B);
+    let written = write_random_file(&on_b);
+    // The lease keeps the volume on B while A waits for it, looking again and again.
+    let lease = AcquireLease { dataset_id: dataset, node_uuid: cluster.node(B), expires: None };
+    cluster.client.acquire_lease(&lease).unwrap();
+    cluster.client.move_dataset(&dataset, &cluster.node(A), None).unwrap();
+    let b_directory = cluster.shared_root.join("attached").join(&cluster.agents[B].name);
+    let gate = DirectoryGate::new(&b_directory);
+    let agent_a = cluster.agents[A].pid().expect("agent A runs");
+    // A has listed unattached/ (the volume is not there) and is about to list B's directory.
+    let held = gate.hold(agent_a, Duration::from_secs(30));
+    cluster.client.release_lease(&dataset).unwrap();
+    cluster.wait_for("B to detach the volume", Duration::from_secs(30), || {
+        cluster.volume_path(&dataset, None).exists()
+    });
+    drop(held);
+    let on_a = cluster.wait_mounted(&dataset, A);
+    assert_eq!(read_data(&on_a, &cluster), written, "the bytes differ after the move");
+    assert!(
+        !cluster.agents[A].log().contains(&format!("dataset {dataset}: Create")),
+        "A created a volume for a dataset it saw in flight:\n{}",
+        cluster.logs()
+    );
+}
+
+mod loopback {
+    #[test]
+    fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
+        super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
+            super::BackendKind::Loopback,
+        );
+    }
+}
+
+mod directory {
+    #[test]
+    fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
+        super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
+            super::BackendKind::Directory,
+        );
+    }
+}
