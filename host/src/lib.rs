@@ -1,10 +1,11 @@
 //! What the agent, the isolator and the control service need from the machine they run on,
 //! written once: what is mounted where ([`mounts`]), files replaced crash-safely ([`durable`]),
-//! checksummed journal records ([`records`]), I/O errors that name their path ([`PathError`]),
-//! and the kernel's boot id ([`boot_id`]).
+//! renames that never replace ([`no_replace`]), checksummed journal records ([`records`]), I/O
+//! errors that name their path ([`PathError`]), and the kernel's boot id ([`boot_id`]).
 
 pub mod durable;
 pub mod mounts;
+pub mod no_replace;
 mod path_error;
 pub mod records;
 
