@@ -48,13 +48,33 @@ pub fn discover(backend: &dyn Backend, mount_root: &Path) -> Result<Discovery, B
                 }
             }
         };
-        if found.insert(id, Found { volume, have }).is_some() {
+        let found_before = found.get(&id).map(|f: &Found| f.volume.attachment.clone());
+        if let Some(before) = found_before {
             log::warn!(
-                "dataset {id} has more than one volume in the backend; using the last one listed"
+                "dataset {id} has more than one volume in the backend ({before:?}, {:?}); \
+                 going by the one attached elsewhere first, then here, and touching none \
+                 other",
+                volume.attachment
             );
+            if precedence(&before) >= precedence(&volume.attachment) {
+                continue;
+            }
         }
+        found.insert(id, Found { volume, have });
     }
     Ok(Discovery { found })
+}
+
+/// Which of two volumes of one dataset counts: one attached to another node (never mount what
+/// a node may still use), then one attached here, then an unattached one. Two names of one
+/// volume appear only after a crash in a move by `link` and `unlink` (NFS), and the attached
+/// name is the one that holds.
+fn precedence(attachment: &Attachment) -> u8 {
+    match attachment {
+        Attachment::Unattached => 0,
+        Attachment::Here { .. } => 1,
+        Attachment::Elsewhere(_) => 2,
+    }
 }
 
 impl Discovery {

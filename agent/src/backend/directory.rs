@@ -56,6 +56,15 @@ impl Directory {
     }
 }
 
+/// A new, empty volume directory that every task user may write, as on a fresh loopback
+/// volume; created exclusively, so a name in use is never taken over.
+fn make_volume_directory(path: &Path) -> Result<(), BackendError> {
+    fs::DirBuilder::new().mode(0o777).create(path).map_err(BackendError::io("create", path))?;
+    // Whatever the umask.
+    fs::set_permissions(path, fs::Permissions::from_mode(0o777))
+        .map_err(BackendError::io("open up", path))
+}
+
 impl Backend for Directory {
     fn name(&self) -> &'static str {
         "directory"
@@ -70,30 +79,19 @@ impl Backend for Directory {
     }
 
     fn create(&self, dataset_id: &DatasetId, size: u64) -> Result<(), BackendError> {
-        let name = self.layout.name(dataset_id, size);
-        let directory = self.layout.unattached();
-        let (temporary, path) =
-            (directory.join(format!(".creating-{name}")), directory.join(&name));
-        match fs::DirBuilder::new().mode(0o777).create(&temporary) {
-            Err(e) if e.kind() != ErrorKind::AlreadyExists => {
-                return Err(BackendError::io("create", &temporary)(e));
-            }
-            _ => {}
+        let temporary = self.layout.temporary_for_creating(dataset_id, size);
+        let made = make_volume_directory(&temporary)
+            .and_then(|()| self.layout.publish(&temporary, dataset_id, size));
+        if made.is_err() {
+            // Ours alone and still empty: nobody else knows the name.
+            let _ = fs::remove_dir(&temporary);
         }
-        // Whatever the umask: every task user may write, as on a fresh loopback volume.
-        fs::set_permissions(&temporary, fs::Permissions::from_mode(0o777))
-            .map_err(BackendError::io("open up", &temporary))?;
-        fs::rename(&temporary, &path).map_err(BackendError::io("name", &temporary))?;
-        sync_directory(&directory)
+        made
     }
 
     fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
         match &volume.attachment {
-            Attachment::Unattached => {
-                let here =
-                    Volume { attachment: Attachment::Here { source: None }, ..volume.clone() };
-                self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&here))
-            }
+            Attachment::Unattached => self.layout.attach(volume).map(drop),
             Attachment::Here { .. } => Ok(()),
             Attachment::Elsewhere(other) => Err(BackendError::Refused {
                 path: self.layout.path_of(volume),
@@ -106,19 +104,16 @@ impl Backend for Directory {
         if !matches!(volume.attachment, Attachment::Here { .. }) {
             return Ok(());
         }
-        let unattached = Volume { attachment: Attachment::Unattached, ..volume.clone() };
-        self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&unattached))
+        self.layout.detach(volume)
     }
 
     /// Moves the directory out of sight first (atomic), then deletes it.
     fn destroy(&self, volume: &Volume) -> Result<(), BackendError> {
-        let path = self.layout.path_of(volume);
         if volume.attachment != Attachment::Unattached {
+            let path = self.layout.path_of(volume);
             return Err(BackendError::Refused { path, problem: "still attached".into() });
         }
-        let doomed = self.layout.root().join(format!(".destroying-{}", volume.dataset_id));
-        fs::rename(&path, &doomed).map_err(BackendError::io("move away", &path))?;
-        sync_directory(&self.layout.unattached())?;
+        let doomed = self.layout.hide_for_destruction(volume)?;
         fs::remove_dir_all(&doomed).map_err(BackendError::io("remove", &doomed))
     }
 

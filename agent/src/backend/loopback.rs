@@ -35,20 +35,30 @@ impl Loopback {
         Ok(Self { layout: Layout::new(root, instance, "block-")? })
     }
 
-    /// Which loop device serves which file, from `/sys/block/loop*/loop/backing_file`.
-    fn loop_devices() -> HashMap<PathBuf, PathBuf> {
+    /// The loop devices serving each file, from `/sys/block/loop*/loop/backing_file`, in
+    /// order. A file has two only if a `losetup` of a killed agent finished behind the back of
+    /// its successor; the first is used, and a detach lets go of all.
+    fn loop_devices() -> HashMap<PathBuf, Vec<PathBuf>> {
         let Ok(entries) = fs::read_dir("/sys/block") else { return HashMap::new() };
-        entries
-            .filter_map(Result::ok)
-            .filter_map(|entry| {
-                let name = entry.file_name().into_string().ok()?;
-                let backing = fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
-                let backing = backing.trim_end_matches('\n');
-                let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
-                name.starts_with("loop")
-                    .then(|| (PathBuf::from(backing), Path::new("/dev").join(name)))
-            })
-            .collect()
+        let mut devices: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
+                continue;
+            };
+            let backing = backing.trim_end_matches('\n');
+            let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
+            if name.starts_with("loop") {
+                devices
+                    .entry(PathBuf::from(backing))
+                    .or_default()
+                    .push(Path::new("/dev").join(name));
+            }
+        }
+        for list in devices.values_mut() {
+            list.sort_by_key(|device| loop_number(device));
+        }
+        devices
     }
 
     fn losetup(&self, file: &Path) -> Result<(), BackendError> {
@@ -68,61 +78,61 @@ impl Backend for Loopback {
 
     fn list(&self) -> Result<Vec<Volume>, BackendError> {
         let devices = Self::loop_devices();
-        self.layout.list(|file| devices.get(file).cloned())
+        self.layout.list(|file| devices.get(file).and_then(|d| d.first()).cloned())
     }
 
     fn create(&self, dataset_id: &DatasetId, size: u64) -> Result<(), BackendError> {
-        let name = self.layout.name(dataset_id, size);
-        let directory = self.layout.unattached();
-        let (temporary, path) =
-            (directory.join(format!(".creating-{name}")), directory.join(&name));
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temporary)
-            .map_err(BackendError::io("create", &temporary))?;
-        file.set_len(size).map_err(BackendError::io("size", &temporary))?;
-        // No space reserved for root: this is a data volume, not a system disk.
-        command::run("mkfs.ext4", &["-q", "-m", "0", path_str(&temporary)?], FORMAT)?;
-        file.sync_all().map_err(BackendError::io("sync", &temporary))?;
-        fs::rename(&temporary, &path).map_err(BackendError::io("name", &temporary))?;
-        sync_directory(&directory)
+        let temporary = self.layout.temporary_for_creating(dataset_id, size);
+        let made = make_volume_file(&temporary, size)
+            .and_then(|()| self.layout.publish(&temporary, dataset_id, size));
+        if made.is_err() {
+            // Ours alone: nobody else knows the name, and a published volume has its own.
+            let _ = fs::remove_file(&temporary);
+        }
+        made
     }
 
     fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
-        let here =
-            self.layout.attached_here().join(self.layout.name(&volume.dataset_id, volume.size));
         match &volume.attachment {
             Attachment::Unattached => {
-                self.layout.rename(&self.layout.path_of(volume), &here)?;
+                let here = self.layout.attach(volume)?;
                 self.losetup(&here)
             }
-            Attachment::Here { source: None } => self.losetup(&here),
-            Attachment::Here { source: Some(_) } => Ok(()),
-            Attachment::Elsewhere(other) => {
-                Err(BackendError::Refused { path: here, problem: format!("attached to {other}") })
+            Attachment::Here { source: None } => {
+                let here = self.layout.path_of(volume);
+                self.layout.drop_second_name(&here)?;
+                self.losetup(&here)
             }
+            Attachment::Here { source: Some(_) } => Ok(()),
+            Attachment::Elsewhere(other) => Err(BackendError::Refused {
+                path: self.layout.path_of(volume),
+                problem: format!("attached to {other}"),
+            }),
         }
     }
 
     fn detach(&self, volume: &Volume) -> Result<(), BackendError> {
-        let Attachment::Here { source } = &volume.attachment else { return Ok(()) };
-        if let Some(device) = source {
-            command::run("losetup", &["--detach", path_str(device)?], QUICK)?;
+        let Attachment::Here { .. } = &volume.attachment else { return Ok(()) };
+        let file = self.layout.path_of(volume);
+        for device in Self::loop_devices().remove(&file).unwrap_or_default() {
+            command::run("losetup", &["--detach", path_str(&device)?], QUICK)?;
         }
-        let unattached = Volume { attachment: Attachment::Unattached, ..volume.clone() };
-        self.layout.rename(&self.layout.path_of(volume), &self.layout.path_of(&unattached))
+        // `losetup --detach` of a device still open (mounted in some mount namespace, say)
+        // succeeds and only marks it to go at its last close: the file must not move under it.
+        if Self::loop_devices().contains_key(&file) {
+            return Err(BackendError::Busy { path: file });
+        }
+        self.layout.detach(volume)
     }
 
     fn destroy(&self, volume: &Volume) -> Result<(), BackendError> {
-        let path = self.layout.path_of(volume);
         if volume.attachment != Attachment::Unattached {
+            let path = self.layout.path_of(volume);
             return Err(BackendError::Refused { path, problem: "still attached".into() });
         }
-        fs::remove_file(&path).map_err(BackendError::io("remove", &path))?;
-        sync_directory(&self.layout.unattached())
+        let doomed = self.layout.hide_for_destruction(volume)?;
+        fs::remove_file(&doomed).map_err(BackendError::io("remove", &doomed))?;
+        sync_directory(self.layout.root())
     }
 
     /// The ext2/3/4 magic number says "ours" without starting a process; anything else is
@@ -173,6 +183,27 @@ impl Backend for Loopback {
                 == format!("{}:{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
         })
     }
+}
+
+/// A new volume file of `size` bytes holding an empty ext4, durably; created exclusively, so a
+/// name in use is never truncated.
+fn make_volume_file(path: &Path, size: u64) -> Result<(), BackendError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(BackendError::io("create", path))?;
+    file.set_len(size).map_err(BackendError::io("size", path))?;
+    // No space reserved for root: this is a data volume, not a system disk.
+    command::run("mkfs.ext4", &["-q", "-m", "0", path_str(path)?], FORMAT)?;
+    file.sync_all().map_err(BackendError::io("sync", path))
+}
+
+/// `/dev/loop12` → 12, so that devices sort as the kernel numbers them.
+fn loop_number(device: &Path) -> u64 {
+    let name = device.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.trim_start_matches("loop").parse().unwrap_or(u64::MAX)
 }
 
 /// `umount`, never forced nor lazy: a busy file system stays mounted until it is let go.

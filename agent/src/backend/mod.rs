@@ -25,14 +25,14 @@ use flocker_host::PathError;
 use flocker_host::mounts::MountTable;
 
 /// A volume as the backend sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Volume {
     pub dataset_id: DatasetId,
     pub size: u64,
     pub attachment: Attachment,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Attachment {
     Unattached,
     /// Attached to another node (its compute instance id).
@@ -65,6 +65,20 @@ pub enum BackendError {
     Busy { path: PathBuf },
     #[error("{}: {problem}", path.display())]
     Refused { path: PathBuf, problem: String },
+    /// A move found its new name taken: another node put a volume there.
+    #[error(
+        "{} exists, and a volume is never replaced: {} stays where it is (if both are volumes of \
+         one dataset, keep the one that holds its data and move the other out of root_path)",
+        to.display(),
+        from.display()
+    )]
+    WouldReplace { from: PathBuf, to: PathBuf },
+    #[error(
+        "the volumes under {} kept moving while they were listed ({listings} listings in a row \
+         differed); looking again",
+        root.display()
+    )]
+    Unsettled { root: PathBuf, listings: usize },
 }
 
 impl BackendError {
