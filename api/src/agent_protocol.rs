@@ -2,7 +2,7 @@
 //! JSON over HTTPS, the agent presenting its `node-<uuid>` certificate; the node is always the
 //! one the certificate names. `control/AGENT_API.md` describes the exchange.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,10 @@ pub struct AgentConfiguration {
     /// The block device recorded for each of those datasets, where one was.
     #[serde(default)]
     pub blockdevice_ids: BTreeMap<DatasetId, String>,
+    /// Those of the datasets whose volume some agent has reported: if this node cannot find
+    /// one, it must not make a new, empty one in its place.
+    #[serde(default)]
+    pub had_volume: BTreeSet<DatasetId>,
 }
 
 /// `PUT /v1/agent/state`: everything the node has, replacing its previous report.

@@ -70,6 +70,14 @@ impl ClusterState {
         Ok(())
     }
 
+    /// Refuses a node that has not said hello in `era` (it must say hello again).
+    pub fn check_era(&self, node: &NodeUuid, era: Era) -> Result<(), ApiError> {
+        match self.nodes.get(node) {
+            Some(record) if record.era == era => Ok(()),
+            _ => Err(ApiError::UnknownNode),
+        }
+    }
+
     /// Replaces what a node reported. A report from another era is refused: the agent must say
     /// hello again, so stale reports from before a reboot never count.
     pub fn report(
@@ -79,8 +87,8 @@ impl ClusterState {
         datasets: Vec<ReportedDataset>,
         now: Instant,
     ) -> Result<(), ApiError> {
-        let record =
-            self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
+        self.check_era(node, era)?;
+        let record = self.nodes.get_mut(node).ok_or(ApiError::UnknownNode)?;
         record.last_seen = now;
         let unmounted: BTreeMap<DatasetId, Option<u64>> = datasets
             .iter()

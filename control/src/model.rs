@@ -6,7 +6,7 @@
 //! A [`Change`] is also what the store journals: replaying the journal through
 //! [`Configuration::apply`] rebuilds the configuration exactly.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flocker_api::{
     AcquireLease, CreateDataset, Dataset, DatasetId, Lease, NodeUuid, UpdateDataset,
@@ -29,6 +29,11 @@ pub struct Configuration {
     pub leases: BTreeMap<DatasetId, StoredLease>,
     /// Which block device backs which dataset, recorded by agents once and for good.
     pub blockdevice_ownership: BTreeMap<DatasetId, String>,
+    /// The datasets whose volume some agent has reported, recorded once and for good: an agent
+    /// that cannot find such a volume must never make an empty one in its place. (A dataset
+    /// with a block device recorded had a volume too; see [`Configuration::had_volume`].)
+    #[serde(default)]
+    pub volumes_reported: BTreeSet<DatasetId>,
 }
 
 /// One durable change to the configuration: a journal record.
@@ -41,6 +46,7 @@ pub enum Change {
     AcquireLease { dataset_id: DatasetId, node_uuid: NodeUuid, expiration: Option<f64> },
     ReleaseLeases { dataset_ids: Vec<DatasetId> },
     RecordBlockDevice { dataset_id: DatasetId, blockdevice_id: String },
+    VolumesReported { dataset_ids: Vec<DatasetId> },
 }
 
 impl Change {
@@ -52,18 +58,20 @@ impl Change {
             }
             Self::AcquireLease { .. }
             | Self::ReleaseLeases { .. }
-            | Self::RecordBlockDevice { .. } => false,
+            | Self::RecordBlockDevice { .. }
+            | Self::VolumesReported { .. } => false,
         }
     }
 }
 
 /// What one node's agent needs to know: its datasets, the leases that pin something on it, the
-/// block devices of its datasets.
+/// block devices of its datasets, and which of them had a volume.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeView {
     pub datasets: Vec<Dataset>,
     pub leases: Vec<DatasetId>,
     pub blockdevice_ids: BTreeMap<DatasetId, String>,
+    pub had_volume: BTreeSet<DatasetId>,
 }
 
 /// The decision on a lease request: what to store (nothing for an identical renewal), whether
@@ -105,7 +113,32 @@ impl Configuration {
             Change::RecordBlockDevice { dataset_id, blockdevice_id } => {
                 self.blockdevice_ownership.insert(*dataset_id, blockdevice_id.clone());
             }
+            Change::VolumesReported { dataset_ids } => {
+                self.volumes_reported.extend(dataset_ids);
+            }
         }
+    }
+
+    /// Whether the dataset has ever had a volume: an agent reported one, or recorded its block
+    /// device (as Flocker's agents did, whose records an import brings).
+    pub fn had_volume(&self, dataset_id: &DatasetId) -> bool {
+        self.volumes_reported.contains(dataset_id)
+            || self.blockdevice_ownership.contains_key(dataset_id)
+    }
+
+    /// An agent reported volumes of these datasets: the change that remembers those of them
+    /// the configuration has and does not yet know had one. Ids it does not have are not
+    /// recorded, so a node cannot make the record grow beyond the datasets.
+    pub fn plan_volumes_reported(
+        &self,
+        reported: impl IntoIterator<Item = DatasetId>,
+    ) -> Option<Change> {
+        let new: BTreeSet<DatasetId> = reported
+            .into_iter()
+            .filter(|id| self.datasets.contains_key(id) && !self.had_volume(id))
+            .collect();
+        (!new.is_empty())
+            .then(|| Change::VolumesReported { dataset_ids: new.into_iter().collect() })
     }
 
     /// The dataset a create makes: refused with 409 if the id was ever used (tombstones
@@ -240,7 +273,9 @@ impl Configuration {
                 Some((d.dataset_id, self.blockdevice_ownership.get(&d.dataset_id)?.clone()))
             })
             .collect();
-        NodeView { datasets, leases, blockdevice_ids }
+        let had_volume =
+            datasets.iter().map(|d| d.dataset_id).filter(|id| self.had_volume(id)).collect();
+        NodeView { datasets, leases, blockdevice_ids, had_volume }
     }
 
     /// Every lease as the API shows it, `expires` counted from `now`.
@@ -479,5 +514,40 @@ mod tests {
             config.plan_record_blockdevice(dataset_id(1), "block-2"),
             Err(ApiError::AlreadyOwned { .. })
         ));
+    }
+
+    #[test]
+    fn a_reported_volume_is_remembered_once_and_only_for_known_datasets() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        create(&mut config, 2, node(1));
+        let stranger = dataset_id(9);
+        let change = config.plan_volumes_reported([dataset_id(1), stranger, dataset_id(1)]);
+        assert_eq!(change, Some(Change::VolumesReported { dataset_ids: vec![dataset_id(1)] }));
+        config.apply(&change.unwrap());
+        assert!(config.had_volume(&dataset_id(1)));
+        assert!(!config.had_volume(&dataset_id(2)) && !config.had_volume(&stranger));
+        assert_eq!(config.plan_volumes_reported([dataset_id(1)]), None, "recorded once");
+    }
+
+    #[test]
+    fn a_recorded_block_device_means_the_dataset_had_a_volume() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        config.apply(&config.plan_record_blockdevice(dataset_id(1), "block-1").unwrap().unwrap());
+        assert!(config.had_volume(&dataset_id(1)));
+        assert_eq!(config.plan_volumes_reported([dataset_id(1)]), None);
+    }
+
+    #[test]
+    fn a_nodes_view_says_which_of_its_datasets_had_a_volume() {
+        let mut config = Configuration::default();
+        let (here, there) = (node(1), node(2));
+        create(&mut config, 1, here);
+        create(&mut config, 2, here);
+        create(&mut config, 3, there);
+        let reported = config.plan_volumes_reported([dataset_id(1), dataset_id(3)]).unwrap();
+        config.apply(&reported);
+        assert_eq!(config.node_view(&here).had_volume, BTreeSet::from([dataset_id(1)]));
     }
 }

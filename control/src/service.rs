@@ -217,6 +217,7 @@ impl ControlService {
             datasets: view.datasets,
             leases: view.leases,
             blockdevice_ids: view.blockdevice_ids,
+            had_volume: view.had_volume,
         }
     }
 
@@ -232,13 +233,23 @@ impl ControlService {
         self.lock_actual().cluster.touch(node, Instant::now())
     }
 
-    /// An agent's state report.
+    /// An agent's state report. The volumes it names are remembered durably before the state
+    /// shows them: a volume a client can see mounted, and write to, is never one an agent
+    /// could take for never made.
     pub fn report(
         &self,
         node: &NodeUuid,
         era: Era,
         datasets: Vec<ReportedDataset>,
     ) -> Result<(), ApiError> {
+        self.lock_actual().cluster.check_era(node, era)?;
+        {
+            let mut desired = self.lock_desired();
+            let reported = datasets.iter().map(|d| d.dataset_id);
+            if let Some(change) = desired.configuration.plan_volumes_reported(reported) {
+                self.commit(&mut desired, change)?;
+            }
+        }
         self.lock_actual().cluster.report(node, era, datasets, Instant::now())
     }
 

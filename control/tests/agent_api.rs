@@ -258,3 +258,35 @@ fn a_block_device_is_recorded_once_and_for_good() {
     agent.hello();
     assert_eq!(agent.poll(None, 0.0).blockdevice_ids[&id], format!("block-{id}"));
 }
+
+#[test]
+fn a_reported_volume_is_remembered_for_good_before_the_state_shows_it() {
+    let control = start_with(&[]);
+    let agent = Agent::new(&control);
+    agent.hello();
+    let (reported, never_reported) =
+        (create_on(&control, &agent.node.uuid), create_on(&control, &agent.node.uuid));
+    assert!(agent.poll(None, 0.0).had_volume.is_empty());
+    let stranger = DatasetId::random(); // not in the configuration: not recorded
+    let volumes = json!([{"dataset_id": reported}, {"dataset_id": stranger}]);
+    assert_eq!(agent.report(agent.era, volumes), 204);
+    assert_eq!(agent.poll(None, 0.0).had_volume, [reported].into());
+
+    // Even a kill -9 right after the answer keeps it: it was durable before the 204.
+    let RunningControl { mut process, certificates, .. } = control;
+    process.kill();
+    let restarted = flocker_testkit::ControlProcess::start(
+        env!("CARGO_BIN_EXE_flocker-control").as_ref(),
+        &certificates,
+        &process.data_path,
+        &[],
+    )
+    .unwrap();
+    let client =
+        certificates.client_with(restarted.agent, &agent.node.certificate, &agent.node.key);
+    let agent = Agent { client, ..agent };
+    agent.hello();
+    let view = agent.poll(None, 0.0);
+    assert_eq!(view.had_volume, [reported].into());
+    assert!(!view.had_volume.contains(&never_reported));
+}

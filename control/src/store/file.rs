@@ -37,7 +37,11 @@ const JOURNAL: &str = "configuration.journal";
 const LOCK: &str = "control.lock";
 const SNAPSHOT_FORMAT: &str = "flocker-rs-configuration-snapshot";
 const JOURNAL_FORMAT: &str = "flocker-rs-configuration-journal";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the record of the datasets whose volume agents reported; a store of version
+/// 1 is read, and rewritten as version 2 when it is opened, so no older release reads a journal
+/// holding records it does not know.
+const FORMAT_VERSION: u32 = 2;
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Compact once the journal holds this many changes or bytes.
 const COMPACT_AFTER_CHANGES: u64 = 20_000;
@@ -67,6 +71,7 @@ struct JournalEntry<C = Change> {
 
 /// A journal as read from disk.
 struct JournalContents {
+    version: u32,
     base_generation: u64,
     entries: Vec<JournalEntry>,
     /// Bytes up to the end of the last complete record.
@@ -167,6 +172,7 @@ impl FileStore {
         };
         check_format(&path, &header.format, JOURNAL_FORMAT, header.version)?;
         let mut contents = JournalContents {
+            version: header.version,
             base_generation: header.base_generation,
             entries: Vec::new(),
             complete_length: header_length as u64,
@@ -304,6 +310,8 @@ impl Store for FileStore {
             }
             (snapshot, Some(journal)) => (snapshot, journal),
         };
+        let outdated = journal.version < FORMAT_VERSION
+            || snapshot.as_ref().is_some_and(|s| s.version < FORMAT_VERSION);
         let (mut configuration, snapshot_generation) = match snapshot {
             Some(s) => (s.configuration, s.generation),
             None if journal.base_generation > 0 => {
@@ -338,7 +346,15 @@ impl Store for FileStore {
         if journal.torn {
             self.drop_torn_record(journal.complete_length)?;
         }
-        self.open_journal(journal.entries.len() as u64)?;
+        if outdated {
+            self.compact(&configuration, generation)?;
+            log::info!(
+                "rewrote the store in {} as format version {FORMAT_VERSION}",
+                self.directory.display()
+            );
+        } else {
+            self.open_journal(journal.entries.len() as u64)?;
+        }
         Ok(Stored { configuration, generation })
     }
 
@@ -395,10 +411,10 @@ fn check_format(path: &Path, format: &str, expected: &str, version: u32) -> Resu
     if format != expected {
         return Err(damaged(path, &format!("it is a '{format}' file, not '{expected}'")));
     }
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         let why = format!(
-            "it is format version {version}, and this flocker-control reads version \
-             {FORMAT_VERSION}: run the release that wrote it"
+            "it is format version {version}, and this flocker-control reads versions \
+             {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}: run the release that wrote it"
         );
         return Err(damaged(path, &why));
     }
@@ -593,5 +609,58 @@ mod tests {
             text.lines().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| l).collect();
         fs::write(&journal, without_second.join("\n") + "\n").unwrap();
         assert_damaged(dir.path(), JOURNAL, "changes are missing");
+    }
+
+    /// Rewrites the journal's header to say `version`.
+    fn set_journal_version(dir: &Path, version: u32) {
+        let path = dir.join(JOURNAL);
+        let text = fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        let mut header: serde_json::Value = unframe(lines.next().unwrap().as_bytes()).unwrap();
+        header["version"] = version.into();
+        let mut bytes = frame(&header).unwrap();
+        for line in lines {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        fs::write(&path, bytes).unwrap();
+    }
+
+    /// A store as release 0.1.0 wrote it (format version 1): an empty snapshot (as an import of
+    /// nothing leaves) and a journal of three creates.
+    fn version_1_store(dir: &Path) -> Stored {
+        let stored = filled(dir, 3);
+        set_journal_version(dir, 1);
+        let snapshot = SnapshotRecord {
+            format: SNAPSHOT_FORMAT.to_owned(),
+            version: 1,
+            generation: 0,
+            configuration: Configuration::default(),
+        };
+        let mut value = serde_json::to_value(&snapshot).unwrap();
+        value["configuration"].as_object_mut().unwrap().remove("volumes_reported");
+        fs::write(dir.join(SNAPSHOT), frame(&value).unwrap()).unwrap();
+        stored
+    }
+
+    #[test]
+    fn a_version_1_store_is_read_and_rewritten_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = version_1_store(dir.path());
+        assert_eq!(reopen(dir.path()).unwrap(), stored);
+        let header = fs::read_to_string(dir.path().join(JOURNAL)).unwrap();
+        let header: JournalHeader = unframe(header.lines().next().unwrap().as_bytes()).unwrap();
+        assert_eq!(header.version, FORMAT_VERSION);
+        let snapshot = FileStore::open(dir.path()).unwrap().read_snapshot().unwrap().unwrap();
+        assert_eq!((snapshot.version, snapshot.generation), (FORMAT_VERSION, stored.generation));
+        assert_eq!(reopen(dir.path()).unwrap(), stored, "the rewritten store reads back");
+    }
+
+    #[test]
+    fn a_store_of_a_newer_release_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        filled(dir.path(), 1);
+        set_journal_version(dir.path(), FORMAT_VERSION + 1);
+        assert_damaged(dir.path(), JOURNAL, &format!("format version {}", FORMAT_VERSION + 1));
     }
 }
