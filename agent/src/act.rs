@@ -15,7 +15,7 @@ pub enum Outcome {
     Progressed,
     /// Nothing to do now: waiting for another node, or pinned by a lease.
     Waiting,
-    /// It cannot be done, and the agent will not try: said in the log.
+    /// It cannot be done, and the agent will not try (the loop says so in the log).
     Refused,
 }
 
@@ -49,10 +49,7 @@ pub fn act(
         Step::Detach => backend.detach(volume()?)?,
         Step::Destroy => backend.destroy(volume()?)?,
         Step::WaitForRelease | Step::Hold => return Ok(Outcome::Waiting),
-        Step::Refuse(reason) => {
-            log::error!("dataset {dataset_id}: {reason}; leaving it as it is");
-            return Ok(Outcome::Refused);
-        }
+        Step::Refuse(_) => return Ok(Outcome::Refused),
         Step::Done => return Ok(Outcome::Waiting),
     }
     Ok(Outcome::Progressed)

@@ -12,8 +12,9 @@ use crate::backend::Filesystem;
 /// What the configuration wants of a dataset on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Want {
-    /// Mounted here, `size` bytes.
-    Here { size: u64 },
+    /// Mounted here, `size` bytes. `had_volume`: some agent has reported a volume of it, so a
+    /// node that cannot find one must not make a new, empty one in its place.
+    Here { size: u64, had_volume: bool },
     /// Not here: the dataset's primary is another node.
     Away,
     /// Gone: a tombstone whose primary is this node.
@@ -57,11 +58,17 @@ pub enum Step {
     Done,
 }
 
+/// Why a dataset that had a volume is not given a new one.
+pub const NOT_VISIBLE: &str = "its volume existed, and is not visible from this node: is \
+     root_path shared with the node that had it? A new, empty volume is never made in place of \
+     its data";
+
 /// One step toward `want` for one dataset.
 pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
     use Have::*;
     match (want, have) {
-        (Want::Here { size }, Missing) => Step::Create { size: *size },
+        (Want::Here { size, had_volume: false }, Missing) => Step::Create { size: *size },
+        (Want::Here { had_volume: true, .. }, Missing) => Step::Refuse(NOT_VISIBLE.to_owned()),
         (Want::Here { .. }, Elsewhere) => Step::WaitForRelease,
         (Want::Here { .. }, Detached | Attaching) => Step::Attach,
         (Want::Here { .. }, Attached(Filesystem::Empty)) => Step::Format,
@@ -97,7 +104,10 @@ pub fn plan(
             let want = if dataset.deleted {
                 Want::Deleted
             } else {
-                Want::Here { size: dataset.maximum_size.unwrap_or(DEFAULT_MAXIMUM_SIZE) }
+                Want::Here {
+                    size: dataset.maximum_size.unwrap_or(DEFAULT_MAXIMUM_SIZE),
+                    had_volume: desired.had_volume.contains(&dataset.dataset_id),
+                }
             };
             (dataset.dataset_id, want)
         })
@@ -118,7 +128,8 @@ mod tests {
     use super::*;
     use flocker_api::{Dataset, NodeUuid};
 
-    const HERE: Want = Want::Here { size: 1 << 30 };
+    const HERE: Want = Want::Here { size: 1 << 30, had_volume: false };
+    const BACK: Want = Want::Here { size: 1 << 30, had_volume: true };
 
     #[test]
     fn a_wanted_dataset_goes_create_attach_format_mount() {
@@ -128,6 +139,13 @@ mod tests {
         assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Empty), false), Step::Format);
         assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
         assert_eq!(next_step(&HERE, &Have::Mounted, false), Step::Done);
+    }
+
+    #[test]
+    fn a_dataset_that_had_a_volume_is_never_given_a_new_one() {
+        assert_eq!(next_step(&BACK, &Have::Missing, false), Step::Refuse(NOT_VISIBLE.to_owned()));
+        assert_eq!(next_step(&BACK, &Have::Detached, false), Step::Attach);
+        assert_eq!(next_step(&BACK, &Have::Elsewhere, false), Step::WaitForRelease);
     }
 
     #[test]
@@ -188,13 +206,23 @@ mod tests {
 
     #[test]
     fn the_plan_covers_configured_and_found_datasets_and_leaves_others_volumes_alone() {
-        let (wanted, tombstone, moved_away, someone_elses) =
-            (DatasetId::random(), DatasetId::random(), DatasetId::random(), DatasetId::random());
+        let (wanted, tombstone, moved_away, someone_elses, gone_from_sight) = (
+            DatasetId::random(),
+            DatasetId::random(),
+            DatasetId::random(),
+            DatasetId::random(),
+            DatasetId::random(),
+        );
         let desired = AgentConfiguration {
             etag: String::new(),
-            datasets: vec![dataset(wanted, false, None), dataset(tombstone, true, Some(1 << 26))],
+            datasets: vec![
+                dataset(wanted, false, None),
+                dataset(tombstone, true, Some(1 << 26)),
+                dataset(gone_from_sight, false, None),
+            ],
             leases: vec![],
             blockdevice_ids: Default::default(),
+            had_volume: [gone_from_sight].into(),
         };
         let have = BTreeMap::from([
             (tombstone, Have::Detached),
@@ -205,6 +233,7 @@ mod tests {
             (wanted, Step::Create { size: DEFAULT_MAXIMUM_SIZE }),
             (tombstone, Step::Destroy),
             (moved_away, Step::Unmount),
+            (gone_from_sight, Step::Refuse(NOT_VISIBLE.to_owned())),
         ];
         expected.sort_by_key(|(id, _)| *id);
         assert_eq!(plan(&desired, &have), expected);

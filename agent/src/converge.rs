@@ -6,7 +6,7 @@
 //! Until the first configuration arrives the loop touches nothing, and when the control service
 //! goes quiet it keeps the last one: a node never unmounts because it lost its control service.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -114,6 +114,7 @@ impl Converger {
         let mut waiting = Backoff::new(Duration::from_millis(2), Duration::from_secs(1));
         let mut reported: Option<Reported> = None;
         let mut recorded = BTreeSet::new();
+        let mut refusals = BTreeMap::new();
         let mut pause = Duration::ZERO;
         let mut streak = 0;
         loop {
@@ -132,7 +133,7 @@ impl Converger {
                 continue;
             };
             self.record_blockdevices(&desired, &discovery, &mut recorded);
-            let (progressed, failed, wait) = self.carry_out(&desired, &discovery);
+            let (progressed, failed, wait) = self.carry_out(&desired, &discovery, &mut refusals);
             streak = if progressed { streak + 1 } else { 0 };
             if streak == MOST_STEPS_IN_A_ROW + 1 {
                 log::warn!(
@@ -153,12 +154,27 @@ impl Converger {
         }
     }
 
-    /// Acts on the plan: whether anything progressed, failed, or waits on another node.
-    fn carry_out(&self, desired: &AgentConfiguration, discovery: &Discovery) -> (bool, bool, bool) {
+    /// Acts on the plan: whether anything progressed, failed, or waits on another node. A
+    /// refusal is logged when it begins, not again on every pass while it lasts (`refusals`
+    /// holds those of the last pass).
+    fn carry_out(
+        &self,
+        desired: &AgentConfiguration,
+        discovery: &Discovery,
+        refusals: &mut BTreeMap<DatasetId, String>,
+    ) -> (bool, bool, bool) {
         let (mut progressed, mut failed, mut wait) = (false, false, false);
+        let last_refusals = std::mem::take(refusals);
         for (id, step) in plan(desired, &discovery.haves()) {
-            if !matches!(step, Step::Hold | Step::WaitForRelease) {
-                log::info!("dataset {id}: {step:?}");
+            match &step {
+                Step::Hold | Step::WaitForRelease => {}
+                Step::Refuse(reason) => {
+                    if last_refusals.get(&id) != Some(reason) {
+                        log::error!("dataset {id}: {reason}; leaving it as it is");
+                    }
+                    refusals.insert(id, reason.clone());
+                }
+                _ => log::info!("dataset {id}: {step:?}"),
             }
             match act(self.backend.as_ref(), &self.mount_root, &id, &step, discovery.found.get(&id))
             {

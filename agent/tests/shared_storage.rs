@@ -66,20 +66,68 @@ fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing(backend: Bac
     );
 }
 
-mod loopback {
-    #[test]
-    fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
-        super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
-            super::BackendKind::Loopback,
-        );
+/// Every name under `root` that belongs to `dataset` (its volume, attached or not, or a
+/// temporary one).
+fn names_of(root: &Path, dataset: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut directories = vec![root.to_owned()];
+    while let Some(directory) = directories.pop() {
+        for entry in fs::read_dir(&directory).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !name.contains(dataset) {
+                directories.push(entry.path());
+            } else if name.contains(dataset) {
+                found.push(entry.path().display().to_string());
+            }
+        }
     }
+    found
 }
 
-mod directory {
-    #[test]
-    fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
-        super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
-            super::BackendKind::Directory,
-        );
-    }
+/// Defence in depth (issue 12): a move to a node that cannot see the volume's storage. Its agent
+/// must not make a new, empty volume under the dataset's id — the task would start on no data —
+/// and the volume must be found whole when the dataset comes back.
+fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one(backend: BackendKind) {
+    require_root();
+    let cluster = LocalCluster::start_without_shared_storage(backend, 2);
+    let dataset = cluster.create_dataset(A).dataset_id;
+    let on_a = cluster.wait_mounted(&dataset, A);
+    let written = write_random_file(&on_a);
+    cluster.client.move_dataset(&dataset, &cluster.node(B), None).unwrap();
+    cluster.wait_for("B to refuse to make a volume", Duration::from_secs(30), || {
+        cluster.agents[B].log().contains("is not visible from this node")
+    });
+    cluster.wait_for("A to let the volume go", Duration::from_secs(30), || {
+        cluster.mounted_path(&dataset, A).is_none()
+    });
+    std::thread::sleep(Duration::from_secs(1)); // B would have acted by now
+    let on_b = names_of(&cluster.root_path(B), &dataset.to_string());
+    assert!(on_b.is_empty(), "B made a volume: {on_b:?}\n{}", cluster.logs());
+    assert_eq!(cluster.mounted_path(&dataset, B), None);
+    cluster.client.move_dataset(&dataset, &cluster.node(A), None).unwrap();
+    let back = cluster.wait_mounted(&dataset, A);
+    assert_eq!(read_data(&back, &cluster), written, "the bytes differ after coming back");
+    let refusals = cluster.agents[B].log().matches("is not visible from this node").count();
+    assert_eq!(refusals, 1, "the refusal is said once, not on every pass");
 }
+
+macro_rules! for_each_backend {
+    ($backend:ident, $kind:expr) => {
+        mod $backend {
+            use super::*;
+
+            #[test]
+            fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
+                super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing($kind);
+            }
+
+            #[test]
+            fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one() {
+                super::a_node_that_cannot_see_the_volume_never_makes_an_empty_one($kind);
+            }
+        }
+    };
+}
+
+for_each_backend!(loopback, BackendKind::Loopback);
+for_each_backend!(directory, BackendKind::Directory);

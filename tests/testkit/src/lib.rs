@@ -22,5 +22,5 @@ pub use control::{ControlProcess, control_binary};
 pub use flocker_one::FlockerOneControlService;
 pub use gate::{DirectoryGate, HeldOpen};
 pub use handshake::{openssl_client_request, tls_handshake};
-pub use local_cluster::{LocalCluster, SMALL};
+pub use local_cluster::{LocalCluster, SMALL, Storage};
 pub use running::RunningControl;

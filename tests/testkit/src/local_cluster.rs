@@ -1,6 +1,7 @@
 //! A whole cluster on this machine: fresh certificates, a control service, and dataset agents
-//! whose backends share one `root_path`, as nodes share storage. Everything it mounted or
-//! attached is let go when it is dropped, even after a failed assertion.
+//! whose backends share one `root_path`, as nodes share storage (or, to test nodes that do not,
+//! each with its own). Everything it mounted or attached is let go when it is dropped, even
+//! after a failed assertion.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -22,25 +23,40 @@ pub struct LocalCluster {
     /// Node `i` is `agents[i]`, compute instance `node-<i>`.
     pub agents: Vec<AgentProcess>,
     pub backend: BackendKind,
-    /// The `root_path` all agents share.
+    /// The `root_path` all agents share; with [`LocalCluster::start_without_shared_storage`],
+    /// the directory holding each node's own (see [`LocalCluster::root_path`]).
     pub shared_root: PathBuf,
+    pub storage: Storage,
     /// With `start_in_namespaces`, node `i`'s network namespace; none otherwise.
     pub namespaces: Vec<NetworkNamespace>,
     /// Dropped last: every file of the cluster lives in it.
     pub certificates: ClusterCertificates,
 }
 
+/// Whether the nodes' backends can see each other's volumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    Shared,
+    /// Each node has a `root_path` of its own: a volume cannot move between them.
+    PerNode,
+}
+
 impl LocalCluster {
     /// Starts a control service (with `control_options`) and `nodes` agents, and waits until
     /// every agent has said hello.
     pub fn start(backend: BackendKind, nodes: usize, control_options: &[&str]) -> Self {
-        Self::start_with(backend, nodes, control_options, false)
+        Self::start_with(backend, nodes, control_options, false, Storage::Shared)
     }
 
     /// The same, each node in a network namespace of its own, reaching the control service over
     /// a veth link as a separate host would (needs root).
     pub fn start_in_namespaces(backend: BackendKind, nodes: usize) -> Self {
-        Self::start_with(backend, nodes, &[], true)
+        Self::start_with(backend, nodes, &[], true, Storage::Shared)
+    }
+
+    /// The same as [`LocalCluster::start`], but no node can see another's volumes.
+    pub fn start_without_shared_storage(backend: BackendKind, nodes: usize) -> Self {
+        Self::start_with(backend, nodes, &[], false, Storage::PerNode)
     }
 
     fn start_with(
@@ -48,6 +64,7 @@ impl LocalCluster {
         nodes: usize,
         control_options: &[&str],
         separate: bool,
+        storage: Storage,
     ) -> Self {
         let certificates = ClusterCertificates::new();
         let data = certificates.root().join("control-data");
@@ -77,6 +94,10 @@ impl LocalCluster {
         };
         let agents = (0..nodes)
             .map(|i| {
+                let root_path = match storage {
+                    Storage::Shared => shared_root.clone(),
+                    Storage::PerNode => shared_root.join(format!("node-{i}")),
+                };
                 let namespace = namespaces.get(i);
                 let host = namespace.map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string());
                 AgentProcess::start_reaching(
@@ -86,13 +107,21 @@ impl LocalCluster {
                     (&host, control.agent.port()),
                     namespace.map(NetworkNamespace::path).as_deref(),
                     backend,
-                    &shared_root,
+                    &root_path,
                 )
                 .unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
-        let cluster =
-            Self { control, client, agents, backend, shared_root, namespaces, certificates };
+        let cluster = Self {
+            control,
+            client,
+            agents,
+            backend,
+            shared_root,
+            storage,
+            namespaces,
+            certificates,
+        };
         cluster.wait_for("every agent to say hello", Duration::from_secs(30), || {
             cluster.client.list_nodes().is_ok_and(|listed| listed.len() == nodes)
         });
@@ -175,7 +204,16 @@ impl LocalCluster {
         }
     }
 
-    /// The volume of `dataset` attached to node `index`, or (None) unattached.
+    /// The `root_path` of node `index`.
+    pub fn root_path(&self, index: usize) -> PathBuf {
+        match self.storage {
+            Storage::Shared => self.shared_root.clone(),
+            Storage::PerNode => self.shared_root.join(&self.agents[index].name),
+        }
+    }
+
+    /// The volume of `dataset` attached to node `index`, or (None) unattached, in the shared
+    /// `root_path`.
     pub fn volume_path(&self, dataset: &DatasetId, index: Option<usize>) -> PathBuf {
         let instance = index.map(|i| self.agents[i].name.clone());
         self.backend.volume_path(
