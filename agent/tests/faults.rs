@@ -182,3 +182,60 @@ fn a_busy_volume_is_unmounted_once_let_go_never_by_force() {
     let on_b = cluster.wait_mounted(&dataset, 1);
     assert_eq!(fs::read(on_b.join("open")).unwrap(), b"in use");
 }
+
+/// The loop devices whose backing file is `file`.
+fn loop_devices_of(file: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir("/sys/block") else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            fs::read_to_string(entry.path().join("loop/backing_file"))
+                .is_ok_and(|backing| Path::new(backing.trim_end()) == file)
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_second_loop_device_of_a_volume_neither_hides_its_mount_nor_stays_behind_on_a_move() {
+    // A killed agent's `losetup` can finish after its successor attached the volume itself.
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+    let dataset = cluster.create_dataset(0).dataset_id;
+    let on_a = cluster.wait_mounted(&dataset, 0);
+    fs::write(on_a.join("data"), b"kept").unwrap();
+    let file = cluster.volume_path(&dataset, Some(0)).canonicalize().unwrap();
+    let added = Command::new("losetup").arg("--find").arg("--show").arg(&file).output().unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert_eq!(loop_devices_of(&file).len(), 2);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(cluster.mounted_path(&dataset, 0), Some(on_a), "the mount is no longer seen");
+    assert!(!cluster.agents[0].log().contains("Mount failed"), "{}", cluster.agents[0].log());
+    cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
+    let on_b = cluster.wait_mounted(&dataset, 1);
+    assert_eq!(fs::read(on_b.join("data")).unwrap(), b"kept");
+    let moved = cluster.volume_path(&dataset, Some(1)).canonicalize().unwrap();
+    assert_eq!(loop_devices_of(&moved).len(), 1, "a loop device followed the file to B");
+}
+
+#[test]
+fn a_volume_whose_loop_device_is_still_open_is_never_moved_from_under_it() {
+    // `losetup --detach` of an open device succeeds, and only marks it to go at its last close.
+    require_root();
+    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+    let dataset = cluster.create_dataset(0).dataset_id;
+    let on_a = cluster.wait_mounted(&dataset, 0);
+    fs::write(on_a.join("data"), b"kept").unwrap();
+    let file = cluster.volume_path(&dataset, Some(0)).canonicalize().unwrap();
+    let device = format!("/dev/{}", loop_devices_of(&file)[0]);
+    let holder = fs::File::open(&device).unwrap(); // some process still reads the device
+    cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
+    cluster.wait_for("the detach to be refused as busy", Duration::from_secs(30), || {
+        cluster.agents[0].log().contains(&format!("{} is busy", file.display()))
+    });
+    assert!(file.exists(), "the file moved while its device was open");
+    assert_eq!(cluster.mounted_path(&dataset, 1), None);
+    drop(holder);
+    let on_b = cluster.wait_mounted(&dataset, 1);
+    assert_eq!(fs::read(on_b.join("data")).unwrap(), b"kept");
+}

@@ -43,16 +43,8 @@ impl Loopback {
         let mut devices: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for entry in entries.filter_map(Result::ok) {
             let Ok(name) = entry.file_name().into_string() else { continue };
-            let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
-                continue;
-            };
-            let backing = backing.trim_end_matches('\n');
-            let backing = backing.strip_suffix(" (deleted)").unwrap_or(backing);
-            if name.starts_with("loop") {
-                devices
-                    .entry(PathBuf::from(backing))
-                    .or_default()
-                    .push(Path::new("/dev").join(name));
+            if let (true, Some(backing)) = (name.starts_with("loop"), backing_file(&entry.path())) {
+                devices.entry(backing).or_default().push(Path::new("/dev").join(name));
             }
         }
         for list in devices.values_mut() {
@@ -175,13 +167,15 @@ impl Backend for Loopback {
         unmount(target)
     }
 
+    /// Whether `target` shows the file behind `source`: through `source`, or through another
+    /// loop device of the same file (one a killed agent's `losetup` added late).
     fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool {
         let Some(mount) = mounts.at(target) else { return false };
-        nix::sys::stat::stat(source).is_ok_and(|device| {
-            let rdev = device.st_rdev;
-            mount.device
-                == format!("{}:{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev))
-        })
+        let mounted = backing_file(&Path::new("/sys/dev/block").join(&mount.device));
+        let ours = source
+            .file_name()
+            .and_then(|name| backing_file(&Path::new("/sys/class/block").join(name)));
+        mounted.is_some() && mounted == ours
     }
 }
 
@@ -198,6 +192,13 @@ fn make_volume_file(path: &Path, size: u64) -> Result<(), BackendError> {
     // No space reserved for root: this is a data volume, not a system disk.
     command::run("mkfs.ext4", &["-q", "-m", "0", path_str(path)?], FORMAT)?;
     file.sync_all().map_err(BackendError::io("sync", path))
+}
+
+/// The file a loop device serves, from its directory in sysfs; `None` for other devices.
+fn backing_file(block_device: &Path) -> Option<PathBuf> {
+    let backing = fs::read_to_string(block_device.join("loop/backing_file")).ok()?;
+    let backing = backing.trim_end_matches('\n');
+    Some(PathBuf::from(backing.strip_suffix(" (deleted)").unwrap_or(backing)))
 }
 
 /// `/dev/loop12` → 12, so that devices sort as the kernel numbers them.
