@@ -9,7 +9,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use flocker_api::AcquireLease;
-use flocker_testkit::{BackendKind, DirectoryGate, LocalCluster, require_root};
+use flocker_testkit::{
+    AgentProcess, BackendKind, DirectoryGate, LocalCluster, Storage, agent_binary, require_root,
+};
 use rand::RngCore;
 
 const A: usize = 0;
@@ -37,9 +39,12 @@ fn read_data(directory: &Path, cluster: &LocalCluster) -> Vec<u8> {
 /// The interleaving that lost volumes (issue 12): A lists `unattached/` while B still has the
 /// volume, B detaches it into `unattached/`, then A lists B's directory. That pass saw the
 /// volume nowhere; it must not create a new one, and the move must bring B's bytes to A.
-fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing(backend: BackendKind) {
+fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
+    backend: BackendKind,
+    storage: Storage,
+) {
     require_root();
-    let cluster = LocalCluster::start(backend, 2, &[]);
+    let cluster = LocalCluster::start_on_storage(backend, 2, storage);
     let dataset = cluster.create_dataset(B).dataset_id;
     let on_b = cluster.wait_mounted(&dataset, B);
     let written = write_random_file(&on_b);
@@ -89,7 +94,7 @@ fn names_of(root: &Path, dataset: &str) -> Vec<String> {
 /// and the volume must be found whole when the dataset comes back.
 fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one(backend: BackendKind) {
     require_root();
-    let cluster = LocalCluster::start_without_shared_storage(backend, 2);
+    let cluster = LocalCluster::start_on_storage(backend, 2, Storage::PerNode);
     let dataset = cluster.create_dataset(A).dataset_id;
     let on_a = cluster.wait_mounted(&dataset, A);
     let written = write_random_file(&on_a);
@@ -118,7 +123,10 @@ macro_rules! for_each_backend {
 
             #[test]
             fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
-                super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing($kind);
+                super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
+                    $kind,
+                    Storage::Shared,
+                );
             }
 
             #[test]
@@ -131,3 +139,65 @@ macro_rules! for_each_backend {
 
 for_each_backend!(loopback, BackendKind::Loopback);
 for_each_backend!(directory, BackendKind::Directory);
+
+/// Where the shared root cannot rename without replacing (NFS; bindfs here), volumes move by
+/// `link` and `unlink`: every byte arrives, no second name or temporary stays behind, and the
+/// torn listing is still no reason to make a volume.
+mod without_rename_noreplace {
+    use super::*;
+
+    #[test]
+    fn moves_keep_every_byte_and_leave_no_second_name() {
+        require_root();
+        let cluster = LocalCluster::start_on_storage(
+            BackendKind::Loopback,
+            2,
+            Storage::SharedWithoutNoReplace,
+        );
+        let dataset = cluster.create_dataset(A).dataset_id;
+        let mut on = cluster.wait_mounted(&dataset, A);
+        let written = write_random_file(&on);
+        for (to, from) in [(B, A), (A, B)] {
+            cluster.client.move_dataset(&dataset, &cluster.node(to), None).unwrap();
+            on = cluster.wait_mounted(&dataset, to);
+            assert_eq!(read_data(&on, &cluster), written, "the bytes differ after the move");
+            assert!(!cluster.volume_path(&dataset, Some(from)).exists());
+        }
+        let names = names_of(&cluster.shared_root, &dataset.to_string());
+        assert_eq!(names, [cluster.volume_path(&dataset, Some(A)).display().to_string()]);
+        let links = fs::metadata(cluster.volume_path(&dataset, Some(A))).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::nlink(&links), 1);
+        assert!(cluster.agents[A].log().contains("moved by link and unlink"));
+    }
+
+    #[test]
+    fn a_volume_in_flight_between_two_listings_is_not_taken_for_missing() {
+        super::a_volume_in_flight_between_two_listings_is_not_taken_for_missing(
+            BackendKind::Loopback,
+            Storage::SharedWithoutNoReplace,
+        );
+    }
+
+    #[test]
+    fn the_directory_backend_refuses_to_start_saying_why() {
+        require_root();
+        let cluster = LocalCluster::start_on_storage(
+            BackendKind::Loopback,
+            1,
+            Storage::SharedWithoutNoReplace,
+        );
+        let mut agent = AgentProcess::start(
+            &agent_binary(),
+            &cluster.certificates,
+            "node-d",
+            cluster.control.agent.port(),
+            BackendKind::Directory,
+            &cluster.shared_root.join("directories"),
+        )
+        .unwrap();
+        cluster.wait_for("the directory agent to stop", Duration::from_secs(30), || {
+            !agent.is_running()
+        });
+        assert!(agent.log().contains("put root_path on a local file system"), "{}", agent.log());
+    }
+}

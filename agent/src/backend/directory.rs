@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use flocker_api::DatasetId;
 use nix::mount::MsFlags;
 
-use super::layout::{Layout, sync_directory};
+use super::layout::{Layout, NEEDS_NOREPLACE, sync_directory};
 use super::loopback::unmount;
 use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
 use crate::config::MountMode;
@@ -24,7 +24,12 @@ pub struct Directory {
 
 impl Directory {
     pub fn new(root: &Path, instance: &str, mode: MountMode) -> Result<Self, BackendError> {
-        Ok(Self { layout: Layout::new(root, instance, "dataset-")?, mode })
+        let layout = Layout::new(root, instance, "dataset-")?;
+        if layout.without_noreplace {
+            let problem = NEEDS_NOREPLACE.to_owned();
+            return Err(BackendError::Refused { path: layout.root().to_owned(), problem });
+        }
+        Ok(Self { layout, mode })
     }
 
     /// Points `target` at `source` atomically (a temporary link renamed into place). Only an

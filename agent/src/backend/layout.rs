@@ -13,7 +13,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use flocker_api::DatasetId;
 use flocker_host::no_replace;
@@ -22,6 +21,11 @@ use super::{Attachment, BackendError, Volume};
 
 /// How old a temporary file must be before it is taken for a crash's leftover.
 const STALE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Why the directory backend cannot use a file system without `RENAME_NOREPLACE`.
+pub const NEEDS_NOREPLACE: &str = "the file system cannot rename a directory without replacing \
+     what may be there (RENAME_NOREPLACE, which NFS lacks), and the directory backend needs it: \
+     put root_path on a local file system, or use the loopback backend";
 
 /// How many listings may disagree in a row before a discovery pass gives up (the next pass
 /// starts again).
@@ -45,8 +49,8 @@ pub struct Layout {
     root: PathBuf,
     instance: String,
     prefix: &'static str,
-    /// Set once the file system has answered that it cannot rename without replacing.
-    without_noreplace: AtomicBool,
+    /// The file system cannot rename without replacing (`RENAME_NOREPLACE`): NFS, for one.
+    pub without_noreplace: bool,
 }
 
 impl Layout {
@@ -61,12 +65,15 @@ impl Layout {
                 .map_err(BackendError::io("create", &directory))?;
         }
         let root = root.canonicalize().map_err(BackendError::io("resolve", root))?;
-        let layout = Self {
-            root,
-            instance: instance.to_owned(),
-            prefix,
-            without_noreplace: AtomicBool::new(false),
-        };
+        let without_noreplace = !renames_without_replacing(&root)?;
+        if without_noreplace {
+            log::info!(
+                "{} cannot rename without replacing (RENAME_NOREPLACE), as NFS cannot: volumes \
+                 are moved by link and unlink instead",
+                root.display()
+            );
+        }
+        let layout = Self { root, instance: instance.to_owned(), prefix, without_noreplace };
         layout.remove_stale_temporaries();
         Ok(layout)
     }
@@ -104,8 +111,7 @@ impl Layout {
     /// As on a file system without `RENAME_NOREPLACE` (NFS), for tests of the fallbacks.
     #[cfg(test)]
     fn without_noreplace(self) -> Self {
-        self.without_noreplace.store(true, Ordering::Relaxed);
-        self
+        Self { without_noreplace: true, ..self }
     }
 
     pub fn root(&self) -> &Path {
@@ -280,21 +286,10 @@ impl Layout {
         to: &Path,
         fallback: Fallback,
     ) -> Result<(), BackendError> {
-        let moved = if self.without_noreplace.load(Ordering::Relaxed) {
-            self.move_by_fallback(from, to, fallback)
+        let moved = if self.without_noreplace {
+            move_by_fallback(from, to, fallback)
         } else {
-            match no_replace::rename(from, to) {
-                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                    log::info!(
-                        "{} cannot rename without replacing (RENAME_NOREPLACE): volumes are \
-                         moved by link and unlink instead",
-                        self.root.display()
-                    );
-                    self.without_noreplace.store(true, Ordering::Relaxed);
-                    self.move_by_fallback(from, to, fallback)
-                }
-                other => other,
-            }
+            no_replace::rename(from, to)
         };
         match moved {
             Ok(()) => {}
@@ -311,24 +306,38 @@ impl Layout {
         }
         Ok(())
     }
+}
 
-    fn move_by_fallback(&self, from: &Path, to: &Path, fallback: Fallback) -> io::Result<()> {
-        match fallback {
-            Fallback::RenameIfFree if fs::symlink_metadata(to).is_ok() => {
-                Err(io::ErrorKind::AlreadyExists.into())
-            }
-            Fallback::RenameIfFree => fs::rename(from, to),
-            Fallback::LinkThenUnlink if fs::symlink_metadata(from)?.is_dir() => {
-                Err(io::Error::new(
-                    io::ErrorKind::Unsupported,
-                    "the file system cannot rename a directory without replacing what may be \
-                     there (RENAME_NOREPLACE), which the directory backend needs on a shared \
-                     root_path: put root_path on a local file system, or use the loopback \
-                     backend",
-                ))
-            }
-            Fallback::LinkThenUnlink => no_replace::link_then_unlink(from, to),
+fn move_by_fallback(from: &Path, to: &Path, fallback: Fallback) -> io::Result<()> {
+    match fallback {
+        Fallback::RenameIfFree if fs::symlink_metadata(to).is_ok() => {
+            Err(io::ErrorKind::AlreadyExists.into())
         }
+        Fallback::RenameIfFree => fs::rename(from, to),
+        // Directories cannot be linked; the directory backend refuses such a root_path.
+        Fallback::LinkThenUnlink if fs::symlink_metadata(from)?.is_dir() => {
+            Err(io::Error::new(io::ErrorKind::Unsupported, NEEDS_NOREPLACE))
+        }
+        Fallback::LinkThenUnlink => no_replace::link_then_unlink(from, to),
+    }
+}
+
+/// Whether the file system of `root` can rename without replacing: tried once, on a
+/// temporary file of ours (a crash leaves it to [`Layout::remove_stale_temporaries`]).
+fn renames_without_replacing(root: &Path) -> Result<bool, BackendError> {
+    let (probe, moved) =
+        (unique_name(root, "creating", "probe"), unique_name(root, "creating", "probe"));
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(BackendError::io("create", &probe))?;
+    let renamed = no_replace::rename(&probe, &moved);
+    let _ = fs::remove_file(if renamed.is_ok() { &moved } else { &probe });
+    match renamed {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => Ok(false),
+        Err(e) => Err(BackendError::io("rename", &probe)(e)),
     }
 }
 
@@ -512,6 +521,16 @@ mod tests {
         fs::write(&twin, b"another volume").unwrap();
         layout.drop_second_name(&here).unwrap();
         assert_eq!(fs::read(&twin).unwrap(), b"another volume");
+    }
+
+    #[test]
+    fn a_new_layout_knows_its_file_system_and_leaves_nothing_of_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path(), "node-a", "block-").unwrap();
+        assert!(!layout.without_noreplace, "a local file system has RENAME_NOREPLACE");
+        let mut names: Vec<String> = read_names(dir.path()).unwrap();
+        names.sort();
+        assert_eq!(names, ["attached", "unattached"]);
     }
 
     #[test]

@@ -13,8 +13,23 @@ pub fn require_root() {
 }
 
 /// Unmounts everything mounted under `root` (deepest first) and detaches every loop device
-/// whose backing file is under it.
+/// whose backing file is under it; then unmounts again what those devices kept busy (a FUSE
+/// `root_path`).
 pub fn release_mounts_and_loop_devices(root: &Path) {
+    unmount_everything_under(root);
+    let Ok(entries) = std::fs::read_dir("/sys/block") else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let backing =
+            std::fs::read_to_string(entry.path().join("loop/backing_file")).unwrap_or_default();
+        if Path::new(backing.trim()).starts_with(root) {
+            let device = Path::new("/dev").join(entry.file_name());
+            let _ = Command::new("losetup").arg("--detach").arg(device).status();
+        }
+    }
+    unmount_everything_under(root);
+}
+
+fn unmount_everything_under(root: &Path) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut mounted: Vec<String> = mountinfo
         .lines()
@@ -24,15 +39,6 @@ pub fn release_mounts_and_loop_devices(root: &Path) {
         .collect();
     mounted.sort_by_key(|point| std::cmp::Reverse(point.len()));
     for point in mounted {
-        let _ = Command::new("umount").arg(&point).status();
-    }
-    let Ok(entries) = std::fs::read_dir("/sys/block") else { return };
-    for entry in entries.filter_map(Result::ok) {
-        let backing =
-            std::fs::read_to_string(entry.path().join("loop/backing_file")).unwrap_or_default();
-        if Path::new(backing.trim()).starts_with(root) {
-            let device = Path::new("/dev").join(entry.file_name());
-            let _ = Command::new("losetup").arg("--detach").arg(device).status();
-        }
+        let _ = Command::new("umount").arg(&point).stderr(std::process::Stdio::null()).status();
     }
 }

@@ -33,10 +33,13 @@ pub struct LocalCluster {
     pub certificates: ClusterCertificates,
 }
 
-/// Whether the nodes' backends can see each other's volumes.
+/// Whether the nodes' backends can see each other's volumes, and on what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Storage {
     Shared,
+    /// Shared, on a file system that cannot rename without replacing (`RENAME_NOREPLACE`), as
+    /// NFS cannot: a `bindfs` mount (FUSE) of a local directory. Needs root and `bindfs`.
+    SharedWithoutNoReplace,
     /// Each node has a `root_path` of its own: a volume cannot move between them.
     PerNode,
 }
@@ -54,9 +57,9 @@ impl LocalCluster {
         Self::start_with(backend, nodes, &[], true, Storage::Shared)
     }
 
-    /// The same as [`LocalCluster::start`], but no node can see another's volumes.
-    pub fn start_without_shared_storage(backend: BackendKind, nodes: usize) -> Self {
-        Self::start_with(backend, nodes, &[], false, Storage::PerNode)
+    /// The same as [`LocalCluster::start`], on the storage given.
+    pub fn start_on_storage(backend: BackendKind, nodes: usize, storage: Storage) -> Self {
+        Self::start_with(backend, nodes, &[], false, storage)
     }
 
     fn start_with(
@@ -80,6 +83,9 @@ impl LocalCluster {
         .unwrap_or_else(|e| panic!("{e}"));
         let client = certificates.client(control.rest, "tests");
         let shared_root = certificates.root().join("shared");
+        if storage == Storage::SharedWithoutNoReplace {
+            mount_bindfs(&certificates.root().join("shared-below"), &shared_root);
+        }
         let tag: String = uuid::Uuid::new_v4().simple().to_string()[..4].to_owned();
         let subnet = 100 + (uuid::Uuid::new_v4().as_bytes()[0] % 150);
         let namespaces: Vec<NetworkNamespace> = if separate {
@@ -95,8 +101,8 @@ impl LocalCluster {
         let agents = (0..nodes)
             .map(|i| {
                 let root_path = match storage {
-                    Storage::Shared => shared_root.clone(),
                     Storage::PerNode => shared_root.join(format!("node-{i}")),
+                    _ => shared_root.clone(),
                 };
                 let namespace = namespaces.get(i);
                 let host = namespace.map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string());
@@ -207,8 +213,8 @@ impl LocalCluster {
     /// The `root_path` of node `index`.
     pub fn root_path(&self, index: usize) -> PathBuf {
         match self.storage {
-            Storage::Shared => self.shared_root.clone(),
             Storage::PerNode => self.shared_root.join(&self.agents[index].name),
+            _ => self.shared_root.clone(),
         }
     }
 
@@ -252,6 +258,21 @@ impl LocalCluster {
         }
         logs
     }
+}
+
+/// Shows `below` at `at` through bindfs, which answers `RENAME_NOREPLACE` with EINVAL, as NFS
+/// does. [`release_mounts_and_loop_devices`] unmounts it with the rest.
+fn mount_bindfs(below: &std::path::Path, at: &std::path::Path) {
+    for directory in [below, at] {
+        std::fs::create_dir_all(directory)
+            .unwrap_or_else(|e| panic!("{}: {e}", directory.display()));
+    }
+    let mounted = std::process::Command::new("bindfs")
+        .arg(below)
+        .arg(at)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run bindfs (Debian's bindfs package): {e}"));
+    assert!(mounted.success(), "bindfs {} {} failed: {mounted}", below.display(), at.display());
 }
 
 impl Drop for LocalCluster {
