@@ -1,5 +1,7 @@
 //! Running the system's tools (`losetup`, `mkfs.ext4`, `blkid`) with a deadline, keeping what
-//! they said on failure: a failed command is reported with its own words.
+//! they said on failure: a failed command is reported with its own words. A tool dies with the
+//! agent: a `losetup` of a killed agent, finishing behind its successor's back, would attach a
+//! volume a second time (or detach a device number that by then serves another volume).
 
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -26,13 +28,15 @@ pub enum CommandError {
 /// Runs `program arguments…`, waiting at most `timeout`; its stdout on success.
 pub fn run(program: &str, arguments: &[&str], timeout: Duration) -> Result<String, CommandError> {
     let command = format!("{program} {}", arguments.join(" "));
-    let child = Command::new(program)
+    // util-linux's setpriv sets the parent-death signal, then runs the tool.
+    let child = Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--", program])
         .args(arguments)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| CommandError::Spawn { program: program.to_owned(), source })?;
+        .map_err(|source| CommandError::Spawn { program: format!("setpriv {program}"), source })?;
     let pid = Pid::from_raw(child.id() as i32);
     // A thread reads both pipes to the end while the process runs, so a chatty command
     // cannot fill a pipe and hang; this thread only keeps the time.
@@ -69,6 +73,12 @@ mod tests {
         let error = run("ls", &["/nonexistent-path"], Duration::from_secs(5)).unwrap_err();
         assert!(error.to_string().contains("/nonexistent-path"), "{error}");
         assert!(matches!(error, CommandError::Failed { code: Some(2), .. }));
+    }
+
+    #[test]
+    fn a_command_dies_with_the_agent() {
+        let dump = run("setpriv", &["--dump"], Duration::from_secs(5)).unwrap();
+        assert!(dump.contains("Parent death signal: KILL"), "{dump}");
     }
 
     #[test]
