@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use flocker_api::{DatasetId, DatasetState};
 use flocker_host::mounts::MountTable;
-use flocker_testkit::{BackendKind, LocalCluster, SMALL, require_root};
+use flocker_testkit::{BackendKind, LocalCluster, SMALL, Storage, require_root};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 
@@ -53,22 +53,33 @@ const PROGRESS_EVERY: usize = 100;
 
 #[test]
 fn randomized_moves_under_kill_9_keep_every_byte() {
+    play(Storage::Shared);
+}
+
+/// The same where the shared root cannot rename without replacing (bindfs, as NFS): volumes
+/// move by `link` and `unlink`, and a kill between the two leaves a volume with two names.
+#[test]
+fn randomized_moves_under_kill_9_keep_every_byte_where_renames_cannot_refuse_to_replace() {
+    play(Storage::SharedWithoutNoReplace);
+}
+
+fn play(storage: Storage) {
     require_root();
     let seed = seed_from_env();
     let moves = moves_from_env();
     println!(
-        "chaos: seed {seed}, {moves} moves (replay with FLOCKER_CHAOS_SEED={seed} \
+        "chaos ({storage:?}): seed {seed}, {moves} moves (replay with FLOCKER_CHAOS_SEED={seed} \
          FLOCKER_CHAOS_MOVES={moves})"
     );
-    let mut chaos = Chaos::start(seed);
+    let mut chaos = Chaos::start(seed, storage);
     while chaos.moves < moves {
         let before = chaos.moves;
         chaos.play_round();
         if chaos.moves / PROGRESS_EVERY > before / PROGRESS_EVERY {
-            println!("chaos: {}", chaos.summary());
+            println!("chaos ({storage:?}): {}", chaos.summary());
         }
     }
-    println!("chaos: seed {seed}, every byte kept: {}", chaos.summary());
+    println!("chaos ({storage:?}): seed {seed}, every byte kept: {}", chaos.summary());
 }
 
 fn seed_from_env() -> u64 {
@@ -138,9 +149,9 @@ struct Chaos {
 impl Chaos {
     /// A two-node loopback cluster with the datasets mounted on alternate nodes, each holding
     /// a first `data.bin`.
-    fn start(seed: u64) -> Self {
+    fn start(seed: u64, storage: Storage) -> Self {
         let started = Instant::now();
-        let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+        let cluster = LocalCluster::start_on_storage(BackendKind::Loopback, 2, storage);
         let root = cluster.shared_root.canonicalize().unwrap_or_else(|e| {
             panic!("cannot resolve the shared root {}: {e}", cluster.shared_root.display())
         });
@@ -363,7 +374,7 @@ impl Chaos {
         let files = files_under(&self.root);
         let half_made: Vec<&PathBuf> = files.iter().filter(|f| is_half_made(f)).collect();
         if !half_made.is_empty() {
-            self.fail(&format!("half-made volumes are left in the shared root: {half_made:?}"));
+            self.fail(&format!("temporaries are left in the shared root: {half_made:?}"));
         }
         let mut volumes = Vec::new();
         for dataset in &self.datasets {
@@ -486,8 +497,10 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// A temporary of ours (`.creating-…`, `.destroying-…`, `.probe-…`): once every dataset is on its
+/// node, none may be left.
 fn is_half_made(path: &Path) -> bool {
-    file_name(path).starts_with(".creating-")
+    file_name(path).starts_with('.')
 }
 
 /// Every file (not directory) under `directory`, at any depth.

@@ -65,7 +65,7 @@ impl Layout {
                 .map_err(BackendError::io("create", &directory))?;
         }
         let root = root.canonicalize().map_err(BackendError::io("resolve", root))?;
-        let without_noreplace = !renames_without_replacing(&root)?;
+        let without_noreplace = !renames_without_replacing(&root.join("attached").join(instance))?;
         if without_noreplace {
             log::info!(
                 "{} cannot rename without replacing (RENAME_NOREPLACE), as NFS cannot: volumes \
@@ -322,11 +322,16 @@ fn move_by_fallback(from: &Path, to: &Path, fallback: Fallback) -> io::Result<()
     }
 }
 
-/// Whether the file system of `root` can rename without replacing: tried once, on a
-/// temporary file of ours (a crash leaves it to [`Layout::remove_stale_temporaries`]).
-fn renames_without_replacing(root: &Path) -> Result<bool, BackendError> {
+/// Whether the file system can rename without replacing, tried on a file of this agent's own
+/// in `directory` (its `attached/<instance>/`, where only it writes): first it removes what an
+/// agent killed while probing left there.
+fn renames_without_replacing(directory: &Path) -> Result<bool, BackendError> {
+    for name in read_names(directory)?.iter().filter(|n| n.starts_with(".probe")) {
+        let leftover = directory.join(name);
+        fs::remove_file(&leftover).map_err(BackendError::io("remove", &leftover))?;
+    }
     let (probe, moved) =
-        (unique_name(root, "creating", "probe"), unique_name(root, "creating", "probe"));
+        (unique_name(directory, "probe", "a"), unique_name(directory, "probe", "b"));
     fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -526,11 +531,12 @@ mod tests {
     #[test]
     fn a_new_layout_knows_its_file_system_and_leaves_nothing_of_the_probe() {
         let dir = tempfile::tempdir().unwrap();
+        let mine = dir.path().join("attached").join("node-a");
+        fs::create_dir_all(&mine).unwrap();
+        fs::write(mine.join(".probe-a.left-by-a-kill"), b"").unwrap();
         let layout = Layout::new(dir.path(), "node-a", "block-").unwrap();
         assert!(!layout.without_noreplace, "a local file system has RENAME_NOREPLACE");
-        let mut names: Vec<String> = read_names(dir.path()).unwrap();
-        names.sort();
-        assert_eq!(names, ["attached", "unattached"]);
+        assert_eq!(read_names(&mine).unwrap(), Vec::<String>::new());
     }
 
     #[test]
