@@ -497,10 +497,12 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-/// A temporary of ours (`.creating-…`, `.destroying-…`, `.probe-…`): once every dataset is on its
-/// node, none may be left.
+/// A temporary of ours (`.creating-…`, `.destroying-…`): once every dataset is on its node, none
+/// may be left. Not the file an agent probes its `attached/` directory with at start: one killed
+/// while probing leaves it there until its next start, which a check may come before.
 fn is_half_made(path: &Path) -> bool {
-    file_name(path).starts_with('.')
+    let name = file_name(path);
+    name.starts_with('.') && !name.starts_with(".probe-")
 }
 
 /// Every file (not directory) under `directory`, at any depth.
