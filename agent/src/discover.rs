@@ -33,36 +33,42 @@ pub fn mount_point(mount_root: &Path, dataset_id: &DatasetId) -> PathBuf {
 pub fn discover(backend: &dyn Backend, mount_root: &Path) -> Result<Discovery, BackendError> {
     let mounts =
         MountTable::read().map_err(BackendError::io("read", Path::new("/proc/self/mountinfo")))?;
-    let mut found = BTreeMap::new();
+    let mut found: BTreeMap<DatasetId, Found> = BTreeMap::new();
     for volume in backend.list()? {
         let id = volume.dataset_id;
-        let have = match &volume.attachment {
-            Attachment::Unattached => Have::Detached,
-            Attachment::Elsewhere(_) => Have::Elsewhere,
-            Attachment::Here { source: None } => Have::Attaching,
-            Attachment::Here { source: Some(source) } => {
-                if backend.is_mounted(source, &mount_point(mount_root, &id), &mounts) {
-                    Have::Mounted
-                } else {
-                    Have::Attached(backend.filesystem(source)?)
-                }
-            }
-        };
-        let found_before = found.get(&id).map(|f: &Found| f.volume.attachment.clone());
-        if let Some(before) = found_before {
+        if let Some(kept) = found.get(&id) {
             log::warn!(
-                "dataset {id} has more than one volume in the backend ({before:?}, {:?}); \
-                 going by the one attached elsewhere first, then here, and touching none \
-                 other",
+                "dataset {id} has more than one volume in the backend ({:?}, {:?}); going by \
+                 the one attached elsewhere first, then here, and touching no other",
+                kept.volume.attachment,
                 volume.attachment
             );
-            if precedence(&before) >= precedence(&volume.attachment) {
+            if precedence(&kept.volume.attachment) >= precedence(&volume.attachment) {
                 continue;
             }
         }
+        let have = what_is_there(backend, &volume, &mount_point(mount_root, &id), &mounts)?;
         found.insert(id, Found { volume, have });
     }
     Ok(Discovery { found })
+}
+
+/// What a volume amounts to on this node; `target` is where it would be mounted.
+fn what_is_there(
+    backend: &dyn Backend,
+    volume: &Volume,
+    target: &Path,
+    mounts: &MountTable,
+) -> Result<Have, BackendError> {
+    Ok(match &volume.attachment {
+        Attachment::Unattached => Have::Detached,
+        Attachment::Elsewhere(_) => Have::Elsewhere,
+        Attachment::Here { source: None } => Have::Attaching,
+        Attachment::Here { source: Some(source) } if backend.is_mounted(source, target, mounts) => {
+            Have::Mounted
+        }
+        Attachment::Here { source: Some(source) } => Have::Attached(backend.filesystem(source)?),
+    })
 }
 
 /// Which of two volumes of one dataset counts: one attached to another node (never mount what

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use flocker_api::DatasetId;
@@ -218,7 +218,7 @@ impl Layout {
             .collect())
     }
 
-    /// Gives a finished new volume (made under [`Layout::temporary`]) its name in
+    /// Gives a finished new volume (made under [`Layout::temporary_for_creating`]) its name in
     /// `unattached/`, unless a volume has that name already.
     pub fn publish(
         &self,
@@ -263,10 +263,7 @@ impl Layout {
     pub fn drop_second_name(&self, here: &Path) -> Result<(), BackendError> {
         let Some(name) = here.file_name() else { return Ok(()) };
         let twin = self.unattached().join(name);
-        let identity = |path: &Path| {
-            use std::os::unix::fs::MetadataExt;
-            fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()))
-        };
+        let identity = |path: &Path| fs::symlink_metadata(path).ok().map(|m| (m.dev(), m.ino()));
         if identity(&twin).is_some() && identity(&twin) == identity(here) {
             log::warn!(
                 "{} is a second name of {}, left by a crash; removing it",

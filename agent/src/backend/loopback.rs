@@ -36,8 +36,8 @@ impl Loopback {
     }
 
     /// The loop devices serving each file, from `/sys/block/loop*/loop/backing_file`, in
-    /// order. A file has two only if a `losetup` of a killed agent finished behind the back of
-    /// its successor; the first is used, and a detach lets go of all.
+    /// order. A file has two only by accident (a `losetup` by hand, or one that outlived a
+    /// killed agent); the first is used, and a detach lets go of all.
     fn loop_devices() -> HashMap<PathBuf, Vec<PathBuf>> {
         let Ok(entries) = fs::read_dir("/sys/block") else { return HashMap::new() };
         let mut devices: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
