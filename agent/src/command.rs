@@ -1,7 +1,6 @@
-//! Running the system's tools (`losetup`, `mkfs.ext4`, `blkid`) with a deadline, keeping what
-//! they said on failure: a failed command is reported with its own words. A tool dies with the
-//! agent: a `losetup` of a killed agent, finishing behind its successor's back, would attach a
-//! volume a second time (or detach a device number that by then serves another volume).
+//! Running the system's tools (`mkfs.ext4`, `blkid`) with a deadline, keeping what they said on
+//! failure: a failed command is reported with its own words. A tool dies with the agent: one
+//! that outlives a killed agent works behind its successor's back.
 
 use std::process::{Command, Stdio};
 use std::sync::mpsc;

@@ -66,23 +66,30 @@ impl Link {
     }
 }
 
-/// Pauses that double from `first` up to `longest`, for retries that must never loop hot.
+/// Pauses that grow from `first` up to `longest`, for retries that must never loop hot.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     first: Duration,
     longest: Duration,
     next: Duration,
+    growth: f64,
 }
 
 impl Backoff {
+    /// Each pause twice the one before.
     pub fn new(first: Duration, longest: Duration) -> Self {
-        Self { first, longest, next: first }
+        Self::growing(first, longest, 2.0)
     }
 
-    /// The pause to take now; the next one is twice as long.
+    /// Each pause `growth` times the one before.
+    pub fn growing(first: Duration, longest: Duration, growth: f64) -> Self {
+        Self { first, longest, next: first, growth }
+    }
+
+    /// The pause to take now; the next one is longer.
     pub fn pause(&mut self) -> Duration {
         let pause = self.next;
-        self.next = (self.next * 2).min(self.longest);
+        self.next = self.next.mul_f64(self.growth).min(self.longest);
         pause
     }
 
@@ -102,5 +109,13 @@ mod tests {
         assert_eq!(pauses, [100, 200, 400, 500, 500]);
         backoff.reset();
         assert_eq!(backoff.pause(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_gentle_backoff_grows_by_its_factor() {
+        let mut backoff =
+            Backoff::growing(Duration::from_millis(8), Duration::from_millis(15), 1.25);
+        let pauses: Vec<u128> = (0..4).map(|_| backoff.pause().as_millis()).collect();
+        assert_eq!(pauses, [8, 10, 12, 15]);
     }
 }

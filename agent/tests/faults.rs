@@ -151,17 +151,17 @@ fn a_failing_step_is_logged_with_its_dataset_and_retried_without_looping_hot() {
 }
 
 #[test]
-fn a_command_that_fails_is_reported_in_its_own_words() {
+fn a_step_that_fails_is_reported_with_its_cause() {
     require_root();
     let cluster = LocalCluster::start(BackendKind::Loopback, 1, &[]);
     let dataset = DatasetId::random();
-    // A directory where a volume file should be: losetup cannot attach it.
+    // A directory where a volume file should be: no loop device can serve it.
     fs::create_dir(cluster.volume_path(&dataset, None)).unwrap();
     cluster.create_dataset_with_id(0, Some(dataset)).unwrap();
     cluster.wait_for("the failure to be logged", Duration::from_secs(30), || {
         let log = cluster.agents[0].log();
-        log.contains(&format!("dataset {dataset}: Attach failed"))
-            && log.contains("`losetup --find --show")
+        log.contains(&format!("dataset {dataset}: Attach failed: cannot attach a loop device to"))
+            && log.contains("Is a directory")
     });
 }
 

@@ -9,11 +9,13 @@
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flocker_api::DatasetId;
+use loopdev::{LoopControl, LoopDevice};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
@@ -36,8 +38,8 @@ impl Loopback {
     }
 
     /// The loop devices serving each file, from `/sys/block/loop*/loop/backing_file`, in
-    /// order. A file has two only by accident (a `losetup` by hand, or one that outlived a
-    /// killed agent); the first is used, and a detach lets go of all.
+    /// order. A file has two only by accident (a `losetup` by hand, say); the first is used, and
+    /// a detach lets go of all.
     fn loop_devices() -> HashMap<PathBuf, Vec<PathBuf>> {
         let Ok(entries) = fs::read_dir("/sys/block") else { return HashMap::new() };
         let mut devices: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
@@ -52,11 +54,61 @@ impl Loopback {
         }
         devices
     }
+}
 
-    fn losetup(&self, file: &Path) -> Result<(), BackendError> {
-        command::run("losetup", &["--find", "--show", path_str(file)?], QUICK)?;
-        Ok(())
+/// How many free devices an attach tries, when other processes take each one first.
+const MOST_ATTACH_ATTEMPTS: usize = 16;
+
+/// Attaches `file` to a free loop device. In this process, not by `losetup`: an agent killed
+/// half-way leaves no tool running to attach the file a second time after its successor
+/// looked. The whole file, no flags: `LOOP_SET_FD` alone, for the `LOOP_SET_STATUS64` that
+/// would follow freezes the device's queue and costs milliseconds.
+fn attach_loop_device(file: &Path) -> Result<(), BackendError> {
+    let control_path = Path::new("/dev/loop-control");
+    let control = LoopControl::open().map_err(BackendError::io("open", control_path))?;
+    let backing = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .map_err(BackendError::io("attach a loop device to", file))?;
+    for _ in 0..MOST_ATTACH_ATTEMPTS {
+        let device = control.next_free().map_err(BackendError::io("open", control_path))?;
+        match device.attach_fd(backing.as_raw_fd()) {
+            Ok(()) => return Ok(()),
+            // Another process took the device between our finding it free and attaching.
+            Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => continue,
+            Err(e) => return Err(BackendError::io("attach a loop device to", file)(e)),
+        }
     }
+    let problem = format!("no free loop device stayed free in {MOST_ATTACH_ATTEMPTS} attempts");
+    Err(BackendError::Refused { path: file.to_owned(), problem })
+}
+
+/// Lets go of `device` if it serves `file`. The device is held open while that is checked, so
+/// it cannot be let go by someone else and given to another volume in between; the kernel
+/// completes the detach when it is closed, unless another still holds it open.
+fn detach_loop_device(device: &Path, file: &Path) -> Result<(), BackendError> {
+    let held = match LoopDevice::open(device) {
+        Ok(held) => held,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(BackendError::io("open", device)(e)),
+    };
+    if !serves(device, file) {
+        return Ok(());
+    }
+    match held.detach() {
+        // ENXIO: nothing is attached to it any more.
+        Err(e) if e.raw_os_error() != Some(Errno::ENXIO as i32) => {
+            Err(BackendError::io("detach", device)(e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether the loop device `device` (`/dev/loopN`) serves `file` now.
+fn serves(device: &Path, file: &Path) -> bool {
+    let name = device.file_name().unwrap_or_default();
+    backing_file(&Path::new("/sys/class/block").join(name)).is_some_and(|b| b == file)
 }
 
 impl Backend for Loopback {
@@ -86,14 +138,11 @@ impl Backend for Loopback {
 
     fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
         match &volume.attachment {
-            Attachment::Unattached => {
-                let here = self.layout.attach(volume)?;
-                self.losetup(&here)
-            }
+            Attachment::Unattached => attach_loop_device(&self.layout.attach(volume)?),
             Attachment::Here { source: None } => {
                 let here = self.layout.path_of(volume);
                 self.layout.drop_second_name(&here)?;
-                self.losetup(&here)
+                attach_loop_device(&here)
             }
             Attachment::Here { source: Some(_) } => Ok(()),
             Attachment::Elsewhere(other) => Err(BackendError::Refused {
@@ -106,12 +155,13 @@ impl Backend for Loopback {
     fn detach(&self, volume: &Volume) -> Result<(), BackendError> {
         let Attachment::Here { .. } = &volume.attachment else { return Ok(()) };
         let file = self.layout.path_of(volume);
-        for device in Self::loop_devices().remove(&file).unwrap_or_default() {
-            command::run("losetup", &["--detach", path_str(&device)?], QUICK)?;
+        let devices = Self::loop_devices().remove(&file).unwrap_or_default();
+        for device in &devices {
+            detach_loop_device(device, &file)?;
         }
-        // `losetup --detach` of a device still open (mounted in some mount namespace, say)
-        // succeeds and only marks it to go at its last close: the file must not move under it.
-        if Self::loop_devices().contains_key(&file) {
+        // The detach of a device still open (mounted in some mount namespace, say) succeeds and
+        // only marks it to go at its last close: the file must not move under it.
+        if devices.iter().any(|device| serves(device, &file)) {
             return Err(BackendError::Busy { path: file });
         }
         self.layout.detach(volume)
@@ -168,7 +218,7 @@ impl Backend for Loopback {
     }
 
     /// Whether `target` shows the file behind `source`: through `source`, or through another
-    /// loop device of the same file (one a killed agent's `losetup` added late).
+    /// loop device of the same file (one made by hand, say).
     fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool {
         let Some(mount) = mounts.at(target) else { return false };
         let mounted = backing_file(&Path::new("/sys/dev/block").join(&mount.device));
