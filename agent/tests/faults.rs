@@ -3,7 +3,7 @@
 //! commands in their own words and retries without looping hot.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -196,15 +196,23 @@ fn loop_devices_of(file: &Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_second_loop_device_of_a_volume_neither_hides_its_mount_nor_stays_behind_on_a_move() {
-    // A killed agent's `losetup` can finish after its successor attached the volume itself.
+/// Two loopback nodes and a dataset mounted on the first, holding a file `data` ("kept"): the
+/// cluster, the dataset, where it is mounted, and its volume file.
+fn a_volume_holding_data_on_node_a() -> (LocalCluster, DatasetId, PathBuf, PathBuf) {
     require_root();
     let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
     let dataset = cluster.create_dataset(0).dataset_id;
     let on_a = cluster.wait_mounted(&dataset, 0);
     fs::write(on_a.join("data"), b"kept").unwrap();
     let file = cluster.volume_path(&dataset, Some(0)).canonicalize().unwrap();
+    (cluster, dataset, on_a, file)
+}
+
+#[test]
+fn a_second_loop_device_of_a_volume_neither_hides_its_mount_nor_stays_behind_on_a_move() {
+    // Made by hand, say, or by a `losetup` that outlived a killed agent (before the agent made
+    // its loop devices itself).
+    let (cluster, dataset, on_a, file) = a_volume_holding_data_on_node_a();
     let added = Command::new("losetup").arg("--find").arg("--show").arg(&file).output().unwrap();
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     assert_eq!(loop_devices_of(&file).len(), 2);
@@ -220,13 +228,8 @@ fn a_second_loop_device_of_a_volume_neither_hides_its_mount_nor_stays_behind_on_
 
 #[test]
 fn a_volume_whose_loop_device_is_still_open_is_never_moved_from_under_it() {
-    // `losetup --detach` of an open device succeeds, and only marks it to go at its last close.
-    require_root();
-    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
-    let dataset = cluster.create_dataset(0).dataset_id;
-    let on_a = cluster.wait_mounted(&dataset, 0);
-    fs::write(on_a.join("data"), b"kept").unwrap();
-    let file = cluster.volume_path(&dataset, Some(0)).canonicalize().unwrap();
+    // The detach of an open device succeeds, and only marks it to go at its last close.
+    let (cluster, dataset, _, file) = a_volume_holding_data_on_node_a();
     let device = format!("/dev/{}", loop_devices_of(&file)[0]);
     let holder = fs::File::open(&device).unwrap(); // some process still reads the device
     cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();

@@ -7,7 +7,7 @@ use flocker_api::agent_protocol::{
     AgentConfiguration, BLOCKDEVICE_OWNERSHIP_PATH, CONFIGURATION_PATH, HELLO_PATH, STATE_PATH,
 };
 use flocker_api::{AcquireLease, Client, CreateDataset, DatasetId, Era, NodeUuid};
-use flocker_testkit::{NodeCertificate, RunningControl};
+use flocker_testkit::{ClusterCertificates, ControlProcess, NodeCertificate, RunningControl};
 use serde_json::{Value, json};
 
 fn start_with(extra: &[&str]) -> RunningControl {
@@ -63,6 +63,30 @@ impl Agent {
     fn report(&self, era: Era, datasets: Value) -> u16 {
         self.call("PUT", STATE_PATH, Some(json!({"era": era, "datasets": datasets}))).0
     }
+}
+
+/// Stops the service with `stop`, starts it again on the same data and ports, and gives the
+/// agent a client of the new one, after its hello. The new service lives as long as the first
+/// of the pair.
+fn restart(
+    control: RunningControl,
+    agent: Agent,
+    stop: impl FnOnce(&mut ControlProcess),
+) -> ((ControlProcess, ClusterCertificates), Agent) {
+    let RunningControl { mut process, certificates, .. } = control;
+    stop(&mut process);
+    let restarted = ControlProcess::start(
+        env!("CARGO_BIN_EXE_flocker-control").as_ref(),
+        &certificates,
+        &process.data_path,
+        &[],
+    )
+    .unwrap();
+    let client =
+        certificates.client_with(restarted.agent, &agent.node.certificate, &agent.node.key);
+    let agent = Agent { client, ..agent };
+    agent.hello();
+    ((restarted, certificates), agent)
 }
 
 fn create_on(control: &RunningControl, node: &NodeUuid) -> DatasetId {
@@ -243,19 +267,9 @@ fn a_block_device_is_recorded_once_and_for_good() {
     assert_eq!(record("block-other"), 409);
     assert_eq!(agent.poll(None, 0.0).blockdevice_ids[&id], format!("block-{id}"));
 
-    let RunningControl { mut process, certificates, .. } = control;
-    process.terminate();
-    let restarted = flocker_testkit::ControlProcess::start(
-        env!("CARGO_BIN_EXE_flocker-control").as_ref(),
-        &certificates,
-        &process.data_path,
-        &[],
-    )
-    .unwrap();
-    let client =
-        certificates.client_with(restarted.agent, &agent.node.certificate, &agent.node.key);
-    let agent = Agent { client, ..agent };
-    agent.hello();
+    let (_restarted, agent) = restart(control, agent, |process| {
+        process.terminate();
+    });
     assert_eq!(agent.poll(None, 0.0).blockdevice_ids[&id], format!("block-{id}"));
 }
 
@@ -273,19 +287,7 @@ fn a_reported_volume_is_remembered_for_good_before_the_state_shows_it() {
     assert_eq!(agent.poll(None, 0.0).had_volume, [reported].into());
 
     // Even a kill -9 right after the answer keeps it: it was durable before the 204.
-    let RunningControl { mut process, certificates, .. } = control;
-    process.kill();
-    let restarted = flocker_testkit::ControlProcess::start(
-        env!("CARGO_BIN_EXE_flocker-control").as_ref(),
-        &certificates,
-        &process.data_path,
-        &[],
-    )
-    .unwrap();
-    let client =
-        certificates.client_with(restarted.agent, &agent.node.certificate, &agent.node.key);
-    let agent = Agent { client, ..agent };
-    agent.hello();
+    let (_restarted, agent) = restart(control, agent, ControlProcess::kill);
     let view = agent.poll(None, 0.0);
     assert_eq!(view.had_volume, [reported].into());
     assert!(!view.had_volume.contains(&never_reported));
