@@ -23,9 +23,10 @@ pub struct LocalCluster {
     /// Node `i` is `agents[i]`, compute instance `node-<i>`.
     pub agents: Vec<AgentProcess>,
     pub backend: BackendKind,
-    /// The `root_path` all agents share; with [`LocalCluster::start_without_shared_storage`],
-    /// the directory holding each node's own (see [`LocalCluster::root_path`]).
+    /// The `root_path` all agents share; with [`Storage::PerNode`], the directory holding each
+    /// node's own (see [`LocalCluster::root_path`]).
     pub shared_root: PathBuf,
+    /// What the agents keep their volumes on.
     pub storage: Storage,
     /// With `start_in_namespaces`, node `i`'s network namespace; none otherwise.
     pub namespaces: Vec<NetworkNamespace>,
