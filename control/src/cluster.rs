@@ -87,8 +87,8 @@ impl ClusterState {
         datasets: Vec<ReportedDataset>,
         now: Instant,
     ) -> Result<(), ApiError> {
-        self.check_era(node, era)?;
-        let record = self.nodes.get_mut(node).ok_or(ApiError::UnknownNode)?;
+        let record =
+            self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
         record.last_seen = now;
         let unmounted: BTreeMap<DatasetId, Option<u64>> = datasets
             .iter()

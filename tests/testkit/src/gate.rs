@@ -6,9 +6,9 @@
 
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub struct DirectoryGate {
     fanotify: Arc<Fanotify>,
     /// The process whose next open is held; 0 for none.
     armed: Arc<AtomicI32>,
-    held: Mutex<Receiver<FanotifyEvent>>,
+    held: Receiver<FanotifyEvent>,
     stop: Arc<AtomicBool>,
     watcher: Option<JoinHandle<()>>,
 }
@@ -59,15 +59,14 @@ impl DirectoryGate {
             let (fanotify, armed, stop) = (fanotify.clone(), armed.clone(), stop.clone());
             move || watch(&fanotify, &armed, &stop, &sender)
         });
-        Self { fanotify, armed, held: Mutex::new(held), stop, watcher: Some(watcher) }
+        Self { fanotify, armed, held, stop, watcher: Some(watcher) }
     }
 
     /// Waits until process `pid` next opens the directory, and holds it there.
     pub fn hold(&self, pid: u32, timeout: Duration) -> HeldOpen {
         let pid = i32::try_from(pid).unwrap_or_else(|e| panic!("pid {pid}: {e}"));
         self.armed.store(pid, Ordering::SeqCst);
-        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-        let event = held.recv_timeout(timeout).unwrap_or_else(|_| {
+        let event = self.held.recv_timeout(timeout).unwrap_or_else(|_| {
             self.armed.store(0, Ordering::SeqCst);
             panic!("process {pid} did not open the directory within {timeout:?}")
         });
