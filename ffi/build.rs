@@ -11,6 +11,7 @@ const MODULE_SYMBOL: &str = "com_clusterhq_flocker_FlockerIsolator";
 
 fn main() {
     println!("cargo:rerun-if-env-changed=MESOS_INCLUDE_DIRS");
+    println!("cargo:rerun-if-env-changed=MESOS_CXXFLAGS");
     println!("cargo:rerun-if-changed=../cpp-shim/flocker_isolator.cpp");
     println!("cargo:rerun-if-changed=../cpp-shim/flocker_isolator.hpp");
     println!("cargo:rerun-if-changed=include/flocker_isolator.h");
@@ -32,6 +33,11 @@ fn main() {
         .flag("-Wall")
         .flag("-Wextra")
         .link_lib_modifier("+whole-archive");
+    // The agent's own build flags that change what headers mean (for the official 1.11.0 build:
+    // `-DUSE_SSL_SOCKET=1 -DPICOJSON_USE_INT64`); scripts/mesos-runtime says which.
+    for flag in env::var("MESOS_CXXFLAGS").unwrap_or_default().split_whitespace() {
+        build.flag(flag);
+    }
     for directory in &include_dirs {
         // Mesos's own headers are not ours to fix: their warnings are not the shim's.
         build.flag("-isystem").flag(directory.to_string_lossy().as_ref());
