@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use flocker_api::{AcquireLease, Client, ClientConfig, Dataset, DatasetId, NodeUuid, certificates};
+use flocker_api::client::ClientError;
+use flocker_api::{
+    AcquireLease, Client, ClientConfig, Dataset, DatasetId, Lease, LeaseOutcome, NodeUuid,
+    certificates,
+};
 use flocker_host::mounts::MountTable;
 
 use crate::error::{CreateError, IsolatorError};
@@ -117,16 +121,41 @@ impl ControlService {
         }
     }
 
-    /// A lease for this node. Another node's lease means another task uses the volume: that is
-    /// said at once, with the node and its host.
+    /// A lease for this node. Another node's lease means another task uses the volume, or
+    /// used it and is being cleaned up: it is waited for until `wait_until`, then refused with
+    /// the node and its host.
     pub fn lease(
         &self,
         id: &FlockerId,
         dataset: DatasetId,
         node: NodeUuid,
+        wait_until: Instant,
     ) -> Result<(), IsolatorError> {
         let request = AcquireLease { dataset_id: dataset, node_uuid: node, expires: None };
-        match self.client.acquire_lease(&request) {
+        let mut pause = Duration::from_millis(50);
+        let mut said = false;
+        loop {
+            match self.client.acquire_lease(&request) {
+                Err(error) if error.status() == Some(409) && Instant::now() < wait_until => {
+                    if !said {
+                        log::info!("volume '{id}': leased by another node; waiting for it to go");
+                        said = true;
+                    }
+                    std::thread::sleep(pause.min(wait_until - Instant::now()));
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                answer => return self.leased_or_why(id, dataset, answer),
+            }
+        }
+    }
+
+    fn leased_or_why(
+        &self,
+        id: &FlockerId,
+        dataset: DatasetId,
+        answer: Result<(Lease, LeaseOutcome), ClientError>,
+    ) -> Result<(), IsolatorError> {
+        match answer {
             Ok(_) => Ok(()),
             Err(error) if error.status() == Some(409) => {
                 let holder = self.client.list_leases().ok().and_then(|leases| {

@@ -143,7 +143,8 @@ impl Isolator {
             self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
         log::debug!("volume '{id}': dataset {} after {:?}", dataset.dataset_id, started.elapsed());
         leases_asked.insert(id.clone());
-        self.control.lease(id, dataset.dataset_id, node)?;
+        let lease_wait_until = (Instant::now() + self.parameters.lease_wait).min(deadline);
+        self.control.lease(id, dataset.dataset_id, node, lease_wait_until)?;
         log::debug!("volume '{id}': leased after {:?}", started.elapsed());
         self.control.move_here(id, &dataset, node)?;
         let mounted = self.control.wait_mounted(id, dataset.dataset_id, node, started, deadline)?;
@@ -230,6 +231,12 @@ impl Isolator {
     ) -> Result<(), IsolatorError> {
         let checkpoints = self.checkpoints.all();
         let known: BTreeSet<&ContainerId> = states.iter().chain(orphans).collect();
+        log::info!(
+            "recover: Mesos knows {} container(s) and {} orphan(s); {} checkpoint(s) here",
+            states.len(),
+            orphans.len(),
+            checkpoints.len()
+        );
         for checkpoint in checkpoints.iter().filter(|c| !known.contains(&c.container_id)) {
             let id = &checkpoint.container_id;
             log::info!("recover: container {id} is gone; cleaning up after it");

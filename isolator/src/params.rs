@@ -36,6 +36,10 @@ pub struct Parameters {
     /// Where checkpoints live: on persistent disk, so they survive a reboot.
     pub state_dir: PathBuf,
     pub mount_timeout: Duration,
+    /// How long a prepare waits for another node's lease to go before refusing: Mesos reports a
+    /// task's end before it cleans the container up, so a task started elsewhere on that news
+    /// finds the lease still held for a moment.
+    pub lease_wait: Duration,
     pub default_maximum_size: u64,
     pub tls: TlsLibrary,
     pub mount_check: MountCheck,
@@ -57,6 +61,10 @@ pub enum ParameterError {
     Invalid { key: String, problem: String },
 }
 
+/// Long enough for a Mesos agent to clean up after a task it reported ended (its executor
+/// exits about a second after the task); short enough that a volume in use is refused soon.
+pub const DEFAULT_LEASE_WAIT: Duration = Duration::from_secs(10);
+
 /// Every key, aliases included (`ipaddress` and `port` are the original module's names).
 const KNOWN: &[&str] = &[
     "control_service_host",
@@ -71,6 +79,7 @@ const KNOWN: &[&str] = &[
     "node_uuid",
     "state_dir",
     "mount_timeout_seconds",
+    "lease_wait_seconds",
     "default_maximum_size",
     "tls_library",
     "mount_check",
@@ -126,6 +135,9 @@ impl Parameters {
             mount_timeout: pairs
                 .parsed("mount_timeout_seconds", seconds)?
                 .unwrap_or(Duration::from_secs(120)),
+            lease_wait: pairs
+                .parsed("lease_wait_seconds", seconds_or_none)?
+                .unwrap_or(DEFAULT_LEASE_WAIT),
             default_maximum_size: pairs
                 .parsed("default_maximum_size", size)?
                 .unwrap_or(flocker_api::DEFAULT_MAXIMUM_SIZE),
@@ -196,6 +208,15 @@ fn seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{text}' is not a positive number of seconds"))
 }
 
+/// Seconds where 0 means "do not wait".
+fn seconds_or_none(text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds (0 or more)"))
+}
+
 fn size(text: &str) -> Result<u64, String> {
     let bytes = parse_size(text)?;
     if bytes < MINIMUM_MAXIMUM_SIZE || bytes % MAXIMUM_SIZE_MULTIPLE != 0 {
@@ -240,6 +261,7 @@ mod tests {
         assert_eq!(parameters.node_certificate, PathBuf::from("/etc/flocker/node.crt"));
         assert_eq!(parameters.state_dir, PathBuf::from("/var/lib/mesos/flocker"));
         assert_eq!(parameters.mount_timeout, Duration::from_secs(120));
+        assert_eq!(parameters.lease_wait, DEFAULT_LEASE_WAIT);
         assert_eq!(parameters.default_maximum_size, 75 * 1024 * 1024 * 1024);
         assert_eq!(
             (parameters.tls, parameters.mount_check),
@@ -253,7 +275,8 @@ mod tests {
             "certificates_directory": "/certs", "client_key": "/keys/api.key",
             "node_uuid": "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "state_dir": "/srv/flocker",
             "mount_timeout_seconds": "5", "default_maximum_size": "1GiB", "tls_library": "openssl",
-            "mount_check": "directory", "request_timeout_seconds": "2.5", "workers": "3"}"#;
+            "mount_check": "directory", "request_timeout_seconds": "2.5", "workers": "3",
+            "lease_wait_seconds": "0"}"#;
         let p = Parameters::parse(json).unwrap();
         assert_eq!(p.control_port, 14523);
         assert_eq!(p.cluster_certificate, PathBuf::from("/certs/cluster.crt"));
@@ -265,6 +288,7 @@ mod tests {
             (TlsLibrary::OpenSsl, MountCheck::Directory, 3)
         );
         assert_eq!(p.request_timeout, Duration::from_millis(2500));
+        assert_eq!(p.lease_wait, Duration::ZERO, "0: refuse at once");
     }
 
     #[test]
@@ -275,6 +299,7 @@ mod tests {
             (r#"{"ipaddress": "h", "port": "45x"}"#, "control_service_port"),
             (r#"{"ipaddress": "h", "control_service_host": "g"}"#, "disagrees"),
             (r#"{"ipaddress": "h", "mount_timeout_seconds": "-1"}"#, "mount_timeout_seconds"),
+            (r#"{"ipaddress": "h", "lease_wait_seconds": "soon"}"#, "lease_wait_seconds"),
             (r#"{"ipaddress": "h", "default_maximum_size": "1MiB"}"#, "default_maximum_size"),
             (r#"{"ipaddress": "h", "tls_library": "gnutls"}"#, "tls_library"),
             (r#"{"ipaddress": "h", "node_uuid": "eth0"}"#, "node_uuid"),

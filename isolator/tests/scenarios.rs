@@ -284,3 +284,35 @@ fn without_a_node_certificate_the_node_is_found_by_its_era() {
     let link = node.prepare(&container(), "by-era", "by-era").unwrap();
     assert!(fs::read_link(&link).unwrap().starts_with(&cluster.agents[0].mount_root));
 }
+
+/// Mesos reports a task's end before it cleans up its container: a task started on another
+/// node on that news must get the volume once the cleanup releases the lease, not a refusal.
+#[test]
+fn a_lease_released_while_the_prepare_waits_is_taken() {
+    let (cluster, nodes) = start();
+    let on_a = container();
+    let link_a = nodes[0].prepare(&on_a, "handover", "handover").unwrap();
+    fs::write(link_a.join("note"), b"from A").unwrap();
+    let [node_a, node_b] = <[Node; 2]>::try_from(nodes).ok().unwrap();
+    let cleanup = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        node_a.isolator.cleanup(&on_a).unwrap();
+    });
+    let link_b = node_b.prepare(&container(), "handover", "handover");
+    cleanup.join().unwrap();
+    let link_b = link_b.unwrap_or_else(|e| panic!("B was refused: {e}\n{}", cluster.logs()));
+    assert_eq!(fs::read(link_b.join("note")).unwrap(), b"from A");
+}
+
+#[test]
+fn with_no_lease_wait_a_volume_in_use_is_refused_at_once() {
+    let (cluster, nodes) = start();
+    nodes[0].prepare(&container(), "busy", "busy").unwrap();
+    let mut parameters = cluster.isolator_parameters(1);
+    parameters["lease_wait_seconds"] = json!("0");
+    let impatient = node(&cluster, 1, parameters);
+    let started = Instant::now();
+    let refused = impatient.prepare(&container(), "busy", "busy").unwrap_err();
+    assert!(refused.contains("in use on node"), "{refused}");
+    assert!(started.elapsed() < Duration::from_secs(1), "waited {:?}", started.elapsed());
+}

@@ -61,6 +61,9 @@ pub fn module_parameters(
         "mount_check": backend.mount_check(),
         "default_maximum_size": "64MiB",
         "mount_timeout_seconds": MOUNT_TIMEOUT_SECONDS.to_string(),
+        // The demo calls cleanup before task 2 comes back, so it shows the refusal at once; a
+        // real agent reports a task's end before its cleanup, and waits 10 s by default.
+        "lease_wait_seconds": "0",
     })
 }
 
