@@ -1,7 +1,7 @@
 //! Builds the Mesos module part (`cpp-shim/`) into the library when Mesos's headers are there:
 //! `MESOS_INCLUDE_DIRS` (directories separated by `:`), or a standard install that has
 //! `mesos/module/isolator.hpp`. Without them the library is the C ABI alone, and the build says
-//! so.
+//! so. `MESOS_CXXFLAGS` adds the agent's own ABI-changing flags (cpp-shim/BUILDING.md).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,9 @@ fn main() {
         .define("__STDC_FORMAT_MACROS", None)
         .flag("-Wall")
         .flag("-Wextra")
-        .link_lib_modifier("+whole-archive");
+        // Into the cdylib only: the shim's Mesos symbols are bound by the agent that loads the
+        // library, so an executable linking the rlib (a test, a bench) could not have them.
+        .cargo_metadata(false);
     // The agent's own build flags that change what headers mean (for the official 1.11.0 build:
     // `-DUSE_SSL_SOCKET=1 -DPICOJSON_USE_INT64`); scripts/mesos-runtime says which.
     for flag in env::var("MESOS_CXXFLAGS").unwrap_or_default().split_whitespace() {
@@ -43,8 +45,15 @@ fn main() {
         build.flag("-isystem").flag(directory.to_string_lossy().as_ref());
     }
     build.compile("flocker_mesos_shim");
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it"));
+    let archive = out_dir.join("libflocker_mesos_shim.a");
+    // Whole: nothing in the library refers to the module descriptor; Mesos looks it up by name.
+    for arg in ["-Wl,--whole-archive", &archive.display().to_string(), "-Wl,--no-whole-archive"] {
+        println!("cargo:rustc-cdylib-link-arg={arg}");
+    }
+    println!("cargo:rustc-cdylib-link-arg=-lstdc++");
 
-    let map = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it")).join("module.map");
+    let map = out_dir.join("module.map");
     std::fs::write(&map, format!("{{ global: {MODULE_SYMBOL}; }};\n"))
         .expect("write the version script");
     println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", map.display());

@@ -95,6 +95,7 @@ fn a_volume_in_use_is_refused_elsewhere_until_its_task_is_killed() {
     let refused = suite.run_to_end(1, &intruder);
 
     suite.assert_state(&refused, "TASK_FAILED");
+    assert_eq!(refused.reason.as_deref(), Some("REASON_CONTAINER_LAUNCH_FAILED"));
     let node_a = suite.cluster.node(0).to_string();
     let message = refused.message.clone().unwrap_or_default();
     assert!(message.contains(&node_a), "the reason names node A ({node_a}): {message}");

@@ -60,6 +60,7 @@ fn with_the_control_service_down_the_task_fails_saying_so_and_nothing_is_left_be
     let status = suite.run_to_end(0, &task);
 
     suite.assert_state(&status, "TASK_FAILED");
+    assert_eq!(status.reason.as_deref(), Some("REASON_CONTAINER_LAUNCH_FAILED"));
     let message = status.message.clone().unwrap_or_default();
     assert!(message.contains("control service"), "the reason says what is down: {message}");
     assert!(!Path::new(&path).exists(), "nothing at the task's path");
