@@ -3,7 +3,7 @@
 //! that node's certificate, and a framework subscribed to each node's master. Tasks leave what
 //! they saw in files under [`Suite::scratch`]: in local mode their output is not in a sandbox.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use flocker_api::{Dataset, Lease};
@@ -196,14 +196,4 @@ pub fn prepared_containers(log: &str) -> Vec<String> {
             rest.contains("volume(s) ready").then(|| id.to_owned())
         })
         .collect()
-}
-
-/// Whether `path` is a symbolic link (to a volume) or anything at all.
-pub fn exists_at_all(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
-}
-
-/// The JSON an answer had, for messages.
-pub fn describe(value: &Value) -> String {
-    serde_json::to_string_pretty(value).unwrap_or_default()
 }

@@ -11,6 +11,15 @@ use flocker_mesos_tests::{Launcher, Task};
 /// A shell line: what file system the task sees at its volume path.
 const FSTYPE: &str = r#"findmnt -n -o FSTYPE -T "$(readlink -f "$FLOCKER_CONTAINER_VOLUME_PATH")""#;
 
+/// A task on node `node` that copies its volume's `data` to what the suite calls `seen`.
+fn reader(suite: &Suite, seen: &str, volume: &str, node: usize) -> Task {
+    let command = format!(
+        "set -e; cat \"$FLOCKER_CONTAINER_VOLUME_PATH/data\" > {}",
+        suite.seen_path(seen).display()
+    );
+    Task::new(seen, &command).volume(volume, &suite.path_on(node, volume))
+}
+
 #[test]
 fn first_use_creates_the_volume_and_the_task_writes_into_it() {
     let suite = Suite::start(1, Launcher::Posix);
@@ -58,15 +67,7 @@ fn the_volume_follows_the_task_to_another_node() {
     .volume(&volume, &suite.path_on(0, &volume));
     suite.assert_state(&suite.run_to_end(0, &writer), "TASK_FINISHED");
 
-    let reader = Task::new(
-        "reader",
-        &format!(
-            "set -e; cat \"$FLOCKER_CONTAINER_VOLUME_PATH/data\" > {seen}",
-            seen = suite.seen_path("read").display()
-        ),
-    )
-    .volume(&volume, &suite.path_on(1, &volume));
-    suite.assert_state(&suite.run_to_end(1, &reader), "TASK_FINISHED");
+    suite.assert_state(&suite.run_to_end(1, &reader(&suite, "read", &volume, 1)), "TASK_FINISHED");
 
     assert_eq!(suite.seen("read"), token, "node B's task read what node A's wrote");
     let dataset = suite.dataset(&volume).unwrap_or_else(|| suite.fail("no dataset"));
@@ -122,14 +123,6 @@ fn a_volume_in_use_is_refused_elsewhere_until_its_task_is_killed() {
     suite.assert_state(&killed, "TASK_KILLED");
     suite.wait_lease_released(&dataset);
 
-    let next = Task::new(
-        "next",
-        &format!(
-            "set -e; cat \"$FLOCKER_CONTAINER_VOLUME_PATH/data\" > {seen}",
-            seen = suite.seen_path("next").display()
-        ),
-    )
-    .volume(&volume, &suite.path_on(1, &volume));
-    suite.assert_state(&suite.run_to_end(1, &next), "TASK_FINISHED");
+    suite.assert_state(&suite.run_to_end(1, &reader(&suite, "next", &volume, 1)), "TASK_FINISHED");
     assert_eq!(suite.seen("next"), "held");
 }
