@@ -141,7 +141,9 @@ impl ControlService {
                         log::info!("volume '{id}': leased by another node; waiting for it to go");
                         said = true;
                     }
-                    std::thread::sleep(pause.min(wait_until - Instant::now()));
+                    std::thread::sleep(
+                        pause.min(wait_until.saturating_duration_since(Instant::now())),
+                    );
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 answer => return self.leased_or_why(id, dataset, answer),

@@ -213,10 +213,7 @@ impl Framework {
         what: &str,
         timeout: Duration,
         mut ready: impl FnMut(&mut Events) -> Option<T>,
-    ) -> Result<T, String>
-    where
-        T: Sized,
-    {
+    ) -> Result<T, String> {
         let deadline = Instant::now() + timeout;
         let mut events = self.events();
         loop {
