@@ -132,7 +132,7 @@ impl ControlService {
         wait_until: Instant,
     ) -> Result<(), IsolatorError> {
         let request = AcquireLease { dataset_id: dataset, node_uuid: node, expires: None };
-        let mut pause = Duration::from_millis(50);
+        let mut pause = Duration::ZERO;
         let mut said = false;
         loop {
             match self.client.acquire_lease(&request) {
@@ -141,10 +141,10 @@ impl ControlService {
                         log::info!("volume '{id}': leased by another node; waiting for it to go");
                         said = true;
                     }
+                    pause = plan::next_poll(pause);
                     std::thread::sleep(
                         pause.min(wait_until.saturating_duration_since(Instant::now())),
                     );
-                    pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 answer => return self.leased_or_why(id, dataset, answer),
             }

@@ -136,7 +136,7 @@ impl Parameters {
                 .parsed("mount_timeout_seconds", seconds)?
                 .unwrap_or(Duration::from_secs(120)),
             lease_wait: pairs
-                .parsed("lease_wait_seconds", seconds_or_none)?
+                .parsed("lease_wait_seconds", seconds_or_zero)?
                 .unwrap_or(DEFAULT_LEASE_WAIT),
             default_maximum_size: pairs
                 .parsed("default_maximum_size", size)?
@@ -200,16 +200,14 @@ fn invalid(key: &str, problem: String) -> ParameterError {
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
-    text.trim()
-        .parse::<f64>()
+    seconds_or_zero(text)
         .ok()
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .filter(|d| !d.is_zero())
         .ok_or_else(|| format!("'{text}' is not a positive number of seconds"))
 }
 
 /// Seconds where 0 means "do not wait".
-fn seconds_or_none(text: &str) -> Result<Duration, String> {
+fn seconds_or_zero(text: &str) -> Result<Duration, String> {
     text.trim()
         .parse::<f64>()
         .ok()

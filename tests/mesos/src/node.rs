@@ -239,12 +239,7 @@ impl Drop for MesosNode {
             if left.is_empty() {
                 break;
             }
-            for pid in left {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            left.into_iter().for_each(kill9);
             std::thread::sleep(Duration::from_millis(50));
         }
         if let Some(root) = &self.cgroups_root {
@@ -291,6 +286,12 @@ fn processes_under(directory: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// `kill -9`; a process already gone is what was wanted.
+fn kill9(pid: i32) {
+    let _ =
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+}
+
 /// Kills what is left in the node's cgroups and removes them, deepest first, in every
 /// hierarchy that has them.
 fn remove_cgroups(root: &str) {
@@ -305,12 +306,7 @@ fn remove_cgroups(root: &str) {
         groups.sort_by_key(|g| std::cmp::Reverse(g.components().count()));
         for group in &groups {
             let procs = std::fs::read_to_string(group.join("cgroup.procs")).unwrap_or_default();
-            for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()).for_each(kill9);
             thaw(group);
         }
         for group in &groups {

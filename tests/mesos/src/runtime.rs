@@ -35,7 +35,7 @@ impl Runtime {
         );
         let module = std::env::var_os("FLOCKER_ISOLATOR_MODULE")
             .map(PathBuf::from)
-            .unwrap_or_else(built_module);
+            .unwrap_or_else(|| flocker_testkit::built_binary("libflocker_isolator.so"));
         assert_has_module(&module);
         Self { directory, module }
     }
@@ -47,17 +47,6 @@ impl Runtime {
     pub fn launcher_dir(&self) -> PathBuf {
         self.directory.join("libexec/mesos")
     }
-}
-
-/// `target/<profile>/libflocker_isolator.so`, beside the running test.
-fn built_module() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("libflocker_isolator.so"))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("libflocker_isolator.so is not built beside {}", exe.display()))
 }
 
 /// The library must export the module: built without Mesos headers it has the C ABI only.

@@ -435,7 +435,7 @@ fn handle_event(event: Value, shared: &Shared, master: SocketAddr) {
                     events.statuses.push(parsed);
                 }
                 if let Some(uuid) = status.get("uuid") {
-                    acknowledge = Some(json!({
+                    let call = json!({
                         "framework_id": {"value": events.framework_id},
                         "type": "ACKNOWLEDGE",
                         "acknowledge": {
@@ -443,7 +443,8 @@ fn handle_event(event: Value, shared: &Shared, master: SocketAddr) {
                             "task_id": status["task_id"],
                             "uuid": uuid,
                         },
-                    }));
+                    });
+                    acknowledge = Some((call, events.stream_id.clone().unwrap_or_default()));
                 }
             }
             "ERROR" | "FAILURE" => events.errors.push(event.to_string()),
@@ -451,14 +452,8 @@ fn handle_event(event: Value, shared: &Shared, master: SocketAddr) {
         }
         shared.1.notify_all();
     }
-    if let Some(call) = acknowledge {
-        let stream_id = shared
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .stream_id
-            .clone()
-            .unwrap_or_default();
+    // Sent outside the lock: waiters should not wait on the master.
+    if let Some((call, stream_id)) = acknowledge {
         let sent = http::post(master, API, &call.to_string(), &[("Mesos-Stream-Id", &stream_id)]);
         if let Err(error) = sent.and_then(|a| {
             (a.status / 100 == 2).then_some(()).ok_or(format!("HTTP {}: {}", a.status, a.body))

@@ -16,18 +16,18 @@ pub fn control_binary() -> PathBuf {
     built_binary("flocker-control")
 }
 
-/// A binary of the workspace, built beside the running test (`target/<profile>/<name>`).
-/// `cargo test --workspace` builds every package's binaries before running any test.
-pub(crate) fn built_binary(name: &str) -> PathBuf {
+/// A binary (or the cdylib) of the workspace, built beside the running test
+/// (`target/<profile>/<name>`). `cargo test --workspace` builds every package's before running
+/// any test.
+pub fn built_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // A test runs from target/<profile>/deps, a binary (the test cluster) from target/<profile>.
     let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|d| d.join(name)).collect();
     match candidates.iter().find(|path| path.exists()) {
         Some(binary) => binary.clone(),
-        None => panic!(
-            "{} is missing: run `cargo build --workspace --bins` first",
-            candidates[0].display()
-        ),
+        None => {
+            panic!("{} is missing: run `cargo build --workspace` first", candidates[0].display())
+        }
     }
 }
 

@@ -18,7 +18,7 @@ pub mod task;
 pub use agent::{AgentProcess, BackendKind, agent_binary};
 pub use certificates::{ClusterCertificates, NodeCertificate};
 pub use cleanup::{release_mounts_and_loop_devices, require_root};
-pub use control::{ControlProcess, control_binary};
+pub use control::{ControlProcess, built_binary, control_binary};
 pub use flocker_one::FlockerOneControlService;
 pub use gate::{DirectoryGate, HeldOpen};
 pub use handshake::{openssl_client_request, tls_handshake};
