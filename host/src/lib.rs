@@ -1,8 +1,10 @@
 //! What the agent, the isolator and the control service need from the machine they run on,
-//! written once: what is mounted where ([`mounts`]), files replaced crash-safely ([`durable`]),
+//! written once: what is mounted where ([`mounts`]), paths walked without following links
+//! ([`beneath`]), files replaced crash-safely ([`durable`]),
 //! renames that never replace ([`no_replace`]), checksummed journal records ([`records`]), I/O
 //! errors that name their path ([`PathError`]), and the kernel's boot id ([`boot_id`]).
 
+pub mod beneath;
 pub mod durable;
 pub mod mounts;
 pub mod no_replace;

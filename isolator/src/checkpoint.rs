@@ -52,6 +52,22 @@ pub struct CheckpointedVolume {
     /// The symbolic link the volume gets on the host, if it gets one.
     #[serde(default)]
     pub link: Option<PathBuf>,
+    /// The `host_path_roots` entry the link is made beneath: it is walked from there, never
+    /// following a link. Absent in checkpoints older than roots: the link's own directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_root: Option<PathBuf>,
+    /// The directories made (or about to be made) for the link, shallowest first: removed at
+    /// cleanup, each if empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub made_directories: Vec<PathBuf>,
+}
+
+impl CheckpointedVolume {
+    /// Where the link is walked from.
+    pub fn link_root(&self) -> Option<&Path> {
+        let link = self.link.as_deref()?;
+        self.link_root.as_deref().or(link.parent())
+    }
 }
 
 impl Checkpoint {
@@ -343,7 +359,13 @@ mod tests {
 
     fn volume(name: &str) -> Vec<CheckpointedVolume> {
         let (flocker_id, path) = (name.parse().unwrap(), "/tmp/data".parse().unwrap());
-        vec![CheckpointedVolume { flocker_id, path, link: Some("/tmp/data".into()) }]
+        vec![CheckpointedVolume {
+            flocker_id,
+            path,
+            link: Some("/tmp/data".into()),
+            link_root: Some("/tmp".into()),
+            made_directories: Vec::new(),
+        }]
     }
 
     #[test]

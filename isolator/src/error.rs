@@ -29,6 +29,8 @@ pub enum CreateError {
 pub enum IsolatorError {
     #[error("the task's request is invalid")]
     Request(#[from] RequestError),
+    #[error("the module's parameters do not allow the task's request")]
+    NotAllowed(#[from] crate::policy::Refusal),
     #[error("the container id is invalid")]
     ContainerId(#[from] crate::container::InvalidContainerId),
     #[error("the request is not valid JSON: {0}")]

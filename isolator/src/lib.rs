@@ -18,13 +18,16 @@ pub mod container;
 pub mod control;
 pub mod error;
 pub mod locks;
+pub mod ownership;
 pub mod params;
 pub mod placement;
 pub mod plan;
+pub mod policy;
 pub mod pool;
 pub mod request;
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -68,31 +71,14 @@ impl Isolator {
         config: &Value,
     ) -> Result<Option<LaunchInfo>, IsolatorError> {
         let Some(request) = request::parse(config)? else { return Ok(None) };
+        let allowed = &self.parameters;
+        policy::check(&request, &allowed.host_path_roots, &allowed.volume_prefixes, |v| {
+            placement::placement(&v.path, &request.sandbox, request.rootfs.as_deref())
+        })?;
         let _held = self.locks.lock(request.volumes.iter().map(|v| &v.flocker_id));
         let started = Instant::now();
         let deadline = started + self.parameters.mount_timeout;
-        let volumes = request
-            .volumes
-            .iter()
-            .map(|v| {
-                let link = match placement::placement(
-                    &v.path,
-                    &request.sandbox,
-                    request.rootfs.as_deref(),
-                ) {
-                    Placement::Link(path) => Some(path),
-                    Placement::BindMount(_) => None,
-                };
-                CheckpointedVolume { flocker_id: v.flocker_id.clone(), path: v.path.clone(), link }
-            })
-            .collect();
-        let checkpoint = Checkpoint::new(container_id.clone(), volumes);
-        for link in checkpoint.volumes.iter().filter_map(|v| v.link.as_deref()) {
-            placement::check_link_free(link).map_err(|source| IsolatorError::Placement {
-                id: checkpoint.volumes[0].flocker_id.clone(),
-                source,
-            })?;
-        }
+        let mut checkpoint = Checkpoint::new(container_id.clone(), self.plan(&request)?);
         self.checkpoints.write(&checkpoint)?; // before any side effect
         log::debug!("container {container_id}: checkpoint written after {:?}", started.elapsed());
         let mut launch = LaunchInfo::default();
@@ -101,6 +87,7 @@ impl Isolator {
             let prepared = self.prepare_volume(
                 &request,
                 index,
+                &mut checkpoint,
                 &mut launch,
                 &mut leases_asked,
                 started,
@@ -125,12 +112,42 @@ impl Isolator {
         Ok((!launch.is_empty()).then_some(launch))
     }
 
+    /// What each volume of a request will need, found before anything is done: for a host
+    /// link, the root it goes beneath and the directories to make (nothing on the way may be a
+    /// symbolic link, and nothing but a link of ours may be at the path).
+    fn plan(&self, request: &Request) -> Result<Vec<CheckpointedVolume>, IsolatorError> {
+        let roots = &self.parameters.host_path_roots;
+        let mut planned = Vec::with_capacity(request.volumes.len());
+        for v in &request.volumes {
+            let mut volume = CheckpointedVolume {
+                flocker_id: v.flocker_id.clone(),
+                path: v.path.clone(),
+                link: None,
+                link_root: None,
+                made_directories: Vec::new(),
+            };
+            let place = placement::placement(&v.path, &request.sandbox, request.rootfs.as_deref());
+            if let Placement::Link(link) = place {
+                let placed = |source| IsolatorError::Placement { id: v.flocker_id.clone(), source };
+                // policy::check found a root for every link.
+                let root = roots.root_of(&link).unwrap_or(Path::new("/"));
+                volume.made_directories = placement::plan_link(&link, root).map_err(placed)?;
+                volume.link_root = Some(root.to_owned());
+                volume.link = Some(link);
+            }
+            planned.push(volume);
+        }
+        Ok(planned)
+    }
+
     /// One volume of a prepare. `leases_asked` collects the volumes a lease was asked for: even
     /// an unanswered request may have been granted, so those are the ones to release on undo.
+    #[allow(clippy::too_many_arguments)]
     fn prepare_volume(
         &self,
         request: &Request,
         index: usize,
+        checkpoint: &mut Checkpoint,
         launch: &mut LaunchInfo,
         leases_asked: &mut BTreeSet<FlockerId>,
         started: Instant,
@@ -154,15 +171,57 @@ impl Isolator {
             started.elapsed()
         );
         let placed = |source| IsolatorError::Placement { id: id.clone(), source };
+        if !volume.read_only {
+            self.claim(id, &mounted, request.user.as_deref())?;
+        }
         match placement::placement(&volume.path, &request.sandbox, request.rootfs.as_deref()) {
-            Placement::Link(link) => placement::publish_link(&link, &mounted).map_err(placed),
+            Placement::Link(link) => {
+                let planned = &mut checkpoint.volumes[index];
+                let root = planned.link_root().unwrap_or(Path::new("/")).to_owned();
+                let made = placement::publish_link(&link, &root, &mounted).map_err(placed)?;
+                if made != planned.made_directories {
+                    // Someone else made (or removed) a directory meanwhile: record what is ours.
+                    planned.made_directories = made;
+                    self.checkpoints.write(checkpoint)?;
+                }
+                Ok(())
+            }
             Placement::BindMount(target) => {
                 let base = request.rootfs.as_deref().unwrap_or(&request.sandbox);
                 placement::prepare_mount_target(&target, base).map_err(placed)?;
-                launch.bind(&mounted, &target);
+                launch.bind(&mounted, &target, volume.read_only);
                 Ok(())
             }
         }
+    }
+
+    /// Gives a fresh volume to the task's user (see [`ownership`]).
+    fn claim(
+        &self,
+        id: &FlockerId,
+        mounted: &Path,
+        user: Option<&str>,
+    ) -> Result<(), IsolatorError> {
+        let owner = match ownership::task_owner(user) {
+            Ok(Some(owner)) => owner,
+            Ok(None) => {
+                log::warn!(
+                    "volume '{id}': user '{}' is not known on this host; the volume keeps its owner",
+                    user.unwrap_or_default()
+                );
+                return Ok(());
+            }
+            Err(problem) => {
+                log::warn!("volume '{id}': {problem}; the volume keeps its owner");
+                return Ok(());
+            }
+        };
+        let claimed = ownership::claim_if_fresh(mounted, owner)
+            .map_err(|source| IsolatorError::Placement { id: id.clone(), source: source.into() })?;
+        if claimed {
+            log::info!("volume '{id}': a new volume, given to user {}", owner.uid);
+        }
+        Ok(())
     }
 
     /// Lets a container's volumes go: its links, then each lease no other container here still
@@ -186,9 +245,12 @@ impl Isolator {
         leased: Option<&BTreeSet<FlockerId>>,
     ) -> Result<(), IsolatorError> {
         let mut first_failure = None;
-        for link in checkpoint.volumes.iter().filter_map(|v| v.link.as_deref()) {
-            if let Err(source) = placement::remove_link(link) {
-                let id = checkpoint.volumes[0].flocker_id.clone();
+        for volume in &checkpoint.volumes {
+            let (Some(link), Some(root)) = (volume.link.as_deref(), volume.link_root()) else {
+                continue;
+            };
+            if let Err(source) = placement::remove_link(link, root, &volume.made_directories) {
+                let id = volume.flocker_id.clone();
                 first_failure.get_or_insert(IsolatorError::Placement { id, source });
             }
         }

@@ -11,6 +11,7 @@ use flocker_api::client::{DEFAULT_REST_PORT, TlsLibrary};
 use flocker_api::validate::{MAXIMUM_SIZE_MULTIPLE, MINIMUM_MAXIMUM_SIZE};
 use serde_json::Value;
 
+use crate::policy::{HostPathRoots, VolumePrefixes};
 use crate::request::parse_size;
 
 /// How a path in `/v1/state/datasets` must look before a task is given it.
@@ -47,6 +48,10 @@ pub struct Parameters {
     pub request_timeout: Duration,
     /// Threads that run prepares, cleanups and recovers.
     pub workers: usize,
+    /// Where a task without an image may have its volume linked on the host.
+    pub host_path_roots: HostPathRoots,
+    /// Which volume names each Mesos role may use.
+    pub volume_prefixes: VolumePrefixes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,6 +90,8 @@ const KNOWN: &[&str] = &[
     "mount_check",
     "request_timeout_seconds",
     "workers",
+    "host_path_roots",
+    "volume_prefixes_by_role",
 ];
 
 impl Parameters {
@@ -149,6 +156,12 @@ impl Parameters {
                 .parsed("request_timeout_seconds", seconds)?
                 .unwrap_or(Duration::from_secs(30)),
             workers: pairs.parsed("workers", workers)?.unwrap_or(8),
+            host_path_roots: pairs
+                .parsed("host_path_roots", HostPathRoots::parse)?
+                .unwrap_or_default(),
+            volume_prefixes: pairs
+                .parsed("volume_prefixes_by_role", VolumePrefixes::parse)?
+                .unwrap_or_default(),
         })
         .and_then(Self::checked)
     }
@@ -265,6 +278,8 @@ mod tests {
             (parameters.tls, parameters.mount_check),
             (TlsLibrary::Rustls, MountCheck::MountPoint)
         );
+        assert_eq!(parameters.host_path_roots, HostPathRoots::default());
+        assert_eq!(parameters.volume_prefixes, VolumePrefixes::default(), "unrestricted");
     }
 
     #[test]
@@ -274,7 +289,8 @@ mod tests {
             "node_uuid": "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b", "state_dir": "/srv/flocker",
             "mount_timeout_seconds": "5", "default_maximum_size": "1GiB", "tls_library": "openssl",
             "mount_check": "directory", "request_timeout_seconds": "2.5", "workers": "3",
-            "lease_wait_seconds": "0"}"#;
+            "lease_wait_seconds": "0", "host_path_roots": "/srv/a,/srv/b",
+            "volume_prefixes_by_role": "web=web-"}"#;
         let p = Parameters::parse(json).unwrap();
         assert_eq!(p.control_port, 14523);
         assert_eq!(p.cluster_certificate, PathBuf::from("/certs/cluster.crt"));
@@ -287,6 +303,10 @@ mod tests {
         );
         assert_eq!(p.request_timeout, Duration::from_millis(2500));
         assert_eq!(p.lease_wait, Duration::ZERO, "0: refuse at once");
+        assert_eq!(p.host_path_roots, HostPathRoots::parse("/srv/a, /srv/b").unwrap());
+        assert_eq!(p.volume_prefixes, VolumePrefixes::parse("web=web-").unwrap());
+        let none = Parameters::parse(r#"{"ipaddress": "h", "host_path_roots": ""}"#).unwrap();
+        assert_eq!(none.host_path_roots, HostPathRoots::parse("").unwrap(), "empty: no links");
     }
 
     #[test]
@@ -303,6 +323,8 @@ mod tests {
             (r#"{"ipaddress": "h", "node_uuid": "eth0"}"#, "node_uuid"),
             (r#"{"ipaddress": "h", "state_dir": "relative"}"#, "state_dir"),
             (r#"{"ipaddress": "h", "workers": "0"}"#, "workers"),
+            (r#"{"ipaddress": "h", "host_path_roots": "/"}"#, "host_path_roots"),
+            (r#"{"ipaddress": "h", "volume_prefixes_by_role": "web"}"#, "volume_prefixes_by_role"),
             (r#"{"ipaddress": ["h"]}"#, "ipaddress"),
             (r#"[{"key": "ipaddress", "value": "h"}]"#, "not an object"),
         ];

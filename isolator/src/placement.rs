@@ -6,19 +6,23 @@
 //! - An image (`rootfs`) or a relative path: a bind mount that Mesos makes in the container's own
 //!   mount namespace, returned in the launch info, its target under the rootfs or the sandbox.
 
-use std::fs;
+use std::ffi::OsString;
 use std::io::ErrorKind;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use flocker_api::DatasetId;
-use flocker_host::PathError;
+use flocker_host::beneath::{Directory, Entry, WalkError};
+use nix::sys::stat::Mode;
 use serde::Serialize;
 
 use crate::request::TaskPath;
 
 /// `MS_BIND | MS_REC`.
 const BIND_FLAGS: u32 = 4096 | 16384;
+/// `MS_RDONLY`: Mesos remounts a bind mount that has it read-only.
+const READ_ONLY_FLAG: u32 = 1;
+/// Directories the isolator makes on the way to a link or a mount target.
+const DIRECTORY_MODE: Mode = Mode::from_bits_truncate(0o755);
 /// `CLONE_NEWNS`: Mesos applies mounts only in a new mount namespace.
 const CLONE_NEWNS: i32 = 0x0002_0000;
 /// Where Mesos shows the sandbox inside a container that has an image.
@@ -65,11 +69,11 @@ pub struct MountInfo {
 }
 
 impl LaunchInfo {
-    pub fn bind(&mut self, source: &Path, target: &Path) {
+    pub fn bind(&mut self, source: &Path, target: &Path, read_only: bool) {
         self.mounts.push(MountInfo {
             source: source.to_string_lossy().into_owned(),
             target: target.to_string_lossy().into_owned(),
-            flags: BIND_FLAGS,
+            flags: if read_only { BIND_FLAGS | READ_ONLY_FLAG } else { BIND_FLAGS },
         });
         self.clone_namespaces = vec![CLONE_NEWNS];
     }
@@ -87,96 +91,130 @@ pub enum PlacementError {
         path.display()
     )]
     Occupied { path: PathBuf },
-    #[error("{} is a symbolic link inside the image; refusing to follow it", path.display())]
-    LinkInImage { path: PathBuf },
+    #[error("{} (of the module's host_path_roots) does not exist: an operator must make it", root.display())]
+    RootMissing { root: PathBuf },
     #[error(transparent)]
-    Io(#[from] PathError),
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PlacementError {
-    let at = PathError::at(action, path);
-    move |source| PlacementError::Io(at(source))
+    Walk(#[from] WalkError),
 }
 
 /// A link is ours if it points at a dataset's mount point: a directory named by a dataset id.
-pub fn is_our_link(path: &Path) -> bool {
-    fs::read_link(path).is_ok_and(|target| {
-        target.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<DatasetId>().is_ok())
+pub fn is_our_link_target(target: &Path) -> bool {
+    target.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.parse::<DatasetId>().is_ok())
+}
+
+/// The link's directory beneath its root, and its name.
+fn split(link: &Path, root: &Path) -> Result<(PathBuf, OsString), PlacementError> {
+    let occupied = || PlacementError::Occupied { path: link.to_owned() };
+    let name = link.file_name().ok_or_else(occupied)?.to_owned();
+    let parent = link.parent().ok_or_else(occupied)?;
+    let relative = parent.strip_prefix(root).map_err(|_| occupied())?;
+    Ok((relative.to_owned(), name))
+}
+
+fn open_root(root: &Path) -> Result<Directory, PlacementError> {
+    Directory::open_trusted(root).map_err(|error| match error.io_kind() {
+        Some(ErrorKind::NotFound) => PlacementError::RootMissing { root: root.to_owned() },
+        _ => error.into(),
     })
 }
 
-/// Checks, before anything is done for a task, that its link can be made: nothing is at the
-/// path, or a link of ours.
-pub fn check_link_free(link: &Path) -> Result<(), PlacementError> {
-    match fs::symlink_metadata(link) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Ok(_) if is_our_link(link) => Ok(()),
-        Ok(_) => Err(PlacementError::Occupied { path: link.to_owned() }),
-        Err(e) => Err(io("inspect", link)(e)),
-    }
-}
-
-/// Makes `link` point at `target`, atomically; a stale link of ours is replaced. The link is
-/// not flushed to disk: no container outlives the machine, so after a crash nothing needs it
-/// (recover finds the checkpoint, and removes the link if it is there).
-pub fn publish_link(link: &Path, target: &Path) -> Result<(), PlacementError> {
-    let parent = link.parent().ok_or_else(|| PlacementError::Occupied { path: link.to_owned() })?;
-    check_link_free(link)?;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(parent)
-        .map_err(io("create", parent))?;
-    let name = link.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.flocker-{}", uuid::Uuid::new_v4().simple()));
-    std::os::unix::fs::symlink(target, &temporary).map_err(io("link", &temporary))?;
-    fs::rename(&temporary, link).map_err(|e| {
-        let _ = fs::remove_file(&temporary);
-        io("link", link)(e)
-    })
-}
-
-/// Removes `link` if it is still a link of ours; anything else there is left alone.
-pub fn remove_link(link: &Path) -> Result<(), PlacementError> {
-    match fs::symlink_metadata(link) {
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-        Ok(_) if is_our_link(link) => fs::remove_file(link).map_err(io("remove", link)),
-        Ok(_) => {
-            log::warn!("{} is no longer our link; leaving it", link.display());
-            Ok(())
+/// Checks, before anything is done for a task, that its link can be made beneath `root`:
+/// no symbolic link on the way, and nothing at the path but a link of ours. Returns the
+/// directories that publishing will make, shallowest first.
+pub fn plan_link(link: &Path, root: &Path) -> Result<Vec<PathBuf>, PlacementError> {
+    let (relative, name) = split(link, root)?;
+    let mut current = open_root(root)?;
+    let mut components = relative.components();
+    for component in components.by_ref() {
+        match current.child(component.as_os_str())? {
+            Some(next) => current = next,
+            None => {
+                let mut missing = vec![current.path().join(component)];
+                for part in components {
+                    let deeper = missing[missing.len() - 1].join(part);
+                    missing.push(deeper);
+                }
+                return Ok(missing);
+            }
         }
-        Err(e) => Err(io("inspect", link)(e)),
+    }
+    match current.entry(&name)? {
+        Entry::Absent => Ok(Vec::new()),
+        Entry::SymbolicLink(target) if is_our_link_target(&target) => Ok(Vec::new()),
+        _ => Err(PlacementError::Occupied { path: link.to_owned() }),
     }
 }
 
-/// Creates the directory a bind mount goes onto, under `base` (the rootfs or the sandbox),
-/// never following a symbolic link: an image must not steer us into the host's files.
+/// Makes `link` point at `target`: walks from `root` without following links, makes the
+/// missing directories (0755, owned like the root), and puts the link there atomically; a
+/// stale link of ours is replaced, anything else refused. Returns the directories it made.
+/// The link is not flushed to disk: no container outlives the machine, so after a crash
+/// nothing needs it (recover finds the checkpoint, and removes the link if it is there).
+pub fn publish_link(
+    link: &Path,
+    root: &Path,
+    target: &Path,
+) -> Result<Vec<PathBuf>, PlacementError> {
+    let (relative, name) = split(link, root)?;
+    let walked = open_root(root)?.walk(&relative, Some(DIRECTORY_MODE))?;
+    let Some((directory, made)) = walked else {
+        return Err(PlacementError::Occupied { path: link.to_owned() });
+    };
+    match directory.entry(&name)? {
+        Entry::Absent => {}
+        Entry::SymbolicLink(old) if is_our_link_target(&old) => directory.remove_file(&name)?,
+        _ => return Err(PlacementError::Occupied { path: link.to_owned() }),
+    }
+    directory.symlink_new(target, &name).map_err(|error| match error.io_kind() {
+        Some(ErrorKind::AlreadyExists) => PlacementError::Occupied { path: link.to_owned() },
+        _ => error.into(),
+    })?;
+    Ok(made)
+}
+
+/// Removes `link` if it is still a link of ours (anything else there is left alone), then the
+/// directories `made` for it, deepest first, each only if it is empty.
+pub fn remove_link(link: &Path, root: &Path, made: &[PathBuf]) -> Result<(), PlacementError> {
+    let (relative, name) = split(link, root)?;
+    let root_directory = match open_root(root) {
+        Err(PlacementError::RootMissing { .. }) => return Ok(()),
+        other => other?,
+    };
+    if let Some((directory, _)) = root_directory.walk(&relative, None)? {
+        match directory.entry(&name)? {
+            Entry::Absent => {}
+            Entry::SymbolicLink(target) if is_our_link_target(&target) => {
+                directory.remove_file(&name)?
+            }
+            _ => log::warn!("{} is no longer our link; leaving it", link.display()),
+        }
+    }
+    for made in made.iter().rev() {
+        let (relative, name) = split(made, root)?;
+        if let Some((directory, _)) = root_directory.walk(&relative, None)?
+            && !directory.remove_empty_directory(&name)?
+        {
+            log::info!("{} is not empty; leaving it", made.display());
+        }
+    }
+    Ok(())
+}
+
+/// Makes the directory a bind mount goes onto, under `base` (the rootfs or the sandbox),
+/// never following a symbolic link: an image or a task must not steer us into the host's
+/// files. What it makes is owned like `base`, mode 0755.
 pub fn prepare_mount_target(target: &Path, base: &Path) -> Result<(), PlacementError> {
-    let inside = target.strip_prefix(base).unwrap_or(target);
-    let mut current = base.to_owned();
-    for component in inside.components() {
-        current.push(component);
-        match fs::symlink_metadata(&current) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(PlacementError::LinkInImage { path: current });
-            }
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(PlacementError::Occupied { path: current }),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                fs::DirBuilder::new()
-                    .mode(0o755)
-                    .create(&current)
-                    .map_err(io("create", &current))?;
-            }
-            Err(e) => return Err(io("inspect", &current)(e)),
-        }
-    }
+    let inside = target
+        .strip_prefix(base)
+        .map_err(|_| PlacementError::Occupied { path: target.to_owned() })?;
+    Directory::open_trusted(base)?.walk(inside, Some(DIRECTORY_MODE))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn path(text: &str) -> TaskPath {
         text.parse().unwrap()
@@ -203,30 +241,88 @@ mod tests {
         );
     }
 
+    fn volume_in(dir: &Path) -> PathBuf {
+        let volume = dir.join(DatasetId::random().to_string());
+        fs::create_dir(&volume).unwrap();
+        volume
+    }
+
     #[test]
     fn a_link_is_published_over_a_stale_link_of_ours_but_never_over_anything_else() {
         let dir = tempfile::tempdir().unwrap();
-        let volume = dir.path().join(DatasetId::random().to_string());
-        fs::create_dir(&volume).unwrap();
-        let link = dir.path().join("deep/er/data");
-        publish_link(&link, &volume).unwrap();
+        let root = dir.path();
+        let volume = volume_in(root);
+        let link = root.join("deep/er/data");
+        let planned = plan_link(&link, root).unwrap();
+        assert_eq!(planned, [root.join("deep"), root.join("deep/er")]);
+        assert_eq!(publish_link(&link, root, &volume).unwrap(), planned);
         assert_eq!(fs::read_link(&link).unwrap(), volume);
-        let newer = dir.path().join(DatasetId::random().to_string());
-        publish_link(&link, &newer).unwrap();
+        let newer = volume_in(root);
+        assert!(plan_link(&link, root).unwrap().is_empty(), "a stale link of ours will do");
+        assert!(publish_link(&link, root, &newer).unwrap().is_empty());
         assert_eq!(fs::read_link(&link).unwrap(), newer);
-        remove_link(&link).unwrap();
-        assert!(fs::symlink_metadata(&link).is_err());
+        remove_link(&link, root, &planned).unwrap();
+        assert!(!root.join("deep").exists(), "what was made for the link goes with it");
 
-        let occupied = dir.path().join("occupied");
+        let occupied = root.join("occupied");
         fs::create_dir(&occupied).unwrap();
         fs::write(occupied.join("file"), b"theirs").unwrap();
-        assert!(matches!(publish_link(&occupied, &volume), Err(PlacementError::Occupied { .. })));
-        let foreign = dir.path().join("foreign");
+        for taken in [&occupied, &occupied.join("file")] {
+            assert!(matches!(plan_link(taken, root), Err(PlacementError::Occupied { .. })));
+            let refused = publish_link(taken, root, &volume);
+            assert!(matches!(refused, Err(PlacementError::Occupied { .. })), "{refused:?}");
+        }
+        let foreign = root.join("foreign");
         std::os::unix::fs::symlink("/etc", &foreign).unwrap();
-        assert!(matches!(publish_link(&foreign, &volume), Err(PlacementError::Occupied { .. })));
-        remove_link(&foreign).unwrap();
+        assert!(matches!(
+            publish_link(&foreign, root, &volume),
+            Err(PlacementError::Occupied { .. })
+        ));
+        remove_link(&foreign, root, &[]).unwrap();
         assert_eq!(fs::read_link(&foreign).unwrap(), Path::new("/etc"), "not ours: left alone");
         assert_eq!(fs::read(occupied.join("file")).unwrap(), b"theirs");
+    }
+
+    #[test]
+    fn a_symbolic_link_on_the_way_to_a_link_is_refused_before_and_while_publishing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, outside) = (dir.path().join("root"), dir.path().join("outside"));
+        fs::create_dir_all(&outside).unwrap();
+        fs::create_dir_all(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("evil")).unwrap();
+        let volume = volume_in(dir.path());
+        let refused = plan_link(&root.join("evil/x/data"), &root);
+        assert!(matches!(refused, Err(PlacementError::Walk(WalkError::SymbolicLink { .. }))));
+        // Swapped in after the plan: publishing walks again and refuses.
+        let link = root.join("real/x/data");
+        assert_eq!(plan_link(&link, &root).unwrap(), [root.join("real/x")]);
+        fs::remove_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("real")).unwrap();
+        let refused = publish_link(&link, &root, &volume);
+        assert!(matches!(refused, Err(PlacementError::Walk(WalkError::SymbolicLink { .. }))));
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing made through the link");
+        // Nor is anything removed through one.
+        fs::create_dir(outside.join("x")).unwrap();
+        remove_link(&link, &root, &[root.join("real/x")]).unwrap_err();
+        assert!(outside.join("x").is_dir());
+    }
+
+    #[test]
+    fn only_empty_directories_made_for_the_link_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let volume = volume_in(root);
+        let link = root.join("a/b/data");
+        let made = publish_link(&link, root, &volume).unwrap();
+        fs::write(root.join("a/theirs"), b"x").unwrap();
+        remove_link(&link, root, &made).unwrap();
+        assert!(!root.join("a/b").exists());
+        assert_eq!(fs::read(root.join("a/theirs")).unwrap(), b"x", "a is not empty: kept");
+        let missing_root = root.join("nope");
+        assert!(matches!(
+            plan_link(&missing_root.join("x"), &missing_root),
+            Err(PlacementError::RootMissing { .. })
+        ));
     }
 
     #[test]
@@ -237,13 +333,25 @@ mod tests {
         assert!(rootfs.join("var/lib/redis").is_dir());
         std::os::unix::fs::symlink("/etc", rootfs.join("evil")).unwrap();
         let refused = prepare_mount_target(&rootfs.join("evil/x"), rootfs);
-        assert!(matches!(refused, Err(PlacementError::LinkInImage { .. })));
+        assert!(matches!(refused, Err(PlacementError::Walk(WalkError::SymbolicLink { .. }))));
+        let refused = prepare_mount_target(&rootfs.join("evil"), rootfs);
+        assert!(
+            matches!(refused, Err(PlacementError::Walk(WalkError::SymbolicLink { .. }))),
+            "the target itself too"
+        );
+    }
+
+    #[test]
+    fn a_read_only_bind_mount_says_so() {
+        let mut launch = LaunchInfo::default();
+        launch.bind(Path::new("/flocker/x"), Path::new("/sandbox/data"), true);
+        assert_eq!(launch.mounts[0].flags, BIND_FLAGS | READ_ONLY_FLAG);
     }
 
     #[test]
     fn a_bind_mount_asks_for_a_new_mount_namespace() {
         let mut launch = LaunchInfo::default();
-        launch.bind(Path::new("/flocker/x"), Path::new("/rootfs/data"));
+        launch.bind(Path::new("/flocker/x"), Path::new("/rootfs/data"), false);
         let json = serde_json::to_value(&launch).unwrap();
         assert_eq!(
             json,

@@ -137,6 +137,7 @@ mod tests {
             path: "/var/lib/pg".parse().unwrap(),
             maximum_size: None,
             profile: Some("gold".into()),
+            read_only: false,
             variable_suffix: "_2".into(),
         };
         let node = NodeUuid::random();

@@ -2,8 +2,8 @@
 //! `Isolator::prepare` gets, serialised by stout's `JSON::protobuf` (proto field names).
 //!
 //! The request is a set of environment variables: `FLOCKER_ID` and
-//! `FLOCKER_CONTAINER_VOLUME_PATH` (with optional `FLOCKER_MAXIMUM_SIZE` and `FLOCKER_PROFILE`)
-//! for one volume, and the same names suffixed `_1` to `_9` for more. They are read from
+//! `FLOCKER_CONTAINER_VOLUME_PATH` (with optional `FLOCKER_MAXIMUM_SIZE`, `FLOCKER_PROFILE` and
+//! `FLOCKER_CONTAINER_VOLUME_MODE`) for one volume, and the same names suffixed `_1` to `_9` for more. They are read from
 //! `command_info.environment.variables`, which holds the task's own environment in every case
 //! the isolator can see: a command task (the agent merges the task's environment into the
 //! generated executor's command), a custom executor (its command is the container's), and each
@@ -17,9 +17,10 @@
 //! run inside a task that already has its volumes.
 //!
 //! Placement facts come along: the host sandbox (`directory`), the provisioned `rootfs` if the
-//! task has an image, and the `user` the task runs as.
+//! task has an image, the `user` the task runs as, and the roles its `resources` are allocated
+//! to (for the operator's volume name prefixes by role).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -38,6 +39,8 @@ pub const PATH_VARIABLE: &str = "FLOCKER_CONTAINER_VOLUME_PATH";
 pub const MAXIMUM_SIZE_VARIABLE: &str = "FLOCKER_MAXIMUM_SIZE";
 /// The storage profile a new volume is created with.
 pub const PROFILE_VARIABLE: &str = "FLOCKER_PROFILE";
+/// `rw` (the default) or `ro`: whether the task may write to the volume.
+pub const MODE_VARIABLE: &str = "FLOCKER_CONTAINER_VOLUME_MODE";
 /// Numbered volumes go from `_1` to this.
 pub const LAST_VOLUME_NUMBER: u8 = 9;
 
@@ -204,6 +207,9 @@ pub struct VolumeRequest {
     pub maximum_size: Option<u64>,
     /// From `FLOCKER_PROFILE`: 1 to 256 characters, no control characters.
     pub profile: Option<String>,
+    /// From `FLOCKER_CONTAINER_VOLUME_MODE=ro`: a read-only bind mount.
+    #[serde(default)]
+    pub read_only: bool,
     /// `""` for the unnumbered volume, `"_1"` … `"_9"` for numbered ones: for messages.
     pub variable_suffix: String,
 }
@@ -226,6 +232,9 @@ pub struct Request {
     pub rootfs: Option<PathBuf>,
     /// The user the task runs as, if the agent says.
     pub user: Option<String>,
+    /// The roles the container's resources are allocated to (one, for any real task).
+    #[serde(default)]
+    pub roles: BTreeSet<String>,
 }
 
 /// Why a container's request was refused. Every message names the field or variable at fault.
@@ -255,7 +264,7 @@ pub enum RequestError {
     /// Half of an id/path pair.
     #[error("{present} is set but {missing} is not: give both, or neither")]
     HalfPair { present: String, missing: String },
-    /// A size or profile with no volume to apply to.
+    /// A size, profile or mode with no volume to apply to.
     #[error(
         "{name} is set but neither {id} nor {path} is: it only applies to a volume given by both"
     )]
@@ -287,7 +296,8 @@ pub fn parse(container_config: &Value) -> Result<Option<Request>, RequestError> 
         return Ok(None);
     }
     let (sandbox, rootfs, user) = placement(config)?;
-    Ok(Some(Request { volumes, sandbox, rootfs, user }))
+    let roles = allocation_roles(config)?;
+    Ok(Some(Request { volumes, sandbox, rootfs, user, roles }))
 }
 
 /// Reads a size: a whole number of bytes, optionally followed (after optional spaces) by a
@@ -372,7 +382,20 @@ fn check_profile(text: &str) -> Result<(), String> {
     }
     match text.chars().find(|c| c.is_control()) {
         Some(bad) => Err(format!("a profile cannot hold control characters such as {bad:?}")),
+        None if text.trim() != text => Err(SPACE_AT_THE_ENDS.replace("{what}", "a profile")),
         None => Ok(()),
+    }
+}
+
+/// Spaces that would make two values that look alike differ.
+const SPACE_AT_THE_ENDS: &str =
+    "{what} cannot begin or end with white space: it would name something else than it seems";
+
+fn check_mode(text: &str) -> Result<bool, String> {
+    match text {
+        "rw" => Ok(false),
+        "ro" => Ok(true),
+        _ => Err("the mode is \"rw\" (read-write, the default) or \"ro\" (read-only)".to_owned()),
     }
 }
 
@@ -388,6 +411,13 @@ fn check_path_text(text: &str) -> Result<(), String> {
     }
     if text.contains('\0') {
         return Err("a volume path cannot hold a NUL byte".to_owned());
+    }
+    if let Some(bad) = text.chars().find(|c| c.is_control()) {
+        return Err(format!("a volume path cannot hold control characters such as {bad:?}"));
+    }
+    let spaced = |part: &str| part.trim() != part;
+    if spaced(text) || text.split('/').any(spaced) {
+        return Err(SPACE_AT_THE_ENDS.replace("{what}", "a volume path or one of its components"));
     }
     Ok(())
 }
@@ -431,10 +461,12 @@ enum Field {
     Path,
     MaximumSize,
     Profile,
+    Mode,
 }
 
 impl Field {
-    const ALL: [Field; 4] = [Field::Id, Field::Path, Field::MaximumSize, Field::Profile];
+    const ALL: [Field; 5] =
+        [Field::Id, Field::Path, Field::MaximumSize, Field::Profile, Field::Mode];
 
     fn base(self) -> &'static str {
         match self {
@@ -442,6 +474,7 @@ impl Field {
             Field::Path => PATH_VARIABLE,
             Field::MaximumSize => MAXIMUM_SIZE_VARIABLE,
             Field::Profile => PROFILE_VARIABLE,
+            Field::Mode => MODE_VARIABLE,
         }
     }
 
@@ -593,6 +626,7 @@ fn volume(variables: &Variables, number: u8) -> Result<Option<VolumeRequest>, Re
             path: TaskPath::new(&path.value).map_err(|reason| invalid(path, reason))?,
             maximum_size: get(Field::MaximumSize).map(checked_size).transpose()?,
             profile: get(Field::Profile).map(checked_profile).transpose()?,
+            read_only: get(Field::Mode).map(checked_mode).transpose()?.unwrap_or(false),
             variable_suffix: suffix(number),
         })),
     }
@@ -602,15 +636,20 @@ fn checked_size(found: &Found) -> Result<u64, RequestError> {
     parse_size(&found.value).map_err(|reason| invalid(found, reason))
 }
 
+fn checked_mode(found: &Found) -> Result<bool, RequestError> {
+    check_mode(&found.value).map_err(|reason| invalid(found, reason))
+}
+
 fn checked_profile(found: &Found) -> Result<String, RequestError> {
     check_profile(&found.value).map_err(|reason| invalid(found, reason))?;
     Ok(found.value.clone())
 }
 
-/// A size or profile without its id/path pair is a mistake, not something to ignore.
+/// A size, profile or mode without its id/path pair is a mistake, not something to ignore.
 fn check_no_extras(variables: &Variables, number: u8) -> Result<(), RequestError> {
-    let extra =
-        variables.get(&(number, Field::MaximumSize)).or(variables.get(&(number, Field::Profile)));
+    let extra = [Field::MaximumSize, Field::Profile, Field::Mode]
+        .into_iter()
+        .find_map(|field| variables.get(&(number, field)));
     match extra {
         Some(found) => Err(RequestError::WithoutVolume {
             name: found.name.clone(),
@@ -659,6 +698,31 @@ fn placement(
         string_member(config, "rootfs", "")?.map(|r| absolute_path("rootfs", r)).transpose()?;
     let user = string_member(config, "user", "")?.map(str::to_owned);
     Ok((sandbox, rootfs, user))
+}
+
+/// The roles of `resources[].allocation_info.role`: those the container's resources were
+/// allocated to.
+fn allocation_roles(config: &Map<String, Value>) -> Result<BTreeSet<String>, RequestError> {
+    let mut roles = BTreeSet::new();
+    let Some(resources) = member(config, "resources") else { return Ok(roles) };
+    let Value::Array(resources) = resources else {
+        return Err(malformed("resources", "is not an array"));
+    };
+    for (index, resource) in resources.iter().enumerate() {
+        let at = format!("resources[{index}]");
+        let Value::Object(resource) = resource else {
+            return Err(malformed(&at, "is not an object"));
+        };
+        let allocation = match member(resource, "allocation_info") {
+            None => continue,
+            Some(Value::Object(allocation)) => allocation,
+            Some(_) => return Err(malformed(&format!("{at}.allocation_info"), "is not an object")),
+        };
+        if let Some(role) = string_member(allocation, "role", &format!("{at}.allocation_info"))? {
+            roles.insert(role.to_owned());
+        }
+    }
+    Ok(roles)
 }
 
 fn absolute_path(at: &str, text: &str) -> Result<PathBuf, RequestError> {
@@ -935,6 +999,66 @@ mod tests {
         assert_eq!(path("data/db/"), Path::new("data/db"));
         assert!(!TaskPath::new("data").unwrap().is_absolute());
         assert!(TaskPath::new(&format!("/{}", "a".repeat(4095))).is_ok());
+    }
+
+    #[test]
+    fn paths_refuse_control_characters_and_white_space_that_changes_their_meaning() {
+        let refused = |path: &str, reason: &str| {
+            let message = volume_error("x", path);
+            assert!(message.contains(reason), "{path:?}: {message}");
+        };
+        refused("/tmp/data\n", "control characters such as '\\n'");
+        refused("/tmp/\u{1b}[31m", "control characters");
+        refused(" /tmp/data", "white space");
+        refused("/tmp/data ", "white space");
+        refused("/tmp/ data/x", "white space");
+        refused("/tmp/data/.", "\".\" component");
+        assert!(TaskPath::new("/tmp/my data").is_ok(), "inner spaces are a plain name");
+        let profile = |text: &str| {
+            error(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "/a"), (PROFILE_VARIABLE, text)])
+        };
+        assert!(profile(" gold").contains("white space"));
+    }
+
+    #[test]
+    fn a_volume_is_read_write_unless_its_mode_says_ro() {
+        let volume = |pairs: &[(&str, &str)]| only_volume(&request(pairs)).read_only;
+        assert!(!volume(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a")]));
+        assert!(!volume(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a"), (MODE_VARIABLE, "rw")]));
+        assert!(volume(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a"), (MODE_VARIABLE, "ro")]));
+        let numbered = request(&[
+            ("FLOCKER_ID_2", "x"),
+            ("FLOCKER_CONTAINER_VOLUME_PATH_2", "a"),
+            ("FLOCKER_CONTAINER_VOLUME_MODE_2", "ro"),
+        ]);
+        assert!(only_volume(&numbered).read_only);
+        assert_eq!(
+            error(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a"), (MODE_VARIABLE, "RO ")]),
+            "FLOCKER_CONTAINER_VOLUME_MODE is \"RO \": the mode is \"rw\" (read-write, the default) or \"ro\" (read-only)"
+        );
+        assert!(
+            error(&[(MODE_VARIABLE, "ro")])
+                .starts_with("FLOCKER_CONTAINER_VOLUME_MODE is set but neither")
+        );
+    }
+
+    #[test]
+    fn the_roles_come_from_the_containers_own_resources() {
+        assert_eq!(
+            parse(&fixture("custom-executor")).unwrap().unwrap().roles,
+            ["billing".to_owned()].into()
+        );
+        assert_eq!(
+            parse(&fixture("command-task")).unwrap().unwrap().roles,
+            ["*".to_owned()].into()
+        );
+        assert!(request(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a")]).roles.is_empty());
+        let mut config = config(&[(ID_VARIABLE, "x"), (PATH_VARIABLE, "a")]);
+        config["resources"] = json!([{"name": "cpus", "allocation_info": "web"}]);
+        assert_eq!(
+            parse(&config).unwrap_err().to_string(),
+            "malformed container config: resources[0].allocation_info is not an object"
+        );
     }
 
     #[test]
