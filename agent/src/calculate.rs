@@ -53,28 +53,50 @@ pub enum Step {
     WaitForRelease,
     /// A lease of this node pins it here as it is.
     Hold,
-    /// Something the agent must not touch; said in the log, never acted on.
-    Refuse(String),
+    /// Something the agent must not touch; said in the log and reported, never acted on.
+    Refuse(Refusal),
     Done,
 }
 
-/// Why a dataset that had a volume is not given a new one.
-pub const NOT_VISIBLE: &str = "its volume existed, and is not visible from this node: is \
-     root_path shared with the node that had it? A new, empty volume is never made in place of \
-     its data";
+/// Why the agent leaves a dataset wanted here as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// It had a volume, and this node cannot find it: a new one would hide its data.
+    NotVisible,
+    /// Its volume holds a file system that is not ours (the kind `blkid` names).
+    ForeignFilesystem(String),
+}
+
+impl Refusal {
+    /// What a person reads, in the log, in `flockerctl list` and from the isolator: it names
+    /// the dataset, since it is read far from this node's log.
+    pub fn message(&self, dataset_id: &DatasetId) -> String {
+        match self {
+            Self::NotVisible => format!(
+                "the volume of dataset {dataset_id} is not visible on this node: is root_path \
+                 shared with the node that had it? A new, empty volume is never made in place \
+                 of its data"
+            ),
+            Self::ForeignFilesystem(kind) => format!(
+                "the volume of dataset {dataset_id} holds a file system of its own ({kind}): it \
+                 is never formatted nor mounted"
+            ),
+        }
+    }
+}
 
 /// One step toward `want` for one dataset.
 pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
     use Have::*;
     match (want, have) {
         (Want::Here { size, had_volume: false }, Missing) => Step::Create { size: *size },
-        (Want::Here { had_volume: true, .. }, Missing) => Step::Refuse(NOT_VISIBLE.to_owned()),
+        (Want::Here { had_volume: true, .. }, Missing) => Step::Refuse(Refusal::NotVisible),
         (Want::Here { .. }, Elsewhere) => Step::WaitForRelease,
         (Want::Here { .. }, Detached | Attaching) => Step::Attach,
         (Want::Here { .. }, Attached(Filesystem::Empty)) => Step::Format,
         (Want::Here { .. }, Attached(Filesystem::Ours)) => Step::Mount,
         (Want::Here { .. }, Attached(Filesystem::Foreign(kind))) => {
-            Step::Refuse(format!("the volume holds a file system of its own ({kind})"))
+            Step::Refuse(Refusal::ForeignFilesystem(kind.clone()))
         }
         (Want::Here { .. }, Mounted) => Step::Done,
         (Want::Away | Want::Deleted, Missing | Elsewhere) | (Want::Away, Detached) => Step::Done,
@@ -143,7 +165,7 @@ mod tests {
 
     #[test]
     fn a_dataset_that_had_a_volume_is_never_given_a_new_one() {
-        assert_eq!(next_step(&BACK, &Have::Missing, false), Step::Refuse(NOT_VISIBLE.to_owned()));
+        assert_eq!(next_step(&BACK, &Have::Missing, false), Step::Refuse(Refusal::NotVisible));
         assert_eq!(next_step(&BACK, &Have::Detached, false), Step::Attach);
         assert_eq!(next_step(&BACK, &Have::Elsewhere, false), Step::WaitForRelease);
     }
@@ -151,7 +173,17 @@ mod tests {
     #[test]
     fn a_volume_holding_another_file_system_is_never_formatted_nor_mounted() {
         let step = next_step(&HERE, &Have::Attached(Filesystem::Foreign("xfs".into())), false);
-        assert!(matches!(step, Step::Refuse(reason) if reason.contains("xfs")));
+        assert_eq!(step, Step::Refuse(Refusal::ForeignFilesystem("xfs".into())));
+    }
+
+    #[test]
+    fn a_refusal_names_the_dataset_and_what_to_check() {
+        let id = DatasetId::random();
+        let not_visible = Refusal::NotVisible.message(&id);
+        assert!(not_visible.starts_with(&format!("the volume of dataset {id} is not visible")));
+        assert!(not_visible.contains("is root_path shared with the node that had it?"));
+        let foreign = Refusal::ForeignFilesystem("xfs".into()).message(&id);
+        assert!(foreign.contains(&id.to_string()) && foreign.contains("(xfs)"), "{foreign}");
     }
 
     #[test]
@@ -233,7 +265,7 @@ mod tests {
             (wanted, Step::Create { size: DEFAULT_MAXIMUM_SIZE }),
             (tombstone, Step::Destroy),
             (moved_away, Step::Unmount),
-            (gone_from_sight, Step::Refuse(NOT_VISIBLE.to_owned())),
+            (gone_from_sight, Step::Refuse(Refusal::NotVisible)),
         ];
         expected.sort_by_key(|(id, _)| *id);
         assert_eq!(plan(&desired, &have), expected);

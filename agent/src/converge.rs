@@ -1,7 +1,8 @@
 //! The convergence loop. A poller thread keeps one long-poll open on the control service and
-//! hands each new configuration over; the loop discovers what the node has, reports it when it
-//! changed, plans (pure) and acts, then looks again at once after progress, soon while another
-//! node releases a volume, with a growing pause after a failure, and rarely when all is done.
+//! hands each new configuration over; the loop discovers what the node has, reports it (with
+//! the refusals of its last pass) when that changed, plans (pure) and acts, then looks again at
+//! once after progress or a change in refusals, soon while another node releases a volume, with
+//! a growing pause after a failure, and rarely when all is done.
 //!
 //! Until the first configuration arrives the loop touches nothing, and when the control service
 //! goes quiet it keeps the last one: a node never unmounts because it lost its control service.
@@ -12,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::{
-    AgentConfiguration, BlockDeviceOwnership, ReportedDataset, StateReport,
+    AgentConfiguration, BlockDeviceOwnership, ReportedDataset, ReportedProblem, StateReport,
 };
 use flocker_api::{DatasetId, Era};
 
@@ -90,6 +91,7 @@ pub fn poll_forever(link: Link, mailbox: Arc<Mailbox>, wait: Duration, longest_p
 /// The last report that reached the control service.
 struct Reported {
     datasets: Vec<ReportedDataset>,
+    problems: Vec<ReportedProblem>,
     /// [`Link::hellos`] when it was sent.
     hellos: u64,
     at: Instant,
@@ -129,12 +131,13 @@ impl Converger {
                     continue;
                 }
             };
-            self.report(&discovery, &mut reported);
+            self.report(&discovery, &refusals, &mut reported);
             let Some(desired) = desired else {
                 pause = IDLE; // no configuration yet: touch nothing
                 continue;
             };
             self.record_blockdevices(&desired, &discovery, &mut recorded);
+            let last_refusals = refusals.clone();
             let (progressed, failed, wait) = self.carry_out(&desired, &discovery, &mut refusals);
             streak = if progressed { streak + 1 } else { 0 };
             if streak == MOST_STEPS_IN_A_ROW + 1 {
@@ -142,7 +145,10 @@ impl Converger {
                     "{streak} passes in a row changed something without converging; slowing down"
                 );
             }
-            pause = if progressed && streak <= MOST_STEPS_IN_A_ROW {
+            // The next pass reports refusals that began or ended: make it now, since an isolator
+            // waiting for the dataset fails as soon as the service shows its problem.
+            let refusals_changed = refusals != last_refusals;
+            pause = if (progressed && streak <= MOST_STEPS_IN_A_ROW) || refusals_changed {
                 Duration::ZERO
             } else if progressed || failed {
                 failures.pause()
@@ -158,7 +164,7 @@ impl Converger {
 
     /// Acts on the plan: whether anything progressed, failed, or waits on another node. A
     /// refusal is logged when it begins, not again on every pass while it lasts (`refusals`
-    /// holds those of the last pass).
+    /// holds the messages of the last pass, and then of this one).
     fn carry_out(
         &self,
         desired: &AgentConfiguration,
@@ -170,11 +176,12 @@ impl Converger {
         for (id, step) in plan(desired, &discovery.haves()) {
             match &step {
                 Step::Hold | Step::WaitForRelease => {}
-                Step::Refuse(reason) => {
-                    if last_refusals.get(&id) != Some(reason) {
-                        log::error!("dataset {id}: {reason}; leaving it as it is");
+                Step::Refuse(refusal) => {
+                    let message = refusal.message(&id);
+                    if last_refusals.get(&id) != Some(&message) {
+                        log::error!("{message}; leaving it as it is");
                     }
-                    refusals.insert(id, reason.clone());
+                    refusals.insert(id, message);
                 }
                 _ => log::info!("dataset {id}: {step:?}"),
             }
@@ -192,22 +199,32 @@ impl Converger {
         (progressed, failed, wait)
     }
 
-    /// Sends the node's state when it changed, when the control service may have forgotten it
-    /// (a new hello), or when the heartbeat is due.
-    fn report(&self, discovery: &Discovery, reported: &mut Option<Reported>) {
+    /// Sends the node's state and its refusals when they changed, when the control service may
+    /// have forgotten them (a new hello), or when the heartbeat is due.
+    fn report(
+        &self,
+        discovery: &Discovery,
+        refusals: &BTreeMap<DatasetId, String>,
+        reported: &mut Option<Reported>,
+    ) {
         let datasets = discovery.report(&self.mount_root);
+        let problems: Vec<ReportedProblem> =
+            refusals.iter().map(|(id, message)| ReportedProblem::new(*id, message)).collect();
         let due = reported.as_ref().is_none_or(|last| {
             last.datasets != datasets
+                || last.problems != problems
                 || last.hellos != self.link.hellos()
                 || last.at.elapsed() >= self.heartbeat
         });
         if !due {
             return;
         }
-        match self.link.report(&StateReport { era: self.era, datasets: datasets.clone() }) {
+        let report =
+            StateReport { era: self.era, datasets: datasets.clone(), problems: problems.clone() };
+        match self.link.report(&report) {
             Ok(()) => {
                 let hellos = self.link.hellos();
-                *reported = Some(Reported { datasets, hellos, at: Instant::now() });
+                *reported = Some(Reported { datasets, problems, hellos, at: Instant::now() });
             }
             Err(error) => log::debug!("state not reported: {error}"),
         }

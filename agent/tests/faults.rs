@@ -115,6 +115,13 @@ fn a_volume_holding_another_file_system_is_never_formatted() {
     let attached = cluster.volume_path(&dataset, Some(0));
     assert_eq!(fs::read(&attached).unwrap(), before, "the volume was changed");
     assert!(cluster.mounted_path(&dataset, 0).is_none());
+    // Every refusal is reported, not only a volume out of sight (issue 14).
+    cluster.wait_for("the agent to report the refusal", Duration::from_secs(30), || {
+        cluster.problems(&dataset).iter().any(|p| {
+            p.node_uuid == cluster.node(0)
+                && p.problem.contains(&format!("dataset {dataset} holds a file system of its own"))
+        })
+    });
 }
 
 #[test]

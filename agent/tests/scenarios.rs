@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -82,6 +83,12 @@ fn create_mounts_the_dataset_on_its_node(backend: BackendKind) {
     let path = cluster.wait_mounted(&dataset, 0);
     assert_eq!(path, cluster.agents[0].mount_point(&dataset.to_string()));
     assert_really_mounted(&cluster, &path);
+    // Never more access than asked: a new volume is empty, and only the agent's user (root, or
+    // whoever runs the symlink agents) may write its root; the isolator gives it to the task.
+    let root = fs::metadata(&path).unwrap();
+    assert_eq!(root.permissions().mode() & 0o7777, 0o755, "the mode of a new volume's root");
+    assert_eq!(root.uid(), nix::unistd::geteuid().as_raw(), "the owner of a new volume's root");
+    assert_eq!(fs::read_dir(&path).unwrap().count(), 0, "a new volume holds nothing");
     assert!(cluster.volume_path(&dataset, Some(0)).exists());
     assert!(cluster.mounted_path(&dataset, 1).is_none());
 }

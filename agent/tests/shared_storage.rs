@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use flocker_api::AcquireLease;
+use flocker_api::{AcquireLease, DatasetId};
 use flocker_testkit::{
     AgentProcess, BackendKind, DirectoryGate, LocalCluster, Storage, agent_binary, require_root,
 };
@@ -89,22 +89,44 @@ fn names_of(root: &Path, dataset: &str) -> Vec<String> {
     found
 }
 
+/// What the agent of a node that cannot see `dataset`'s volume says, word for word.
+fn not_visible(dataset: &DatasetId) -> String {
+    format!(
+        "the volume of dataset {dataset} is not visible on this node: is root_path shared with \
+         the node that had it? A new, empty volume is never made in place of its data"
+    )
+}
+
+/// Moves `dataset` (mounted on A, holding data) to B, which cannot see A's storage, and waits
+/// until B says so in its log and in `/v1/state/problems`, and A has let the volume go.
+fn move_to_a_node_that_cannot_see_it(cluster: &LocalCluster, dataset: &DatasetId) {
+    cluster.client.move_dataset(dataset, &cluster.node(B), None).unwrap();
+    let expected = not_visible(dataset);
+    cluster.wait_for("B to refuse to make a volume", Duration::from_secs(30), || {
+        cluster.agents[B].log().contains(&expected)
+    });
+    cluster.wait_for("B to report why", Duration::from_secs(30), || {
+        !cluster.problems(dataset).is_empty()
+    });
+    let problems = cluster.problems(dataset);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!((problems[0].node_uuid, &problems[0].problem), (cluster.node(B), &expected));
+    cluster.wait_for("A to let the volume go", Duration::from_secs(30), || {
+        cluster.volume_path_in(dataset, A).exists()
+    });
+}
+
 /// Defence in depth (issue 12): a move to a node that cannot see the volume's storage. Its agent
 /// must not make a new, empty volume under the dataset's id — the task would start on no data —
-/// and the volume must be found whole when the dataset comes back.
+/// but say why it leaves the dataset as it is (issue 14), and the volume must be found whole
+/// when the dataset comes back.
 fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one(backend: BackendKind) {
     require_root();
     let cluster = LocalCluster::start_on_storage(backend, 2, Storage::PerNode);
     let dataset = cluster.create_dataset(A).dataset_id;
     let on_a = cluster.wait_mounted(&dataset, A);
     let written = write_random_file(&on_a);
-    cluster.client.move_dataset(&dataset, &cluster.node(B), None).unwrap();
-    cluster.wait_for("B to refuse to make a volume", Duration::from_secs(30), || {
-        cluster.agents[B].log().contains("is not visible from this node")
-    });
-    cluster.wait_for("A to let the volume go", Duration::from_secs(30), || {
-        cluster.mounted_path(&dataset, A).is_none()
-    });
+    move_to_a_node_that_cannot_see_it(&cluster, &dataset);
     std::thread::sleep(Duration::from_secs(1)); // B would have acted by now
     let on_b = names_of(&cluster.root_path(B), &dataset.to_string());
     assert!(on_b.is_empty(), "B made a volume: {on_b:?}\n{}", cluster.logs());
@@ -112,8 +134,28 @@ fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one(backend: BackendKi
     cluster.client.move_dataset(&dataset, &cluster.node(A), None).unwrap();
     let back = cluster.wait_mounted(&dataset, A);
     assert_eq!(read_data(&back, &cluster), written, "the bytes differ after coming back");
-    let refusals = cluster.agents[B].log().matches("is not visible from this node").count();
+    assert_eq!(cluster.problems(&dataset), [], "B's problem outlived the move back");
+    let refusals = cluster.agents[B].log().matches(&not_visible(&dataset)).count();
     assert_eq!(refusals, 1, "the refusal is said once, not on every pass");
+}
+
+/// The refusal lasts only while the volume cannot be seen: once it appears in B's `root_path`
+/// (as it would once the operator shares the storage), B mounts it, data and all, and its next
+/// report no longer carries the problem, though B is still the dataset's primary.
+fn a_refusal_ends_when_the_volume_becomes_visible(backend: BackendKind) {
+    require_root();
+    let cluster = LocalCluster::start_on_storage(backend, 2, Storage::PerNode);
+    let dataset = cluster.create_dataset(A).dataset_id;
+    let written = write_random_file(&cluster.wait_mounted(&dataset, A));
+    move_to_a_node_that_cannot_see_it(&cluster, &dataset);
+    let to_b = cluster.volume_path_in(&dataset, B);
+    fs::rename(cluster.volume_path_in(&dataset, A), &to_b)
+        .unwrap_or_else(|e| panic!("cannot put the volume at {}: {e}", to_b.display()));
+    let on_b = cluster.wait_mounted(&dataset, B);
+    assert_eq!(read_data(&on_b, &cluster), written, "the bytes differ on B");
+    cluster.wait_for("B to stop reporting the problem", Duration::from_secs(30), || {
+        cluster.problems(&dataset).is_empty()
+    });
 }
 
 macro_rules! for_each_backend {
@@ -132,6 +174,11 @@ macro_rules! for_each_backend {
             #[test]
             fn a_node_that_cannot_see_the_volume_never_makes_an_empty_one() {
                 super::a_node_that_cannot_see_the_volume_never_makes_an_empty_one($kind);
+            }
+
+            #[test]
+            fn a_refusal_ends_when_the_volume_becomes_visible() {
+                super::a_refusal_ends_when_the_volume_becomes_visible($kind);
             }
         }
     };

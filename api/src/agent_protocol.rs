@@ -69,6 +69,11 @@ pub struct StateReport {
     /// The era the agent said hello with.
     pub era: Era,
     pub datasets: Vec<ReportedDataset>,
+    /// Why the agent leaves some of its datasets as they are, as of its last pass. Left out
+    /// when there is none, so older services, which do not know the key, read the report as
+    /// before; absent in reports of older agents: read it as none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<ReportedProblem>,
 }
 
 /// One dataset present on a node (or in its backend): mounted at `path`, or not mounted.
@@ -80,6 +85,52 @@ pub struct ReportedDataset {
     pub path: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maximum_size: Option<u64>,
+}
+
+/// The longest problem text a report may carry, in bytes of UTF-8.
+pub const MAXIMUM_PROBLEM_BYTES: usize = 1024;
+
+/// Why the agent will not bring one of the datasets configured for its node to where the
+/// configuration wants it (it refuses to make, format or mount its volume), in words for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedProblem {
+    pub dataset_id: DatasetId,
+    /// One line of at most [`MAXIMUM_PROBLEM_BYTES`], without control characters: the service
+    /// refuses a report breaking that (see [`ReportedProblem::check`]).
+    pub problem: String,
+}
+
+impl ReportedProblem {
+    /// A problem that keeps the rules whatever `text` holds: control characters become spaces,
+    /// and a text too long is cut at a character boundary, ending in `…`.
+    pub fn new(dataset_id: DatasetId, text: &str) -> Self {
+        let mut problem: String =
+            text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+        if problem.len() > MAXIMUM_PROBLEM_BYTES {
+            let ellipsis = '…';
+            let mut end = MAXIMUM_PROBLEM_BYTES - ellipsis.len_utf8();
+            while !problem.is_char_boundary(end) {
+                end -= 1;
+            }
+            problem.truncate(end);
+            problem.push(ellipsis);
+        }
+        Self { dataset_id, problem }
+    }
+
+    /// Why a service must refuse this problem, if it must: a text longer than
+    /// [`MAXIMUM_PROBLEM_BYTES`], or holding a control character (a line break, an escape
+    /// sequence that would rewrite an operator's terminal).
+    pub fn check(&self) -> Result<(), String> {
+        let id = self.dataset_id;
+        if self.problem.len() > MAXIMUM_PROBLEM_BYTES {
+            Err(format!("problem of dataset {id}: longer than {MAXIMUM_PROBLEM_BYTES} bytes"))
+        } else if self.problem.chars().any(char::is_control) {
+            Err(format!("problem of dataset {id}: holds a control character"))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// `POST /v1/agent/blockdevice-ownership`: the block device an agent made for a dataset,
@@ -138,5 +189,44 @@ impl AgentClient {
                 None,
             )
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_problem_made_from_any_text_keeps_the_rules_the_service_checks() {
+        let id = DatasetId::random();
+        let escape = ReportedProblem::new(id, "line one\nline two \u{1b}[2J\u{9b}");
+        assert_eq!(escape.problem, "line one line two  [2J ");
+        assert_eq!(escape.check(), Ok(()));
+        // Multi-byte characters across the limit are not split.
+        let long = ReportedProblem::new(id, &"é".repeat(MAXIMUM_PROBLEM_BYTES));
+        assert!(long.problem.len() <= MAXIMUM_PROBLEM_BYTES && long.problem.ends_with('…'));
+        assert_eq!(long.check(), Ok(()));
+        let fits = "x".repeat(MAXIMUM_PROBLEM_BYTES);
+        assert_eq!(ReportedProblem::new(id, &fits).problem, fits, "a text that fits is kept");
+    }
+
+    #[test]
+    fn the_service_refuses_long_problems_and_control_characters() {
+        let id = DatasetId::random();
+        let raw = |problem: &str| ReportedProblem { dataset_id: id, problem: problem.to_owned() };
+        assert!(raw(&"x".repeat(MAXIMUM_PROBLEM_BYTES + 1)).check().is_err());
+        assert!(raw("two\nlines").check().is_err());
+        assert!(raw("tab\there").check().is_err());
+        assert!(raw("\u{7f}").check().is_err());
+        assert_eq!(raw("is root_path shared?").check(), Ok(()));
+    }
+
+    #[test]
+    fn a_report_without_problems_reads_and_writes_as_before() {
+        let era = Era::random();
+        let old = serde_json::json!({"era": era, "datasets": []});
+        let report: StateReport = serde_json::from_value(old.clone()).unwrap();
+        assert!(report.problems.is_empty());
+        assert_eq!(serde_json::to_value(&report).unwrap(), old);
     }
 }

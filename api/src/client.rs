@@ -21,8 +21,8 @@ use ureq::{Agent, Body};
 use crate::certificates::{self, CertificateError};
 use crate::ids::{DatasetId, Era, NodeUuid};
 use crate::types::{
-    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetState, ErrorBody, Lease, Node,
-    NodeByEra, UpdateDataset, Version,
+    AcquireLease, ConfigurationTag, CreateDataset, DATASET_PROBLEMS_PATH, Dataset, DatasetProblem,
+    DatasetState, ErrorBody, Lease, Node, NodeByEra, UpdateDataset, Version,
 };
 
 /// The name every control-service certificate carries, and the one clients verify.
@@ -263,6 +263,17 @@ impl Client {
     /// `GET /v1/state/datasets`: what the agents report.
     pub fn dataset_states(&self) -> Result<Vec<DatasetState>, ClientError> {
         self.call("GET", "/v1/state/datasets", &[], None::<&()>, &[200])
+    }
+
+    /// `GET /v1/state/problems`, an extension of ours: why agents leave datasets as they are,
+    /// sorted by dataset. `None` from a service without it (Flocker 1.x answers 404).
+    pub fn dataset_problems(&self) -> Result<Option<Vec<DatasetProblem>>, ClientError> {
+        let path = DATASET_PROBLEMS_PATH;
+        let response = self.checked("GET", path, &[], None::<&()>, &[200, 404], None)?;
+        match response.status {
+            404 => Ok(None),
+            _ => decode("GET", path, &response).map(Some),
+        }
     }
 
     /// `GET /v1/configuration/leases`.

@@ -15,7 +15,7 @@ pub mod validate;
 pub use client::{Client, ClientConfig, ClientError, LeaseOutcome, RawResponse, TransportProblem};
 pub use ids::{DatasetId, Era, NodeUuid};
 pub use types::{
-    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetState, ErrorBody, Lease,
-    Metadata, Node, NodeByEra, UpdateDataset, Version,
+    AcquireLease, ConfigurationTag, CreateDataset, DATASET_PROBLEMS_PATH, Dataset, DatasetProblem,
+    DatasetState, ErrorBody, Lease, Metadata, Node, NodeByEra, UpdateDataset, Version,
 };
 pub use validate::DEFAULT_MAXIMUM_SIZE;

@@ -45,6 +45,20 @@ pub struct DatasetState {
     pub maximum_size: Option<u64>,
 }
 
+/// `GET /v1/state/problems`: an extension of ours, which Flocker 1.x answers with 404.
+pub const DATASET_PROBLEMS_PATH: &str = "/v1/state/problems";
+
+/// Why the agent of a dataset's primary node leaves it as it is (it will not make, format or
+/// mount its volume), as that agent last reported it (`/v1/state/problems`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetProblem {
+    pub dataset_id: DatasetId,
+    /// The node that reported it: the dataset's primary.
+    pub node_uuid: NodeUuid,
+    /// In the agent's words, for people, on one line.
+    pub problem: String,
+}
+
 /// A node whose agent reports to the control service (`/v1/state/nodes`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Node {

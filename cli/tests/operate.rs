@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use flocker_api::{AcquireLease, DatasetId};
-use flocker_testkit::{BackendKind, ClusterCertificates, LocalCluster};
+use flocker_api::client::TlsLibrary;
+use flocker_api::{AcquireLease, Client, ClientConfig, DatasetId};
+use flocker_testkit::{BackendKind, ClusterCertificates, LocalCluster, Storage};
 use serde_json::Value;
 
 const FLOCKERCTL: &str = env!("CARGO_BIN_EXE_flockerctl");
@@ -389,7 +390,60 @@ fn leases_held_by_the_api_are_listed_with_their_node() {
     assert!(line.contains(&format!("{} (127.0.0.1)", cluster.node(0))), "{table}");
 }
 
+// ---------------------------------------------------------------- problems the agents report
+
+/// Issue 14: a dataset moved to a node that cannot see its volume is listed as refused, with
+/// the agent's words under the table; once it is back, the listing is as it always was.
+#[test]
+fn list_shows_why_an_agent_leaves_a_dataset_as_it_is() {
+    let cluster =
+        LocalCluster::start_on_storage(BackendKind::DirectorySymlink, 2, Storage::PerNode);
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let id = cluster.create_dataset(0).dataset_id;
+    cluster.wait_mounted(&id, 0);
+    cluster.client.move_dataset(&id, &b, None).expect("move");
+    cluster.wait_for("node B to report its problem", Duration::from_secs(30), || {
+        !cluster.problems(&id).is_empty()
+    });
+    let said = format!("the volume of dataset {id} is not visible on this node");
+
+    let table = succeed(&cluster, &["list"]);
+    let row = table.lines().find(|l| l.starts_with(&prefix(id))).expect("a row for it");
+    assert!(row.contains("refused") && row.contains(&prefix(b)), "{table}");
+    let under = table.lines().skip_while(|l| !l.is_empty()).collect::<Vec<_>>();
+    assert_eq!(under.len(), 2, "a blank line, then one line per problem:\n{table}");
+    assert!(under[1].starts_with(&format!("{}: {said}", prefix(id))), "{table}");
+    assert!(under[1].contains("is root_path shared with the node that had it?"), "{table}");
+    let row = listed(&json(&cluster, &["list", "--json"]), "test").clone();
+    assert_eq!(row["status"], "refused");
+    assert!(row["problem"].as_str().is_some_and(|p| p.starts_with(&said)), "{row}");
+
+    cluster.client.move_dataset(&id, &a, None).expect("move back");
+    cluster.wait_mounted(&id, 0);
+    let table = succeed(&cluster, &["list"]);
+    assert_eq!(table.lines().count(), 2, "the header and the row, nothing under:\n{table}");
+    assert!(listed(&json(&cluster, &["list", "--json"]), "test").get("problem").is_none());
+}
+
 // ---------------------------------------------------------------- a Flocker 1.x cluster
+
+/// `flockerctl list` asks for problems with the client's `dataset_problems`; a Flocker 1.x
+/// service has no such endpoint, and the client reads its 404 as "no problems to show".
+#[test]
+fn a_flocker_1_service_has_no_problems_to_show() {
+    let directory = tempfile::tempdir().expect("tempdir");
+    let certificates = flocker_testkit::openssl::flocker_1_certificates(directory.path());
+    let service = flocker_testkit::FlockerOneControlService::start(&certificates);
+    let mut config = ClientConfig::from_directory(
+        directory.path(),
+        "plugin",
+        "127.0.0.1",
+        service.address.port(),
+    );
+    config.tls = TlsLibrary::OpenSsl;
+    let client = Client::new(&config).expect("a client");
+    assert_eq!(client.dataset_problems().expect("an answer"), None);
+}
 
 #[test]
 fn a_flocker_1_cluster_with_x509_v1_certificates_is_reached_with_openssl() {

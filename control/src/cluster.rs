@@ -2,6 +2,9 @@
 //! what each has. Kept in memory only and rebuilt from reports after a restart, as Flocker did.
 //! Pure: the time is an argument, so liveness rules are unit tests.
 //!
+//! Each node's problems (why its agent leaves some of its datasets as they are) are kept the
+//! same way: replaced by each report, forgotten with the node's era or when it goes quiet.
+//!
 //! Datasets that no node mounts live on storage the nodes share (as in Flocker, whose
 //! "non-manifest datasets" worked the same way), so the newest report says what is there: an
 //! older report from a node that has not needed to look again since must not keep a destroyed
@@ -11,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::ReportedDataset;
-use flocker_api::{DatasetId, DatasetState, Era, Node, NodeUuid};
+use flocker_api::{DatasetId, DatasetProblem, DatasetState, Era, Node, NodeUuid};
 
 use crate::error::ApiError;
 
@@ -20,6 +23,8 @@ struct NodeRecord {
     host: String,
     last_seen: Instant,
     datasets: Vec<ReportedDataset>,
+    /// Problems of the node's own datasets, one each, as its last report said.
+    problems: BTreeMap<DatasetId, String>,
 }
 
 pub struct ClusterState {
@@ -51,11 +56,13 @@ impl ClusterState {
             host: host.clone(),
             last_seen: now,
             datasets: Vec::new(),
+            problems: BTreeMap::new(),
         });
         if record.era != era {
             self.eras.remove(&record.era);
             record.era = era;
             record.datasets.clear();
+            record.problems.clear();
         }
         record.host = host;
         record.last_seen = now;
@@ -78,18 +85,21 @@ impl ClusterState {
         }
     }
 
-    /// Replaces what a node reported. A report from another era is refused: the agent must say
-    /// hello again, so stale reports from before a reboot never count.
+    /// Replaces what a node reported: its datasets and its problems (already checked to be
+    /// about its own datasets). A report from another era is refused: the agent must say hello
+    /// again, so stale reports from before a reboot never count.
     pub fn report(
         &mut self,
         node: &NodeUuid,
         era: Era,
         datasets: Vec<ReportedDataset>,
+        problems: BTreeMap<DatasetId, String>,
         now: Instant,
     ) -> Result<(), ApiError> {
         let record =
             self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
         record.last_seen = now;
+        record.problems = problems;
         let unmounted: BTreeMap<DatasetId, Option<u64>> = datasets
             .iter()
             .filter(|d| d.path.is_none())
@@ -138,6 +148,24 @@ impl ClusterState {
         self.eras.get(era).copied()
     }
 
+    /// Every live node's problems, by dataset, then node. (Two nodes list one dataset only
+    /// while it moves: the one it left reports again within a pass.)
+    pub fn problems(&self) -> Vec<DatasetProblem> {
+        let mut problems: Vec<DatasetProblem> = self
+            .nodes
+            .iter()
+            .flat_map(|(uuid, record)| {
+                record.problems.iter().map(|(dataset_id, problem)| DatasetProblem {
+                    dataset_id: *dataset_id,
+                    node_uuid: *uuid,
+                    problem: problem.clone(),
+                })
+            })
+            .collect();
+        problems.sort_by_key(|p| (p.dataset_id, p.node_uuid));
+        problems
+    }
+
     /// `/v1/state/datasets`: every mounted dataset with its node and path, then every dataset
     /// the newest report saw but no node mounts, once each. (Flocker could list one dataset twice while it
     /// moved; clients filter anyway, and this never does.)
@@ -184,6 +212,10 @@ mod tests {
         ReportedDataset { dataset_id: id, path: None, maximum_size: Some(1 << 30) }
     }
 
+    fn none() -> BTreeMap<DatasetId, String> {
+        BTreeMap::new()
+    }
+
     #[test]
     fn a_node_appears_on_hello_and_leaves_after_going_quiet() {
         let start = Instant::now();
@@ -204,12 +236,12 @@ mod tests {
         let mut cluster = ClusterState::new(EXPIRY);
         let (node, before, after) = (NodeUuid::random(), Era::random(), Era::random());
         cluster.hello(node, before, "h".into(), now);
-        cluster.report(&node, before, vec![mounted(DatasetId::random())], now).unwrap();
+        cluster.report(&node, before, vec![mounted(DatasetId::random())], none(), now).unwrap();
         cluster.hello(node, after, "h".into(), now);
         assert!(cluster.dataset_states().is_empty());
         assert_eq!(cluster.node_by_era(&before), None);
         assert_eq!(cluster.node_by_era(&after), Some(node));
-        let late = cluster.report(&node, before, vec![mounted(DatasetId::random())], now);
+        let late = cluster.report(&node, before, vec![mounted(DatasetId::random())], none(), now);
         assert_eq!(late, Err(ApiError::UnknownNode));
     }
 
@@ -224,10 +256,10 @@ mod tests {
         }
         let era_of = |c: &ClusterState, n: &NodeUuid| c.nodes[n].era;
         cluster
-            .report(&a, era_of(&cluster, &a), vec![mounted(moving), unmounted(idle)], now)
+            .report(&a, era_of(&cluster, &a), vec![mounted(moving), unmounted(idle)], none(), now)
             .unwrap();
         cluster
-            .report(&b, era_of(&cluster, &b), vec![unmounted(moving), unmounted(idle)], now)
+            .report(&b, era_of(&cluster, &b), vec![unmounted(moving), unmounted(idle)], none(), now)
             .unwrap();
         let states = cluster.dataset_states();
         assert_eq!(states.len(), 2);
@@ -246,11 +278,11 @@ mod tests {
         let (era_a, era_b) = (Era::random(), Era::random());
         cluster.hello(a, era_a, "a".into(), now);
         cluster.hello(b, era_b, "b".into(), now);
-        cluster.report(&b, era_b, vec![unmounted(gone)], now).unwrap();
-        cluster.report(&a, era_a, vec![unmounted(gone)], now).unwrap();
+        cluster.report(&b, era_b, vec![unmounted(gone)], none(), now).unwrap();
+        cluster.report(&a, era_a, vec![unmounted(gone)], none(), now).unwrap();
         assert_eq!(cluster.dataset_states().len(), 1);
         let generation = cluster.generation;
-        cluster.report(&b, era_b, vec![], now).unwrap();
+        cluster.report(&b, era_b, vec![], none(), now).unwrap();
         assert!(cluster.dataset_states().is_empty());
         assert!(cluster.generation > generation, "cached answers must be dropped");
     }
@@ -262,9 +294,35 @@ mod tests {
         let (node, era) = (NodeUuid::random(), Era::random());
         cluster.hello(node, era, "h".into(), now);
         let report = vec![mounted(DatasetId::random())];
-        cluster.report(&node, era, report.clone(), now).unwrap();
+        cluster.report(&node, era, report.clone(), none(), now).unwrap();
         let generation = cluster.generation;
-        cluster.report(&node, era, report, now).unwrap();
+        cluster.report(&node, era, report, none(), now).unwrap();
         assert_eq!(cluster.generation, generation);
+    }
+
+    #[test]
+    fn problems_are_replaced_by_each_report_and_forgotten_with_the_era_or_the_node() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (a, b, era) = (NodeUuid::random(), NodeUuid::random(), Era::random());
+        let (first, second) = (DatasetId::random(), DatasetId::random());
+        cluster.hello(a, era, "a".into(), now);
+        cluster.hello(b, Era::random(), "b".into(), now);
+        let problems = BTreeMap::from([(second, "2".to_owned()), (first, "1".to_owned())]);
+        cluster.report(&a, era, vec![], problems, now).unwrap();
+        let listed: Vec<(DatasetId, NodeUuid)> =
+            cluster.problems().iter().map(|p| (p.dataset_id, p.node_uuid)).collect();
+        let mut expected = vec![(first, a), (second, a)];
+        expected.sort();
+        assert_eq!(listed, expected, "sorted by dataset");
+        cluster.report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), now).unwrap();
+        assert_eq!(cluster.problems().len(), 1, "the next report replaces them");
+        cluster.hello(a, Era::random(), "a".into(), now);
+        assert!(cluster.problems().is_empty(), "a reboot forgets them");
+        let era = cluster.nodes[&a].era;
+        cluster.report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), now).unwrap();
+        cluster.touch(&b, now + EXPIRY).unwrap();
+        cluster.sweep(now + EXPIRY);
+        assert!(cluster.problems().is_empty(), "a quiet node's problems leave with it");
     }
 }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use flocker_api::agent_protocol::ReportedProblem;
 use flocker_api::{
     AcquireLease, CreateDataset, Dataset, DatasetId, Lease, NodeUuid, UpdateDataset,
 };
@@ -72,6 +73,15 @@ pub struct NodeView {
     pub leases: Vec<DatasetId>,
     pub blockdevice_ids: BTreeMap<DatasetId, String>,
     pub had_volume: BTreeSet<DatasetId>,
+}
+
+/// The problems a node reported, sorted into those it may report and those it may not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeProblems {
+    /// One per dataset whose primary is the node, with its text.
+    pub kept: BTreeMap<DatasetId, String>,
+    /// The datasets whose primary is another node, or that the configuration does not have.
+    pub dropped: Vec<DatasetId>,
 }
 
 /// The decision on a lease request: what to store (nothing for an identical renewal), whether
@@ -139,6 +149,27 @@ impl Configuration {
             .collect();
         (!new.is_empty())
             .then(|| Change::VolumesReported { dataset_ids: new.into_iter().collect() })
+    }
+
+    /// Of the problems `node` reported, those about datasets whose primary it is. Another
+    /// node's dataset is not this node's to speak for (and one that moved away after the agent
+    /// looked is no longer its concern), so those are dropped. The first of two about one
+    /// dataset counts (the agent API refuses such a report before it gets here).
+    pub fn problems_of(&self, node: &NodeUuid, reported: Vec<ReportedProblem>) -> NodeProblems {
+        let mut problems = NodeProblems::default();
+        for ReportedProblem { dataset_id, problem } in reported {
+            if self.is_primary(&dataset_id, node) {
+                problems.kept.entry(dataset_id).or_insert(problem);
+            } else {
+                problems.dropped.push(dataset_id);
+            }
+        }
+        problems
+    }
+
+    /// Whether `node` is the primary of `dataset_id` now.
+    pub fn is_primary(&self, dataset_id: &DatasetId, node: &NodeUuid) -> bool {
+        self.datasets.get(dataset_id).is_some_and(|d| d.primary == *node)
     }
 
     /// The dataset a create makes: refused with 409 if the id was ever used (tombstones
@@ -549,5 +580,33 @@ mod tests {
         let reported = config.plan_volumes_reported([dataset_id(1), dataset_id(3)]).unwrap();
         config.apply(&reported);
         assert_eq!(config.node_view(&here).had_volume, BTreeSet::from([dataset_id(1)]));
+    }
+
+    #[test]
+    fn a_node_may_report_problems_only_of_its_own_datasets_one_each() {
+        let mut config = Configuration::default();
+        let (here, there) = (node(1), node(2));
+        create(&mut config, 1, here);
+        create(&mut config, 2, there);
+        let problem = |id: DatasetId, text: &str| ReportedProblem {
+            dataset_id: id,
+            problem: text.to_owned(),
+        };
+        let stranger = dataset_id(9);
+        let reported = vec![
+            problem(dataset_id(1), "first"),
+            problem(dataset_id(2), "theirs"),
+            problem(stranger, "unknown"),
+            problem(dataset_id(1), "second"),
+        ];
+        let problems = config.problems_of(&here, reported);
+        assert_eq!(problems.kept, BTreeMap::from([(dataset_id(1), "first".to_owned())]));
+        assert_eq!(problems.dropped, [dataset_id(2), stranger]);
+        let moved = config
+            .plan_move(&dataset_id(1).to_string(), &UpdateDataset { primary: Some(there) })
+            .unwrap();
+        config.apply(&moved.1.unwrap());
+        let after_move = config.problems_of(&here, vec![problem(dataset_id(1), "late")]);
+        assert!(after_move.kept.is_empty(), "it moved away: no longer this node's to report");
     }
 }

@@ -11,10 +11,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use flocker_api::agent_protocol::{AgentConfiguration, ReportedDataset};
+use flocker_api::agent_protocol::{AgentConfiguration, StateReport};
 use flocker_api::{
-    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, Era, Lease, Node, NodeUuid,
-    UpdateDataset,
+    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, DatasetProblem, Era, Lease,
+    Node, NodeUuid, UpdateDataset,
 };
 use tokio::sync::watch;
 
@@ -235,22 +235,37 @@ impl ControlService {
 
     /// An agent's state report. The volumes it names are remembered durably before the state
     /// shows them: a volume a client can see mounted, and write to, is never one an agent
-    /// could take for never made.
-    pub fn report(
-        &self,
-        node: &NodeUuid,
-        era: Era,
-        datasets: Vec<ReportedDataset>,
-    ) -> Result<(), ApiError> {
+    /// could take for never made. Its problems are kept only for its own datasets.
+    pub fn report(&self, node: &NodeUuid, report: StateReport) -> Result<(), ApiError> {
+        let StateReport { era, datasets, problems } = report;
         self.lock_actual().cluster.check_era(node, era)?;
-        {
+        let problems = {
             let mut desired = self.lock_desired();
             let reported = datasets.iter().map(|d| d.dataset_id);
             if let Some(change) = desired.configuration.plan_volumes_reported(reported) {
                 self.commit(&mut desired, change)?;
             }
+            desired.configuration.problems_of(node, problems)
+        };
+        if !problems.dropped.is_empty() {
+            log::warn!(
+                "node {node} reported problems of datasets whose primary is not that node; \
+                 ignoring them: {:?}",
+                problems.dropped
+            );
         }
-        self.lock_actual().cluster.report(node, era, datasets, Instant::now())
+        self.lock_actual().cluster.report(node, era, datasets, problems.kept, Instant::now())
+    }
+
+    /// `GET /v1/state/problems`: the problems that the primary of each dataset reported. One
+    /// from a node that is no longer the primary (the dataset moved since it reported) is left
+    /// out: a client waiting for the dataset on its new node must not fail on the old one's.
+    pub fn dataset_problems(&self) -> Vec<DatasetProblem> {
+        // Few problems, many datasets: collect the first, then look each up; one lock at a time.
+        let mut problems = self.lock_actual().cluster.problems();
+        let desired = self.lock_desired();
+        problems.retain(|p| desired.configuration.is_primary(&p.dataset_id, &p.node_uuid));
+        problems
     }
 
     /// `GET /v1/state/datasets` as JSON.

@@ -1,12 +1,14 @@
 //! The agent API on port 4524, as `flocker-dataset-agent` uses it: hello, the configuration
-//! long-poll, state reports, liveness and block-device records.
+//! long-poll, state reports (problems included, as `/v1/state/problems` shows them), liveness
+//! and block-device records.
 
 use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::{
-    AgentConfiguration, BLOCKDEVICE_OWNERSHIP_PATH, CONFIGURATION_PATH, HELLO_PATH, STATE_PATH,
+    AgentConfiguration, BLOCKDEVICE_OWNERSHIP_PATH, CONFIGURATION_PATH, HELLO_PATH,
+    MAXIMUM_PROBLEM_BYTES, STATE_PATH,
 };
-use flocker_api::{AcquireLease, Client, CreateDataset, DatasetId, Era, NodeUuid};
+use flocker_api::{AcquireLease, Client, CreateDataset, DatasetId, DatasetProblem, Era, NodeUuid};
 use flocker_testkit::{ClusterCertificates, ControlProcess, NodeCertificate, RunningControl};
 use serde_json::{Value, json};
 
@@ -291,4 +293,142 @@ fn a_reported_volume_is_remembered_for_good_before_the_state_shows_it() {
     let view = agent.poll(None, 0.0);
     assert_eq!(view.had_volume, [reported].into());
     assert!(!view.had_volume.contains(&never_reported));
+}
+
+// ---------------------------------------------------------------- problems (issue 14)
+
+impl Agent {
+    /// A report of no datasets and these problems (`[{"dataset_id": …, "problem": …}]`): its
+    /// status and answer.
+    fn report_problems(&self, problems: Value) -> (u16, Value) {
+        let report = json!({"era": self.era, "datasets": [], "problems": problems});
+        self.call("PUT", STATE_PATH, Some(report))
+    }
+}
+
+fn problems_of(control: &RunningControl) -> Vec<DatasetProblem> {
+    control.client.dataset_problems().unwrap().expect("the service serves /v1/state/problems")
+}
+
+#[test]
+fn a_nodes_problems_are_listed_until_its_next_report_leaves_them_out() {
+    let control = start_with(&[]);
+    let (agent, other) = (Agent::new(&control), Agent::new(&control));
+    agent.hello();
+    other.hello();
+    let (mine, also_mine) =
+        (create_on(&control, &agent.node.uuid), create_on(&control, &agent.node.uuid));
+    let theirs = create_on(&control, &other.node.uuid);
+    let (status, _) = agent.report_problems(json!([
+        {"dataset_id": also_mine, "problem": "the volume holds a file system of its own (xfs)"},
+        {"dataset_id": theirs, "problem": "not this node's to say"},
+        {"dataset_id": mine, "problem": "the volume is not visible on this node"},
+        {"dataset_id": DatasetId::random(), "problem": "no such dataset"},
+    ]));
+    assert_eq!(status, 204);
+    let mut expected = vec![
+        DatasetProblem {
+            dataset_id: mine,
+            node_uuid: agent.node.uuid,
+            problem: "the volume is not visible on this node".into(),
+        },
+        DatasetProblem {
+            dataset_id: also_mine,
+            node_uuid: agent.node.uuid,
+            problem: "the volume holds a file system of its own (xfs)".into(),
+        },
+    ];
+    expected.sort_by_key(|p| p.dataset_id);
+    assert_eq!(problems_of(&control), expected, "its own, sorted by dataset, and no others");
+    let (said, log) = control.process.wait_for_log("whose primary is not that node");
+    assert!(said && log.contains(&theirs.to_string()), "not logged:\n{log}");
+
+    // Only the primary's word counts: once a dataset moves away, its old node's problem goes.
+    control.client.move_dataset(&also_mine, &other.node.uuid, None).unwrap();
+    assert_eq!(problems_of(&control).iter().map(|p| p.dataset_id).collect::<Vec<_>>(), [mine]);
+
+    assert_eq!(agent.report(agent.era, json!([])), 204);
+    assert_eq!(problems_of(&control), [], "the next report without it ends it");
+}
+
+#[test]
+fn problems_never_show_in_the_flocker_state_of_datasets() {
+    let control = start_with(&[]);
+    let agent = Agent::new(&control);
+    agent.hello();
+    let (mounted, unmounted) =
+        (create_on(&control, &agent.node.uuid), create_on(&control, &agent.node.uuid));
+    let report = json!({
+        "era": agent.era,
+        "datasets": [
+            {"dataset_id": mounted, "path": format!("/flocker/{mounted}"), "maximum_size": 67108864},
+            {"dataset_id": unmounted, "maximum_size": 67108864},
+        ],
+        "problems": [{"dataset_id": unmounted, "problem": "a file system of its own (xfs)"}],
+    });
+    assert_eq!(agent.call("PUT", STATE_PATH, Some(report)).0, 204);
+    assert_eq!(problems_of(&control).len(), 1);
+    // Flocker's v1 contract for these items: these keys, "no other keys".
+    let states = control.send("GET", "/v1/state/datasets", &[], None).json().unwrap();
+    let keys = |item: &Value| {
+        let mut keys: Vec<String> = item.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let items = states.as_array().unwrap();
+    assert_eq!(items.len(), 2, "{states}");
+    assert_eq!(keys(&items[0]), ["dataset_id", "maximum_size", "path", "primary"]);
+    assert_eq!(keys(&items[1]), ["dataset_id", "maximum_size"]);
+}
+
+#[test]
+fn a_problem_too_long_doubled_or_holding_control_characters_refuses_the_whole_report() {
+    let control = start_with(&[]);
+    let agent = Agent::new(&control);
+    agent.hello();
+    let id = create_on(&control, &agent.node.uuid);
+    let problem = |text: &str| json!([{"dataset_id": id, "problem": text}]);
+    let longest = "x".repeat(MAXIMUM_PROBLEM_BYTES);
+    for (bad, why) in [
+        (problem(&format!("{longest}x")), "longer than 1024 bytes"),
+        (problem("two\nlines"), "control character"),
+        (problem("\u{1b}[2J cleared the screen"), "control character"),
+        (problem("a C1 control \u{9b}"), "control character"),
+        (
+            json!([{"dataset_id": id, "problem": "one"}, {"dataset_id": id, "problem": "two"}]),
+            "more than one problem",
+        ),
+    ] {
+        let (status, body) = agent.report_problems(bad.clone());
+        assert_eq!(status, 400, "{bad}");
+        let said = serde_json::to_string(&body).unwrap();
+        assert!(body["description"].is_string() && said.contains(why), "{body}");
+    }
+    assert_eq!(problems_of(&control), [], "nothing of a refused report is kept");
+    // Exactly the limit, in characters of more than one byte too, is fine.
+    assert_eq!(agent.report_problems(problem(&longest)).0, 204);
+    assert_eq!(problems_of(&control)[0].problem, longest);
+    let accented = "é".repeat(MAXIMUM_PROBLEM_BYTES / 2);
+    assert_eq!(agent.report_problems(problem(&accented)).0, 204);
+    assert_eq!(problems_of(&control)[0].problem, accented);
+}
+
+#[test]
+fn a_reboot_or_a_quiet_node_drops_its_problems() {
+    let control = start_with(&["--node-expiry", "2"]);
+    let mut agent = Agent::new(&control);
+    agent.hello();
+    let id = create_on(&control, &agent.node.uuid);
+    let problem = json!([{"dataset_id": id, "problem": "not visible"}]);
+    assert_eq!(agent.report_problems(problem.clone()).0, 204);
+    assert_eq!(problems_of(&control).len(), 1);
+    agent.era = Era::random();
+    agent.hello();
+    assert_eq!(problems_of(&control), [], "a new era starts with none");
+    assert_eq!(agent.report_problems(problem).0, 204);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !problems_of(&control).is_empty() {
+        assert!(Instant::now() < deadline, "the quiet node's problem stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -13,7 +13,7 @@ use nix::mount::MsFlags;
 
 use super::layout::{Layout, NEEDS_NOREPLACE, sync_directory};
 use super::loopback::unmount;
-use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
+use super::{Attachment, Backend, BackendError, Filesystem, VOLUME_ROOT_MODE, Volume, mount_point};
 use crate::config::MountMode;
 use flocker_host::mounts::MountTable;
 
@@ -61,13 +61,18 @@ impl Directory {
     }
 }
 
-/// A new, empty volume directory that every task user may write, as on a fresh loopback
-/// volume; created exclusively, so a name in use is never taken over.
+/// A new, empty volume directory, as on a fresh loopback volume: the agent's user (root) owns
+/// it and alone may write it (0755), so a task gets no more access than it asked for (the
+/// isolator gives a fresh volume's root to the task's user). Created exclusively, so a name in
+/// use is never taken over.
 fn make_volume_directory(path: &Path) -> Result<(), BackendError> {
-    fs::DirBuilder::new().mode(0o777).create(path).map_err(BackendError::io("create", path))?;
+    fs::DirBuilder::new()
+        .mode(VOLUME_ROOT_MODE)
+        .create(path)
+        .map_err(BackendError::io("create", path))?;
     // Whatever the umask.
-    fs::set_permissions(path, fs::Permissions::from_mode(0o777))
-        .map_err(BackendError::io("open up", path))
+    fs::set_permissions(path, fs::Permissions::from_mode(VOLUME_ROOT_MODE))
+        .map_err(BackendError::io("set the mode of", path))
 }
 
 impl Backend for Directory {
@@ -167,5 +172,21 @@ impl Backend for Directory {
             }
             MountMode::Symlink => fs::read_link(target).is_ok_and(|to| to == source),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_volume_directory_is_its_owners_alone_to_write_and_never_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path().join("dataset-new");
+        make_volume_directory(&volume).unwrap();
+        let metadata = fs::metadata(&volume).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o7777, 0o755);
+        assert_eq!(metadata.uid(), nix::unistd::geteuid().as_raw(), "the agent's user owns it");
+        assert!(make_volume_directory(&volume).is_err(), "a name in use is not taken over");
     }
 }

@@ -210,7 +210,7 @@ impl Backend for Loopback {
         mount_point::prepare(target)?;
         nix::mount::mount(Some(source), target, Some("ext4"), MsFlags::empty(), None::<&str>)
             .map_err(|errno| BackendError::io("mount", target)(errno.into()))?;
-        mount_point::open_up_fresh_filesystem(target)
+        mount_point::tidy_fresh_filesystem(target)
     }
 
     fn unmount(&self, target: &Path) -> Result<(), BackendError> {

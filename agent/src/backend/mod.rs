@@ -24,6 +24,10 @@ use crate::command::CommandError;
 use flocker_host::PathError;
 use flocker_host::mounts::MountTable;
 
+/// The mode of a new volume's root: its owner, the agent's user (root), writes; others may
+/// only read and enter.
+pub const VOLUME_ROOT_MODE: u32 = 0o755;
+
 /// A volume as the backend sees it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Volume {

@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
-use super::BackendError;
+use super::{BackendError, VOLUME_ROOT_MODE};
 use flocker_host::mounts::MountTable;
 
 /// Makes `target` an empty directory to mount on. Refuses if something else is there, a mount
@@ -60,8 +60,10 @@ pub fn remove(target: &Path) -> Result<(), BackendError> {
 }
 
 /// A new file system holds only an empty `lost+found`: remove it, so that programs that want
-/// an empty directory (initdb, say) accept the volume, and let every user write, as Flocker did.
-pub fn open_up_fresh_filesystem(target: &Path) -> Result<(), BackendError> {
+/// an empty directory (initdb, say) accept the volume, and give its root the mode of every new
+/// volume, whatever `mkfs` chose: root's alone to write, not everyone's as Flocker made it (the
+/// isolator gives a fresh volume's root to the task's user).
+pub fn tidy_fresh_filesystem(target: &Path) -> Result<(), BackendError> {
     let entries: Vec<_> = fs::read_dir(target)
         .map_err(BackendError::io("read", target))?
         .filter_map(Result::ok)
@@ -72,8 +74,8 @@ pub fn open_up_fresh_filesystem(target: &Path) -> Result<(), BackendError> {
     }
     let lost_found = target.join("lost+found");
     if fs::remove_dir(&lost_found).is_ok() {
-        fs::set_permissions(target, fs::Permissions::from_mode(0o777))
-            .map_err(BackendError::io("open up", target))?;
+        fs::set_permissions(target, fs::Permissions::from_mode(VOLUME_ROOT_MODE))
+            .map_err(BackendError::io("set the mode of", target))?;
     }
     Ok(())
 }
@@ -108,13 +110,17 @@ mod tests {
     #[test]
     fn only_a_lone_empty_lost_and_found_is_removed() {
         let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
         fs::create_dir(dir.path().join("lost+found")).unwrap();
-        open_up_fresh_filesystem(dir.path()).unwrap();
+        tidy_fresh_filesystem(dir.path()).unwrap();
         assert!(!dir.path().join("lost+found").exists());
-        assert_eq!(fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777, 0o777);
+        assert_eq!(fs::metadata(dir.path()).unwrap().permissions().mode() & 0o7777, 0o755);
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
         fs::create_dir(dir.path().join("lost+found")).unwrap();
         fs::write(dir.path().join("data"), b"x").unwrap();
-        open_up_fresh_filesystem(dir.path()).unwrap();
+        tidy_fresh_filesystem(dir.path()).unwrap();
         assert!(dir.path().join("lost+found").exists());
+        let mode = fs::metadata(dir.path()).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700, "a volume in use keeps the mode it has");
     }
 }

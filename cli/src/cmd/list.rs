@@ -1,8 +1,9 @@
-//! `flockerctl list` (alias `ls`): one row per dataset, with its status and node.
+//! `flockerctl list` (alias `ls`): one row per dataset, with its status and node, and under the
+//! table, why an agent leaves a dataset as it is.
 
 use clap::Args;
 use flocker_cli::ops::table;
-use flocker_cli::ops::view::{DATASET_HEADERS, dataset_cells, dataset_rows};
+use flocker_cli::ops::view::{DATASET_HEADERS, dataset_cells, dataset_rows, problem_lines};
 
 use super::connection::ConnectionArgs;
 use super::lookup::{self, print_json};
@@ -27,14 +28,20 @@ pub fn run(connection: &ConnectionArgs, args: ListArgs) -> anyhow::Result<()> {
     let connection = connection.connect()?;
     let (datasets, _) = connection.call(|c| c.list_datasets())?;
     let states = connection.call(|c| c.dataset_states())?;
+    // A Flocker 1.x service has no problems to show (None): list as it always did.
+    let problems = connection.call(|c| c.dataset_problems())?.unwrap_or_default();
     let leases = connection.call(|c| c.list_leases())?;
     let nodes = lookup::nodes(&connection)?;
-    let rows = dataset_rows(&datasets, &states, &nodes, &leases, args.deleted);
+    let rows = dataset_rows(&datasets, &states, &problems, &nodes, &leases, args.deleted);
     if args.json {
         return print_json(&rows);
     }
     let cells: Vec<Vec<String>> =
         rows.iter().map(|r| dataset_cells(r, args.long, args.human)).collect();
     print!("{}", table::render(&DATASET_HEADERS, &cells));
+    let problems = problem_lines(&rows, args.long);
+    if !problems.is_empty() {
+        print!("\n{problems}");
+    }
     Ok(())
 }

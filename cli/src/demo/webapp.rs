@@ -86,8 +86,9 @@ impl Stage<'_> {
         let table = step(self.timeline, title, &[], |notes| {
             let (datasets, _) = self.client.list_datasets()?;
             let (states, leases) = (self.client.dataset_states()?, self.client.list_leases()?);
-            let rows =
-                view::dataset_rows(&datasets, &states, &self.client.list_nodes()?, &leases, false);
+            let problems = self.client.dataset_problems()?.unwrap_or_default();
+            let nodes = self.client.list_nodes()?;
+            let rows = view::dataset_rows(&datasets, &states, &problems, &nodes, &leases, false);
             ensure!(
                 rows.iter()
                     .any(|r| r.status == view::Status::Mounted && r.primary == self.uuid(Node::B)),
@@ -99,7 +100,9 @@ impl Stage<'_> {
             ));
             let cells: Vec<Vec<String>> =
                 rows.iter().map(|r| view::dataset_cells(r, false, true)).collect();
-            Ok(table::render(&view::DATASET_HEADERS, &cells))
+            let problems = view::problem_lines(&rows, false);
+            let table = table::render(&view::DATASET_HEADERS, &cells);
+            Ok(if problems.is_empty() { table } else { format!("{table}\n{problems}") })
         })?;
         self.timeline.verbatim(&table);
         Ok(())

@@ -1,8 +1,9 @@
-//! What `flockerctl list` shows: the desired configuration joined with what the agents report.
+//! What `flockerctl list` shows: the desired configuration joined with what the agents report,
+//! their problems included.
 
 use std::collections::HashMap;
 
-use flocker_api::{Dataset, DatasetState, Lease, Metadata, Node, NodeUuid};
+use flocker_api::{Dataset, DatasetProblem, DatasetState, Lease, Metadata, Node, NodeUuid};
 use serde::Serialize;
 
 use super::size;
@@ -17,6 +18,8 @@ pub enum Status {
     Attached,
     /// Not on its node yet: being created, or moving from another node.
     Pending,
+    /// Not mounted, and its node's agent will not go on: see the row's `problem`.
+    Refused,
     /// Deleted: a tombstone, its volume destroyed or being destroyed.
     Deleted,
 }
@@ -27,6 +30,7 @@ impl Status {
             Self::Mounted => "mounted",
             Self::Attached => "attached",
             Self::Pending => "pending",
+            Self::Refused => "refused",
             Self::Deleted => "deleted",
         }
     }
@@ -47,12 +51,18 @@ pub struct DatasetRow {
     pub path: Option<String>,
     /// The node holding its lease, if any: it cannot be moved or destroyed meanwhile.
     pub leased_to: Option<NodeUuid>,
+    /// Why its node's agent leaves it as it is, in the agent's words (left out when there is
+    /// none, and from a Flocker 1.x service, which does not say).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// Every dataset (tombstones only with `include_deleted`), sorted by primary's address, then id.
+/// `states` and `problems` are what the agents report.
 pub fn dataset_rows(
     datasets: &[Dataset],
     states: &[DatasetState],
+    problems: &[DatasetProblem],
     nodes: &[Node],
     leases: &[Lease],
     include_deleted: bool,
@@ -63,11 +73,16 @@ pub fn dataset_rows(
         .filter(|d| include_deleted || !d.deleted)
         .map(|dataset| {
             let state = states.iter().find(|s| s.dataset_id == dataset.dataset_id);
+            // Only its primary's word counts: another node's is about where it no longer goes.
+            let problem = problems
+                .iter()
+                .find(|p| p.dataset_id == dataset.dataset_id && p.node_uuid == dataset.primary)
+                .map(|p| p.problem.clone());
             DatasetRow {
                 dataset_id: dataset.dataset_id.to_string(),
                 maximum_size: dataset.maximum_size,
                 metadata: dataset.metadata.clone(),
-                status: status(dataset, state),
+                status: status(dataset, state, problem.is_some()),
                 primary: dataset.primary,
                 host: hosts.get(&dataset.primary).map(|h| (*h).to_owned()),
                 path: state
@@ -77,6 +92,7 @@ pub fn dataset_rows(
                     .iter()
                     .find(|l| l.dataset_id == dataset.dataset_id)
                     .map(|l| l.node_uuid),
+                problem,
             }
         })
         .collect();
@@ -84,18 +100,17 @@ pub fn dataset_rows(
     rows
 }
 
-fn status(dataset: &Dataset, state: Option<&DatasetState>) -> Status {
+/// A problem overrides every status but mounted and deleted: the agent will not go further.
+fn status(dataset: &Dataset, state: Option<&DatasetState>, problem: bool) -> Status {
     if dataset.deleted {
         return Status::Deleted;
     }
     match state {
-        Some(state) if state.primary == Some(dataset.primary) => {
-            if state.path.is_some() {
-                Status::Mounted
-            } else {
-                Status::Attached
-            }
+        Some(state) if state.primary == Some(dataset.primary) && state.path.is_some() => {
+            Status::Mounted
         }
+        _ if problem => Status::Refused,
+        Some(state) if state.primary == Some(dataset.primary) => Status::Attached,
         _ => Status::Pending,
     }
 }
@@ -116,6 +131,17 @@ pub fn dataset_cells(row: &DatasetRow, long: bool, human: bool) -> Vec<String> {
         row.status.label().to_owned(),
         node,
     ]
+}
+
+/// The lines under the table for rows with a problem, one each: the dataset as its row shows
+/// it, then the problem. Nothing for rows without one.
+pub fn problem_lines(rows: &[DatasetRow], long: bool) -> String {
+    rows.iter()
+        .filter_map(|row| {
+            let problem = row.problem.as_deref()?;
+            Some(format!("{}: {problem}\n", short(&row.dataset_id, long)))
+        })
+        .collect()
 }
 
 /// A node for people: `3f2a0c1e (10.0.0.1)`, or `(no agent)` when none reports for it.
@@ -178,7 +204,7 @@ mod tests {
             state(&datasets[1], Some(a), None),
             state(&datasets[2], Some(a), Some("/flocker/3")), // still on A, moving to B
         ];
-        let rows = dataset_rows(&datasets, &states, &[], &[], false);
+        let rows = dataset_rows(&datasets, &states, &[], &[], &[], false);
         let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();
         assert_eq!(statuses, [Status::Mounted, Status::Attached, Status::Pending, Status::Pending]);
         assert_eq!(rows[0].path.as_deref(), Some("/flocker/1"));
@@ -188,8 +214,8 @@ mod tests {
     #[test]
     fn tombstones_are_listed_only_when_asked() {
         let datasets = [dataset(1, node(1), false), dataset(2, node(1), true)];
-        assert_eq!(dataset_rows(&datasets, &[], &[], &[], false).len(), 1);
-        let all = dataset_rows(&datasets, &[], &[], &[], true);
+        assert_eq!(dataset_rows(&datasets, &[], &[], &[], &[], false).len(), 1);
+        let all = dataset_rows(&datasets, &[], &[], &[], &[], true);
         assert_eq!(all[1].status, Status::Deleted);
     }
 
@@ -199,7 +225,7 @@ mod tests {
         let datasets = [dataset(1, a, false)];
         let nodes: Vec<Node> =
             serde_json::from_value(serde_json::json!([{"uuid": a, "host": "10.0.0.1"}])).unwrap();
-        let row = &dataset_rows(&datasets, &[], &nodes, &[], false)[0];
+        let row = &dataset_rows(&datasets, &[], &[], &nodes, &[], false)[0];
         assert_eq!(
             dataset_cells(row, false, true),
             ["11111111", "64.0M", "name=data-1", "pending", "11111111 (10.0.0.1)"]
@@ -211,7 +237,41 @@ mod tests {
 
     #[test]
     fn a_node_without_an_agent_says_so() {
-        let row = &dataset_rows(&[dataset(1, node(1), false)], &[], &[], &[], false)[0];
+        let row = &dataset_rows(&[dataset(1, node(1), false)], &[], &[], &[], &[], false)[0];
         assert_eq!(dataset_cells(row, false, false)[4], "11111111 (no agent)");
+    }
+
+    fn problem(dataset: &Dataset, node: NodeUuid, text: &str) -> DatasetProblem {
+        DatasetProblem { dataset_id: dataset.dataset_id, node_uuid: node, problem: text.into() }
+    }
+
+    #[test]
+    fn a_problem_of_the_primary_makes_the_dataset_refused_and_is_shown_under_the_table() {
+        let (a, b) = (node(1), node(2));
+        let datasets = [dataset(1, b, false), dataset(2, b, false), dataset(3, a, false)];
+        let states = [state(&datasets[1], Some(b), None)];
+        let problems = [
+            problem(&datasets[0], b, "not visible on this node"),
+            problem(&datasets[1], b, "a file system of its own"),
+            problem(&datasets[2], b, "said by a node it left"),
+        ];
+        let rows = dataset_rows(&datasets, &states, &problems, &[], &[], false);
+        let statuses: Vec<Status> = rows.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [Status::Refused, Status::Refused, Status::Pending]);
+        assert_eq!(rows[2].problem, None, "only the primary's problem counts");
+        assert_eq!(
+            problem_lines(&rows, false),
+            "11111111: not visible on this node\n22222222: a file system of its own\n"
+        );
+        assert_eq!(dataset_cells(&rows[0], false, false)[3], "refused");
+        let json = serde_json::to_value(&rows).unwrap();
+        assert_eq!(json[0]["problem"], "not visible on this node");
+        assert!(json[2].get("problem").is_none(), "no key without a problem");
+    }
+
+    #[test]
+    fn without_problems_nothing_is_added_under_the_table() {
+        let rows = dataset_rows(&[dataset(1, node(1), false)], &[], &[], &[], &[], false);
+        assert_eq!(problem_lines(&rows, true), "");
     }
 }

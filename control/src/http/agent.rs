@@ -1,6 +1,7 @@
 //! The agent API (port 4524): hello, the configuration long-poll, state reports, block-device
 //! records. The node is always the one its certificate names. See `control/AGENT_API.md`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::extract::{FromRequest, Query, Request, State};
@@ -90,14 +91,30 @@ async fn report(
     call: FromNode<StateReport>,
 ) -> Result<Response, ApiError> {
     let FromNode { node, body: report, .. } = call;
+    check_report(&report).map_err(|problem| ApiError::Schema(vec![problem]))?;
+    blocking(&app, move |s| s.report(&node, report)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What makes a whole report untrustworthy: a relative path, or problems that break the rules
+/// (one per dataset; `ReportedProblem::check`: short, no control characters). A problem too
+/// long is refused rather than cut: people read it as the agent's own words, which a cut would
+/// change without anyone knowing, and our agent fits its words to the rules before sending
+/// (`ReportedProblem::new`), so only a broken or hostile client meets the 400.
+fn check_report(report: &StateReport) -> Result<(), String> {
     let relative =
         report.datasets.iter().find(|d| d.path.as_ref().is_some_and(|p| !p.starts_with('/')));
     if let Some(bad) = relative {
-        let problem = format!("dataset {}: path is not absolute", bad.dataset_id);
-        return Err(ApiError::Schema(vec![problem]));
+        return Err(format!("dataset {}: path is not absolute", bad.dataset_id));
     }
-    blocking(&app, move |s| s.report(&node, report.era, report.datasets)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let mut seen = BTreeSet::new();
+    for problem in &report.problems {
+        problem.check()?;
+        if !seen.insert(problem.dataset_id) {
+            return Err(format!("dataset {}: more than one problem", problem.dataset_id));
+        }
+    }
+    Ok(())
 }
 
 /// Records the block device an agent made for a dataset; 409 if another was recorded.

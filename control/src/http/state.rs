@@ -1,11 +1,13 @@
-//! E1, E6, E10, E11: the version and the cluster state the agents report.
+//! E1, E6, E10, E11: the version and the cluster state the agents report; and, an extension of
+//! ours, the problems they report (`/v1/state/problems`), kept apart so that
+//! `/v1/state/datasets` stays exactly Flocker's.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use flocker_api::{Era, NodeByEra, Version};
+use flocker_api::{DATASET_PROBLEMS_PATH, Era, NodeByEra, Version};
 
 use super::{SharedApp, blocking, json};
 use crate::error::{ApiError, json_response};
@@ -17,6 +19,7 @@ pub fn routes() -> Router<SharedApp> {
         .route("/v1/state/datasets", get(datasets))
         .route("/v1/state/nodes", get(nodes))
         .route("/v1/state/nodes/by_era/{era}", get(node_by_era))
+        .route(DATASET_PROBLEMS_PATH, get(problems))
 }
 
 async fn version() -> Response {
@@ -26,6 +29,11 @@ async fn version() -> Response {
 async fn datasets(State(app): State<SharedApp>) -> Result<Response, ApiError> {
     let body = blocking(&app, |s| Ok(s.dataset_states_body())).await?;
     Ok(json_response(StatusCode::OK, body))
+}
+
+async fn problems(State(app): State<SharedApp>) -> Result<Response, ApiError> {
+    let problems = blocking(&app, |s| Ok(s.dataset_problems())).await?;
+    Ok(json(StatusCode::OK, &problems))
 }
 
 async fn nodes(State(app): State<SharedApp>) -> Result<Response, ApiError> {

@@ -287,3 +287,20 @@ impl Drop for LocalCluster {
         release_mounts_and_loop_devices(self.certificates.root());
     }
 }
+
+impl LocalCluster {
+    /// The entries of `/v1/state/problems` for `dataset`: why its node's agent leaves it as it
+    /// is. Fails the test if the service lacks the endpoint.
+    pub fn problems(&self, dataset: &DatasetId) -> Vec<flocker_api::DatasetProblem> {
+        let problems = self.client.dataset_problems().unwrap_or_else(|e| panic!("{e}"));
+        let problems = problems.expect("the control service serves /v1/state/problems");
+        problems.into_iter().filter(|p| p.dataset_id == *dataset).collect()
+    }
+
+    /// Where `dataset`'s volume lies unattached in node `index`'s own `root_path` (with
+    /// [`Storage::PerNode`], each node has one).
+    pub fn volume_path_in(&self, dataset: &DatasetId, index: usize) -> PathBuf {
+        let root = self.root_path(index);
+        self.backend.volume_path(&root, None, &dataset.to_string(), SMALL)
+    }
+}
