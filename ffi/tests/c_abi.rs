@@ -289,3 +289,30 @@ fn after_the_agent_is_killed_recover_keeps_running_containers_and_cleans_the_res
     assert_eq!(leases.len(), 1, "{leases:?}");
     assert_eq!(leases[0].dataset_id, kept_dataset.dataset_id);
 }
+
+/// Issue 14 through the C ABI: a path outside the operator's roots, and a symbolic link on the
+/// way to an allowed one, are refused with their reasons, before anything is done.
+#[test]
+fn host_links_outside_the_roots_or_through_a_symbolic_link_are_refused_through_the_c_abi() {
+    let cluster = start_cluster();
+    let scratch = cluster.certificates.root().join("host");
+    for directory in ["allowed", "etc/cron.d"] {
+        std::fs::create_dir_all(scratch.join(directory)).unwrap();
+    }
+    std::os::unix::fs::symlink(scratch.join("etc"), scratch.join("allowed/evil")).unwrap();
+    let mut parameters = cluster.isolator_parameters(0);
+    parameters["host_path_roots"] = json!(scratch.join("allowed"));
+    let mut a =
+        Standin::start(&parameters, &cluster.certificates.root().join("standin-a")).unwrap();
+    let attack = |path: &str| command_task(&[("attack", scratch.join(path).to_str().unwrap())]);
+    let outside = a.call("prepare", &[&container_id(), &attack("etc/cron.d/x")]).unwrap_err();
+    assert!(
+        outside.contains("may only have its volume linked beneath the module's host_path_roots"),
+        "{outside}"
+    );
+    let through =
+        a.call("prepare", &[&container_id(), &attack("allowed/evil/cron.d/x")]).unwrap_err();
+    assert!(through.contains("is a symbolic link; refusing to follow it"), "{through}");
+    assert_eq!(std::fs::read_dir(scratch.join("etc/cron.d")).unwrap().count(), 0);
+    assert!(cluster.client.list_datasets().unwrap().0.is_empty(), "nothing was created");
+}

@@ -207,6 +207,9 @@ impl ControlService {
         deadline: Instant,
     ) -> Result<PathBuf, IsolatorError> {
         let mut pause = Duration::ZERO;
+        // Asked once the first look did not find it mounted; dropped against a service
+        // without the extension (Flocker 1.x).
+        let mut ask_for_problems = false;
         loop {
             let states = self
                 .client
@@ -218,6 +221,10 @@ impl ControlService {
             {
                 return Ok(path.clone());
             }
+            if ask_for_problems {
+                ask_for_problems = self.refused_here(id, dataset, node)?;
+            }
+            ask_for_problems |= pause.is_zero();
             if Instant::now() >= deadline {
                 let mut last_seen = seen.describe();
                 if let Seen::Here(path) = &seen {
@@ -237,6 +244,29 @@ impl ControlService {
             }
             pause = plan::next_poll(pause);
             std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Fails if this node's agent says it will not mount the dataset (its volume is not
+    /// visible here, say): the task must not wait for what will not come. Whether to ask again.
+    fn refused_here(
+        &self,
+        id: &FlockerId,
+        dataset: DatasetId,
+        node: NodeUuid,
+    ) -> Result<bool, IsolatorError> {
+        let problems = self
+            .client
+            .dataset_problems()
+            .map_err(IsolatorError::control(id, "read the agents' problems"))?;
+        let Some(problems) = problems else { return Ok(false) };
+        match problems.into_iter().find(|p| p.dataset_id == dataset && p.node_uuid == node) {
+            Some(found) => Err(IsolatorError::RefusedByAgent {
+                id: id.clone(),
+                dataset,
+                problem: found.problem,
+            }),
+            None => Ok(true),
         }
     }
 

@@ -59,6 +59,10 @@ pub enum IsolatorError {
     LeasedElsewhere { id: FlockerId, dataset: DatasetId, node: NodeUuid, host: Option<String> },
     #[error("volume '{id}' (dataset {dataset}) was not mounted here within {} s: it was last {last_seen}", waited.as_secs())]
     NotMounted { id: FlockerId, dataset: DatasetId, waited: Duration, last_seen: String },
+    #[error(
+        "volume '{id}' (dataset {dataset}) will not be mounted here: this node's agent says {problem}"
+    )]
+    RefusedByAgent { id: FlockerId, dataset: DatasetId, problem: String },
     #[error("volume '{id}' cannot be placed for the task")]
     Placement {
         id: FlockerId,
