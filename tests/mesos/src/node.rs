@@ -8,6 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +74,8 @@ impl MesosNode {
     ) -> Self {
         let directory = tempfile::Builder::new()
             .prefix("flocker-mesos-")
+            // Traversable: a task may run as another user, and its sandbox is in here.
+            .permissions(std::fs::Permissions::from_mode(0o711))
             .tempdir()
             .unwrap_or_else(|e| panic!("a temporary directory: {e}"));
         let work_dir = directory.path().join("work");

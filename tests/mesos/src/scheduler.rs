@@ -95,16 +95,23 @@ pub struct Task {
     pub id: String,
     pub command: String,
     pub environment: Vec<(String, String)>,
+    /// The user the task runs as (`CommandInfo.user`); the framework's (root) if `None`.
+    pub user: Option<String>,
 }
 
 impl Task {
     pub fn new(name: &str, command: &str) -> Self {
         let id = format!("{name}.{}", uuid::Uuid::new_v4().simple());
-        Self { id, command: command.to_owned(), environment: Vec::new() }
+        Self { id, command: command.to_owned(), environment: Vec::new(), user: None }
     }
 
     pub fn env(mut self, name: &str, value: &str) -> Self {
         self.environment.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn user(mut self, user: &str) -> Self {
+        self.user = Some(user.to_owned());
         self
     }
 
@@ -119,16 +126,20 @@ impl Task {
             .iter()
             .map(|(name, value)| json!({"name": name, "type": "VALUE", "value": value}))
             .collect();
+        let mut command = json!({
+            "shell": true,
+            "value": self.command,
+            "environment": {"variables": variables},
+        });
+        if let Some(user) = &self.user {
+            command["user"] = json!(user);
+        }
         json!({
             "name": self.id,
             "task_id": {"value": self.id},
             "agent_id": {"value": agent_id},
             "resources": resources(0.1, 32.0),
-            "command": {
-                "shell": true,
-                "value": self.command,
-                "environment": {"variables": variables},
-            },
+            "command": command,
         })
     }
 }
