@@ -47,6 +47,9 @@ module "plan" {
   release_url      = var.release_url
   release_sha256   = var.release_sha256
 
+  host_path_roots         = var.host_path_roots
+  volume_prefixes_by_role = var.volume_prefixes_by_role
+
   shared_storage = {
     source = "${aws_efs_file_system.shared.dns_name}:/"
   }

@@ -253,3 +253,17 @@ variable "readiness_timeout_minutes" {
     error_message = "readiness_timeout_minutes must be from 5 to 60."
   }
 }
+
+variable "host_path_roots" {
+  description = "Where a task without an image may have its volume linked on an agent (passed to the cluster plan)."
+  type        = list(string)
+  default     = ["/tmp"]
+  nullable    = false
+}
+
+variable "volume_prefixes_by_role" {
+  description = "Which FLOCKER_ID prefixes each Mesos role may use (passed to the cluster plan); empty: any."
+  type        = map(list(string))
+  default     = {}
+  nullable    = false
+}

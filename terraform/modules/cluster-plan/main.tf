@@ -125,12 +125,19 @@ locals {
       file = local.release_path["isolator-module"]
       modules = [{
         name = local.isolator_module_name
-        parameters = [
+        parameters = concat([
           { key = "control_service_host", value = local.control.private_ip },
           { key = "control_service_port", value = tostring(var.ports.control_rest) },
           { key = "certificates_directory", value = local.certs_dir },
           { key = "state_dir", value = "/var/lib/mesos/flocker" },
-        ]
+          { key = "host_path_roots", value = join(",", var.host_path_roots) },
+          ], length(var.volume_prefixes_by_role) == 0 ? [] : [
+          {
+            key = "volume_prefixes_by_role"
+            value = join(";", [for role, prefixes in var.volume_prefixes_by_role :
+            "${role}=${join(",", prefixes)}"])
+          },
+        ])
       }]
     }]
   })

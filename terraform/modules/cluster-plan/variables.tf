@@ -245,3 +245,32 @@ variable "control_service_public_host" {
     error_message = "control_service_public_host must be a host name or an IPv4 address."
   }
 }
+
+variable "host_path_roots" {
+  description = "Where a task without an image may have its volume linked on an agent (the isolator's host_path_roots): absolute directories. Empty: no host links, only volumes in the sandbox or in an image."
+  type        = list(string)
+  default     = ["/tmp"]
+  nullable    = false
+
+  validation {
+    condition = alltrue([for r in var.host_path_roots :
+      can(regex("^(/[A-Za-z0-9_.-]+)+$", r)) && !can(regex("(^|/)\\.\\.?(/|$)", r))
+    ])
+    error_message = "host_path_roots must be absolute directories such as /tmp or /srv/volumes: no '/' alone, no trailing slash, no '.' or '..', no commas."
+  }
+}
+
+variable "volume_prefixes_by_role" {
+  description = "Which FLOCKER_ID prefixes each Mesos role may use (the isolator's volume_prefixes_by_role), e.g. { billing = [\"billing-\"], \"*\" = [\"scratch-\"] }; a prefix \"*\" allows any name. Empty (the default): every role may use any volume name."
+  type        = map(list(string))
+  default     = {}
+  nullable    = false
+
+  validation {
+    condition = alltrue([for role, prefixes in var.volume_prefixes_by_role :
+      can(regex("^[^\\s=;,]+$", role)) && length(prefixes) > 0 &&
+      alltrue([for p in prefixes : p == "*" || can(regex("^[A-Za-z0-9._-]+$", p))])
+    ])
+    error_message = "volume_prefixes_by_role maps roles (no spaces, '=', ';' or ',') to non-empty lists of prefixes made of letters, digits, '.', '_', '-' (or \"*\" for any name)."
+  }
+}

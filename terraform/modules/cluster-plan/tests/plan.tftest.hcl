@@ -135,6 +135,7 @@ run "three_masters_three_agents" {
       control_service_port   = "4523"
       certificates_directory = "/etc/flocker"
       state_dir              = "/var/lib/mesos/flocker"
+      host_path_roots        = "/tmp"
     }
     error_message = "Wrong isolator parameters: ${output.modules_json}"
   }
@@ -385,6 +386,16 @@ run "directory_backend" {
       fstype  = "nfs"
       options = "vers=4.2,hard,_netdev"
     }
+    host_path_roots         = ["/srv/links", "/tmp"]
+    volume_prefixes_by_role = { billing = ["billing-", "pg-"], "*" = ["scratch-"] }
+  }
+
+  assert {
+    condition = { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value if contains(["host_path_roots", "volume_prefixes_by_role"], p.key) } == {
+      host_path_roots         = "/srv/links,/tmp"
+      volume_prefixes_by_role = "*=scratch-;billing=billing-,pg-"
+    }
+    error_message = "The isolator's policy follows host_path_roots and volume_prefixes_by_role: ${output.modules_json}"
   }
 
   assert {
