@@ -56,6 +56,12 @@ impl Isolator {
         let checkpoints =
             Checkpoints::open(&parameters.state_dir).map_err(CreateError::StateDirectory)?;
         let control = ControlService::new(&parameters)?;
+        for root in parameters.host_path_roots.missing() {
+            log::warn!(
+                "host_path_roots: {} does not exist; tasks linked beneath it will fail until it does",
+                root.display()
+            );
+        }
         Ok(Self { parameters, control, checkpoints, locks: VolumeLocks::default() })
     }
 

@@ -48,6 +48,11 @@ impl HostPathRoots {
             .map(PathBuf::as_path)
     }
 
+    /// The roots that are not directories here (an operator's typo, or one not made yet).
+    pub fn missing(&self) -> impl Iterator<Item = &Path> {
+        self.0.iter().filter(|root| !root.is_dir()).map(PathBuf::as_path)
+    }
+
     /// For messages: the roots, comma-separated, or "none".
     pub fn describe(&self) -> String {
         if self.0.is_empty() {

@@ -58,6 +58,8 @@ pub fn module_parameters(
         "client_key": certificates.plugin.key,
         "node_certificate": work.node(node).join("node.crt"),
         "state_dir": work.isolator_state(node),
+        // The node's own /tmp: on a host the default, /tmp, allows the app's /tmp/data.
+        "host_path_roots": work.host_path_root(node),
         "mount_check": backend.mount_check(),
         "default_maximum_size": "64MiB",
         "mount_timeout_seconds": MOUNT_TIMEOUT_SECONDS.to_string(),

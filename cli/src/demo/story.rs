@@ -230,8 +230,8 @@ fn load_isolators(
     let agents = [create(Node::A)?, create(Node::B)?];
     notes.push(format!(
         "flocker_isolator_new, once per node, with what modules.json would give it: the control \
-         service, the \"{}\" user, the node's node.crt, a state_dir of its own, mount_check {}, \
-         default_maximum_size 64MiB",
+         service, the \"{}\" user, the node's node.crt, a state_dir of its own, host_path_roots \
+         its tmp/ (links go only there), mount_check {}, default_maximum_size 64MiB",
         certificates::PLUGIN_USER,
         backend.mount_check()
     ));

@@ -48,6 +48,7 @@ impl WorkDir {
         for node in Node::BOTH {
             make_directory(&work.node(node))?;
             make_directory(&work.sandbox(node))?;
+            make_directory(&work.host_path_root(node))?;
         }
         Ok(work)
     }
@@ -124,7 +125,12 @@ impl WorkDir {
     /// Where the task wants its volume: the app's `/tmp/data`, one per node here since both
     /// nodes are one machine.
     pub fn task_path(&self, node: Node) -> PathBuf {
-        self.node(node).join("tmp/data")
+        self.host_path_root(node).join("data")
+    }
+
+    /// The node's `host_path_roots`: its `/tmp`, the module's default on a host.
+    pub fn host_path_root(&self, node: Node) -> PathBuf {
+        self.node(node).join("tmp")
     }
 
     /// Lets go of any mount or loop device still under the directory, then removes it (or
