@@ -401,11 +401,14 @@ fn list_shows_why_an_agent_leaves_a_dataset_as_it_is() {
     let (a, b) = (cluster.node(0), cluster.node(1));
     let id = cluster.create_dataset(0).dataset_id;
     cluster.wait_mounted(&id, 0);
-    cluster.client.move_dataset(&id, &b, None).expect("move");
-    cluster.wait_for("node B to report its problem", Duration::from_secs(30), || {
-        !cluster.problems(&id).is_empty()
-    });
+    // A move there stops with the agent's words, not after --timeout.
+    let refused =
+        fail(&cluster, &["move", "--dataset", &id.to_string(), "--destination", &b.to_string()]);
     let said = format!("the volume of dataset {id} is not visible on this node");
+    assert!(
+        refused.contains("'s agent will not mount it: ") && refused.contains(&said),
+        "{refused}"
+    );
 
     let table = succeed(&cluster, &["list"]);
     let row = table.lines().find(|l| l.starts_with(&prefix(id))).expect("a row for it");

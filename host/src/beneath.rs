@@ -173,12 +173,13 @@ impl Directory {
             .map_err(io("remove", &self.path.join(name)))
     }
 
-    /// Removes the directory `name` here if it is empty: whether it was removed (or already
-    /// gone).
+    /// Removes the directory `name` here if it is an empty directory: whether it was removed
+    /// (or already gone).
     pub fn remove_empty_directory(&self, name: &OsStr) -> Result<bool, WalkError> {
         match unlinkat(self.fd.as_fd(), name, UnlinkatFlags::RemoveDir) {
             Ok(()) | Err(Errno::ENOENT) => Ok(true),
-            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::EBUSY) => Ok(false),
+            // Not empty, a mount point, or no longer a directory: not ours to remove.
+            Err(Errno::ENOTEMPTY | Errno::EEXIST | Errno::EBUSY | Errno::ENOTDIR) => Ok(false),
             Err(errno) => Err(io("remove", &self.path.join(name))(errno)),
         }
     }

@@ -173,14 +173,16 @@ pub fn publish_link(
 }
 
 /// Removes `link` if it is still a link of ours (anything else there is left alone), then the
-/// directories `made` for it, deepest first, each only if it is empty.
+/// directories `made` for it, deepest first, each only if it is empty. A path changed since
+/// (a directory on the way swapped for a link) is left as it is: a cleanup must not fail for
+/// what someone else did, nor follow them.
 pub fn remove_link(link: &Path, root: &Path, made: &[PathBuf]) -> Result<(), PlacementError> {
     let (relative, name) = split(link, root)?;
     let root_directory = match open_root(root) {
         Err(PlacementError::RootMissing { .. }) => return Ok(()),
         other => other?,
     };
-    if let Some((directory, _)) = root_directory.walk(&relative, None)? {
+    if let Some(directory) = walk_existing(&root_directory, &relative)? {
         match directory.entry(&name)? {
             Entry::Absent => {}
             Entry::SymbolicLink(target) if is_our_link_target(&target) => {
@@ -191,13 +193,26 @@ pub fn remove_link(link: &Path, root: &Path, made: &[PathBuf]) -> Result<(), Pla
     }
     for made in made.iter().rev() {
         let (relative, name) = split(made, root)?;
-        if let Some((directory, _)) = root_directory.walk(&relative, None)?
+        if let Some(directory) = walk_existing(&root_directory, &relative)?
             && !directory.remove_empty_directory(&name)?
         {
-            log::info!("{} is not empty; leaving it", made.display());
+            log::info!("{} is not an empty directory any more; leaving it", made.display());
         }
     }
     Ok(())
+}
+
+/// The directory at `relative` beneath `root` if it is still there, reached without following
+/// a link; `None` (and a warning) if something on the way is no longer a directory.
+fn walk_existing(root: &Directory, relative: &Path) -> Result<Option<Directory>, PlacementError> {
+    match root.walk(relative, None) {
+        Ok(walked) => Ok(walked.map(|(directory, _)| directory)),
+        Err(changed @ (WalkError::SymbolicLink { .. } | WalkError::NotADirectory { .. })) => {
+            log::warn!("{changed}: it changed since the link was made; leaving it");
+            Ok(None)
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Makes the directory a bind mount goes onto, under `base` (the rootfs or the sandbox),
@@ -301,9 +316,9 @@ mod tests {
         let refused = publish_link(&link, &root, &volume);
         assert!(matches!(refused, Err(PlacementError::Walk(WalkError::SymbolicLink { .. }))));
         assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "nothing made through the link");
-        // Nor is anything removed through one.
+        // Nor is anything removed through one, and the cleanup goes on.
         fs::create_dir(outside.join("x")).unwrap();
-        remove_link(&link, &root, &[root.join("real/x")]).unwrap_err();
+        remove_link(&link, &root, &[root.join("real/x")]).unwrap();
         assert!(outside.join("x").is_dir());
     }
 

@@ -62,6 +62,11 @@ pub fn until(
         if let Stage::Done { path } = now {
             return Ok(path);
         }
+        if let Goal::MountedOn(node) = goal
+            && let Some(problem) = refusal(connection, dataset, &node)?
+        {
+            anyhow::bail!("node {}'s agent will not mount it: {problem}", name(&node));
+        }
         if last.as_ref() != Some(&now) {
             let line =
                 format!("  … {} ({:.1} s)", now.describe(name), started.elapsed().as_secs_f64());
@@ -79,6 +84,19 @@ pub fn until(
         last = Some(now);
         std::thread::sleep(POLL);
     }
+}
+
+/// Why `node`'s agent refuses `dataset`, if it says so (a Flocker 1.x service never does).
+fn refusal(
+    connection: &Connection,
+    dataset: &DatasetId,
+    node: &NodeUuid,
+) -> anyhow::Result<Option<String>> {
+    let problems = connection.call(|c| c.dataset_problems())?.unwrap_or_default();
+    Ok(problems
+        .into_iter()
+        .find(|p| p.dataset_id == *dataset && p.node_uuid == *node)
+        .map(|p| p.problem))
 }
 
 /// Where to look, for the stage a wait was stuck in.
