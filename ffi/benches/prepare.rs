@@ -100,7 +100,9 @@ fn main() {
     if std::env::var_os("DEBUG").is_some() {
         ::flocker_isolator::flocker_set_log_callback(None, std::ptr::null_mut(), 4);
     }
+    // Where tasks link their volumes, as /tmp is for /tmp/data: there before, and after.
     let links = cluster.certificates.root().join("links");
+    std::fs::create_dir_all(&links).expect("the links directory");
     let task = |id: &str| command_task(&[(id, links.join(id).to_str().unwrap())]);
 
     // Warm: the volume is mounted here already; each task prepares it and lets it go.

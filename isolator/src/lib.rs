@@ -43,6 +43,15 @@ use crate::request::{FlockerId, Request};
 
 pub use crate::placement::LaunchInfo as PreparedLaunchInfo;
 
+/// How far a prepare got: what it checkpointed, the mounts it returns, and the volumes a lease
+/// was asked for (even an unanswered request may have been granted, so those are the ones to
+/// release on undo).
+struct Progress {
+    checkpoint: Checkpoint,
+    launch: LaunchInfo,
+    leases_asked: BTreeSet<FlockerId>,
+}
+
 pub struct Isolator {
     parameters: Parameters,
     control: ControlService,
@@ -84,27 +93,19 @@ impl Isolator {
         let _held = self.locks.lock(request.volumes.iter().map(|v| &v.flocker_id));
         let started = Instant::now();
         let deadline = started + self.parameters.mount_timeout;
-        let mut checkpoint = Checkpoint::new(container_id.clone(), self.plan(&request)?);
+        let checkpoint = Checkpoint::new(container_id.clone(), self.plan(&request)?);
         self.checkpoints.write(&checkpoint)?; // before any side effect
         log::debug!("container {container_id}: checkpoint written after {:?}", started.elapsed());
-        let mut launch = LaunchInfo::default();
-        let mut leases_asked = BTreeSet::new();
+        let mut progress =
+            Progress { checkpoint, launch: LaunchInfo::default(), leases_asked: BTreeSet::new() };
         for index in 0..request.volumes.len() {
-            let prepared = self.prepare_volume(
-                &request,
-                index,
-                &mut checkpoint,
-                &mut launch,
-                &mut leases_asked,
-                started,
-                deadline,
-            );
+            let prepared = self.prepare_volume(&request, index, &mut progress, started, deadline);
             if let Err(error) = prepared {
                 log::warn!(
                     "container {container_id}: {}; undoing what was prepared",
                     error_chain(&error)
                 );
-                if let Err(undo) = self.undo(&checkpoint, Some(&leases_asked)) {
+                if let Err(undo) = self.undo(&progress.checkpoint, Some(&progress.leases_asked)) {
                     log::error!("container {container_id}: {}", error_chain(&undo));
                 }
                 return Err(error);
@@ -115,6 +116,7 @@ impl Isolator {
             request.volumes.len(),
             started.elapsed()
         );
+        let launch = progress.launch;
         Ok((!launch.is_empty()).then_some(launch))
     }
 
@@ -146,16 +148,12 @@ impl Isolator {
         Ok(planned)
     }
 
-    /// One volume of a prepare. `leases_asked` collects the volumes a lease was asked for: even
-    /// an unanswered request may have been granted, so those are the ones to release on undo.
-    #[allow(clippy::too_many_arguments)]
+    /// One volume of a prepare, recorded in `progress`.
     fn prepare_volume(
         &self,
         request: &Request,
         index: usize,
-        checkpoint: &mut Checkpoint,
-        launch: &mut LaunchInfo,
-        leases_asked: &mut BTreeSet<FlockerId>,
+        progress: &mut Progress,
         started: Instant,
         deadline: Instant,
     ) -> Result<(), IsolatorError> {
@@ -165,7 +163,7 @@ impl Isolator {
         let dataset =
             self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
         log::debug!("volume '{id}': dataset {} after {:?}", dataset.dataset_id, started.elapsed());
-        leases_asked.insert(id.clone());
+        progress.leases_asked.insert(id.clone());
         let lease_wait_until = (Instant::now() + self.parameters.lease_wait).min(deadline);
         self.control.lease(id, dataset.dataset_id, node, lease_wait_until)?;
         log::debug!("volume '{id}': leased after {:?}", started.elapsed());
@@ -182,20 +180,20 @@ impl Isolator {
         }
         match placement::placement(&volume.path, &request.sandbox, request.rootfs.as_deref()) {
             Placement::Link(link) => {
-                let planned = &mut checkpoint.volumes[index];
+                let planned = &mut progress.checkpoint.volumes[index];
                 let root = planned.link_root().unwrap_or(Path::new("/")).to_owned();
                 let made = placement::publish_link(&link, &root, &mounted).map_err(placed)?;
                 if made != planned.made_directories {
                     // Someone else made (or removed) a directory meanwhile: record what is ours.
                     planned.made_directories = made;
-                    self.checkpoints.write(checkpoint)?;
+                    self.checkpoints.write(&progress.checkpoint)?;
                 }
                 Ok(())
             }
             Placement::BindMount(target) => {
                 let base = request.rootfs.as_deref().unwrap_or(&request.sandbox);
                 placement::prepare_mount_target(&target, base).map_err(placed)?;
-                launch.bind(&mounted, &target, volume.read_only);
+                progress.launch.bind(&mounted, &target, volume.read_only);
                 Ok(())
             }
         }
