@@ -316,3 +316,40 @@ fn host_links_outside_the_roots_or_through_a_symbolic_link_are_refused_through_t
     assert_eq!(std::fs::read_dir(scratch.join("etc/cron.d")).unwrap().count(), 0);
     assert!(cluster.client.list_datasets().unwrap().0.is_empty(), "nothing was created");
 }
+
+/// Issue 14 through the C ABI: a read-only volume is a read-only bind mount and never a host
+/// link, and a role uses only the volume names the operator gives it.
+#[test]
+fn read_only_volumes_and_role_prefixes_through_the_c_abi() {
+    let cluster = start_cluster();
+    let mut parameters = cluster.isolator_parameters(0);
+    parameters["volume_prefixes_by_role"] = json!("*=web-");
+    let mut a =
+        Standin::start(&parameters, &cluster.certificates.root().join("standin-a")).unwrap();
+    let sandbox = cluster.certificates.root().join("sandbox");
+    std::fs::create_dir_all(&sandbox).unwrap();
+    let read_only = |id: &str, path: &str| {
+        let mut config = with_variables(
+            fixture("command-task"),
+            &[
+                ("FLOCKER_ID".into(), id.into()),
+                ("FLOCKER_CONTAINER_VOLUME_PATH".into(), path.into()),
+                ("FLOCKER_CONTAINER_VOLUME_MODE".into(), "ro".into()),
+            ],
+        );
+        config["directory"] = json!(sandbox);
+        config
+    };
+    let link = link_path(&cluster, "reports");
+    let refused =
+        a.call("prepare", &[&container_id(), &read_only("web-reports", link.to_str().unwrap())]);
+    assert!(refused.unwrap_err().contains("a link cannot be read-only"));
+    let launch =
+        a.call("prepare", &[&container_id(), &read_only("web-reports", "reports")]).unwrap();
+    assert_eq!(launch["mounts"][0]["flags"].as_u64().map(|f| f & 1), Some(1), "{launch}");
+    let refused = a.call("prepare", &[&container_id(), &read_only("billing-ledger", "ledger")]);
+    assert!(
+        refused.unwrap_err().contains("role '*' may only use volumes whose name begins with web-")
+    );
+    assert_eq!(cluster.client.list_datasets().unwrap().0.len(), 1, "only web-reports was made");
+}
