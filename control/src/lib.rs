@@ -16,6 +16,7 @@ pub mod serve;
 pub mod service;
 pub mod store;
 pub mod tls;
+pub mod untrusted;
 
 use std::io::Write;
 use std::sync::Arc;
