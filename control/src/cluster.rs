@@ -5,10 +5,16 @@
 //! Each node's problems (why its agent leaves some of its datasets as they are) are kept the
 //! same way: replaced by each report, forgotten with the node's era or when it goes quiet.
 //!
-//! Datasets that no node mounts live on storage the nodes share (as in Flocker, whose
-//! "non-manifest datasets" worked the same way), so the newest report says what is there: an
-//! older report from a node that has not needed to look again since must not keep a destroyed
-//! volume listed.
+//! A node speaks only for itself, and `/v1/state/datasets` lists each dataset once:
+//! - mounted: where its configured primary reports it mounted, or else where the node that last
+//!   mounted it as its primary still has it (the old node, while a move is under way). A node
+//!   claiming another's dataset is not listed, and is logged.
+//! - not mounted anywhere (Flocker's "non-manifest datasets", on storage the nodes share): as
+//!   its primary's latest report saw it, or, while the primary is not reporting, as the newest
+//!   report that saw it did. Each node's report is kept apart, so one node's report never
+//!   erases what another's said.
+//! - datasets the configuration does not know are dropped from reports: a node cannot make the
+//!   listing (or the service's memory) grow with ids of its own.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -22,15 +28,24 @@ struct NodeRecord {
     era: Era,
     host: String,
     last_seen: Instant,
+    /// The datasets of the configuration its last report named.
     datasets: Vec<ReportedDataset>,
     /// Problems of the node's own datasets, one each, as its last report said.
     problems: BTreeMap<DatasetId, String>,
+    /// When its last report came, in report order.
+    reported: u64,
+    /// What its last report claimed that was not its to claim, to log each change once.
+    ignored: BTreeSet<DatasetId>,
 }
+
+/// For each reported dataset, its configured primary; a dataset missing here is unknown.
+pub type Primaries = BTreeMap<DatasetId, NodeUuid>;
 
 pub struct ClusterState {
     nodes: BTreeMap<NodeUuid, NodeRecord>,
-    /// The datasets the newest report saw but did not mount, with their sizes.
-    unmounted: BTreeMap<DatasetId, Option<u64>>,
+    /// The node that last reported each dataset mounted while being its primary.
+    holders: BTreeMap<DatasetId, NodeUuid>,
+    reports: u64,
     eras: HashMap<Era, NodeUuid>,
     /// A node that makes no call for this long is dropped.
     expiry: Duration,
@@ -42,7 +57,8 @@ impl ClusterState {
     pub fn new(expiry: Duration) -> Self {
         Self {
             nodes: BTreeMap::new(),
-            unmounted: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            reports: 0,
             eras: HashMap::new(),
             expiry,
             generation: 0,
@@ -57,6 +73,8 @@ impl ClusterState {
             last_seen: now,
             datasets: Vec::new(),
             problems: BTreeMap::new(),
+            reported: 0,
+            ignored: BTreeSet::new(),
         });
         if record.era != era {
             self.eras.remove(&record.era);
@@ -85,32 +103,51 @@ impl ClusterState {
         }
     }
 
-    /// Replaces what a node reported: its datasets and its problems (already checked to be
-    /// about its own datasets). A report from another era is refused: the agent must say hello
-    /// again, so stale reports from before a reboot never count.
+    /// Replaces what a node reported: its datasets (those `primaries` knows) and its problems
+    /// (already checked to be about its own datasets). A report from another era is refused:
+    /// the agent must say hello again, so stale reports from before a reboot never count.
     pub fn report(
         &mut self,
         node: &NodeUuid,
         era: Era,
-        datasets: Vec<ReportedDataset>,
+        mut datasets: Vec<ReportedDataset>,
         problems: BTreeMap<DatasetId, String>,
+        primaries: &Primaries,
         now: Instant,
     ) -> Result<(), ApiError> {
-        let record =
-            self.nodes.get_mut(node).filter(|r| r.era == era).ok_or(ApiError::UnknownNode)?;
+        self.check_era(node, era)?;
+        let mut ignored: BTreeSet<DatasetId> = BTreeSet::new();
+        datasets.retain(|d| {
+            let known = primaries.contains_key(&d.dataset_id);
+            if !known {
+                ignored.insert(d.dataset_id);
+            }
+            known
+        });
+        for mounted in datasets.iter().filter(|d| d.path.is_some()) {
+            let id = mounted.dataset_id;
+            if primaries.get(&id) == Some(node) {
+                self.holders.insert(id, *node);
+            } else if self.holders.get(&id) != Some(node) {
+                ignored.insert(id);
+            }
+        }
+        self.reports += 1;
+        let reported = self.reports;
+        let Some(record) = self.nodes.get_mut(node) else { return Err(ApiError::UnknownNode) };
+        if record.ignored != ignored && !ignored.is_empty() {
+            log::warn!(
+                "node {node} ({}) reported datasets that are not its own or that the \
+                 configuration does not know; they are not listed: {ignored:?}",
+                crate::untrusted::Untrusted(&record.host)
+            );
+        }
+        record.ignored = ignored;
         record.last_seen = now;
         record.problems = problems;
-        let unmounted: BTreeMap<DatasetId, Option<u64>> = datasets
-            .iter()
-            .filter(|d| d.path.is_none())
-            .map(|d| (d.dataset_id, d.maximum_size))
-            .collect();
+        record.reported = reported;
         if record.datasets != datasets {
             record.datasets = datasets;
-            self.generation += 1;
-        }
-        if self.unmounted != unmounted {
-            self.unmounted = unmounted;
             self.generation += 1;
         }
         Ok(())
@@ -166,32 +203,73 @@ impl ClusterState {
         problems
     }
 
-    /// `/v1/state/datasets`: every mounted dataset with its node and path, then every dataset
-    /// the newest report saw but no node mounts, once each. (Flocker could list one dataset twice while it
-    /// moved; clients filter anyway, and this never does.)
-    pub fn dataset_states(&self) -> Vec<DatasetState> {
-        let mut states = Vec::new();
-        let mut mounted = BTreeSet::new();
-        for (uuid, record) in &self.nodes {
-            for dataset in record.datasets.iter().filter(|d| d.path.is_some()) {
-                mounted.insert(dataset.dataset_id);
-                states.push(DatasetState {
-                    dataset_id: dataset.dataset_id,
-                    primary: Some(*uuid),
-                    path: dataset.path.clone(),
-                    maximum_size: dataset.maximum_size,
-                });
+    /// `/v1/state/datasets`, each dataset once (see the module's rules): the mounted ones,
+    /// then those mounted nowhere, each in dataset order. `primary_of` gives a dataset's
+    /// configured primary. (Flocker could list one dataset twice while it moved.)
+    pub fn dataset_states(
+        &self,
+        primary_of: impl Fn(&DatasetId) -> Option<NodeUuid>,
+    ) -> Vec<DatasetState> {
+        let mut claims: BTreeMap<DatasetId, Vec<Claim<'_>>> = BTreeMap::new();
+        for (node, record) in &self.nodes {
+            for dataset in &record.datasets {
+                let claim = Claim { node: *node, reported: record.reported, dataset };
+                claims.entry(dataset.dataset_id).or_default().push(claim);
             }
         }
-        let unmounted = self.unmounted.iter().filter(|(id, _)| !mounted.contains(*id));
-        states.extend(unmounted.map(|(dataset_id, maximum_size)| DatasetState {
-            dataset_id: *dataset_id,
-            primary: None,
-            path: None,
-            maximum_size: *maximum_size,
-        }));
-        states
+        let (mut mounted, mut unmounted) = (Vec::new(), Vec::new());
+        for (id, claims) in &claims {
+            let Some(primary) = primary_of(id) else { continue };
+            let holder = self.holders.get(id).copied();
+            match listed(claims, primary, holder, self.nodes.contains_key(&primary)) {
+                Some(state) if state.path.is_some() => mounted.push(state),
+                Some(state) => unmounted.push(state),
+                None => {}
+            }
+        }
+        mounted.extend(unmounted);
+        mounted
     }
+}
+
+/// One node's report of a dataset.
+#[derive(Debug, Clone, Copy)]
+struct Claim<'a> {
+    node: NodeUuid,
+    /// When the node reported, in report order.
+    reported: u64,
+    dataset: &'a ReportedDataset,
+}
+
+/// What `/v1/state/datasets` shows of one dataset, from every node's claim. Pure.
+fn listed(
+    claims: &[Claim<'_>],
+    primary: NodeUuid,
+    holder: Option<NodeUuid>,
+    primary_reports: bool,
+) -> Option<DatasetState> {
+    let mounted_on =
+        |node: NodeUuid| claims.iter().find(|c| c.node == node && c.dataset.path.is_some());
+    if let Some(claim) = mounted_on(primary).or_else(|| holder.and_then(mounted_on)) {
+        return Some(DatasetState {
+            dataset_id: claim.dataset.dataset_id,
+            primary: Some(claim.node),
+            path: claim.dataset.path.clone(),
+            maximum_size: claim.dataset.maximum_size,
+        });
+    }
+    let unmounted = claims.iter().filter(|c| c.dataset.path.is_none());
+    let seen = if primary_reports {
+        unmounted.filter(|c| c.node == primary).max_by_key(|c| c.reported)
+    } else {
+        unmounted.max_by_key(|c| c.reported)
+    }?;
+    Some(DatasetState {
+        dataset_id: seen.dataset.dataset_id,
+        primary: None,
+        path: None,
+        maximum_size: seen.dataset.maximum_size,
+    })
 }
 
 #[cfg(test)]
@@ -216,6 +294,11 @@ mod tests {
         BTreeMap::new()
     }
 
+    /// The configuration's primaries: every dataset of `datasets` on `node`.
+    fn on(node: NodeUuid, datasets: &[DatasetId]) -> Primaries {
+        datasets.iter().map(|id| (*id, node)).collect()
+    }
+
     #[test]
     fn a_node_appears_on_hello_and_leaves_after_going_quiet() {
         let start = Instant::now();
@@ -235,68 +318,125 @@ mod tests {
         let now = Instant::now();
         let mut cluster = ClusterState::new(EXPIRY);
         let (node, before, after) = (NodeUuid::random(), Era::random(), Era::random());
+        let id = DatasetId::random();
+        let primaries = on(node, &[id]);
         cluster.hello(node, before, "h".into(), now);
-        cluster.report(&node, before, vec![mounted(DatasetId::random())], none(), now).unwrap();
+        cluster.report(&node, before, vec![mounted(id)], none(), &primaries, now).unwrap();
         cluster.hello(node, after, "h".into(), now);
-        assert!(cluster.dataset_states().is_empty());
+        assert!(cluster.dataset_states(|id| primaries.get(id).copied()).is_empty());
         assert_eq!(cluster.node_by_era(&before), None);
         assert_eq!(cluster.node_by_era(&after), Some(node));
-        let late = cluster.report(&node, before, vec![mounted(DatasetId::random())], none(), now);
+        let late = cluster.report(&node, before, vec![mounted(id)], none(), &primaries, now);
         assert_eq!(late, Err(ApiError::UnknownNode));
+    }
+
+    /// A cluster of `n` nodes that have said hello, and their eras.
+    fn nodes(n: usize, now: Instant) -> (ClusterState, Vec<(NodeUuid, Era)>) {
+        let mut cluster = ClusterState::new(EXPIRY);
+        let nodes: Vec<(NodeUuid, Era)> =
+            (0..n).map(|_| (NodeUuid::random(), Era::random())).collect();
+        for (node, era) in &nodes {
+            cluster.hello(*node, *era, "h".into(), now);
+        }
+        (cluster, nodes)
     }
 
     #[test]
     fn a_dataset_mounted_somewhere_is_not_also_listed_as_unmounted() {
         let now = Instant::now();
-        let mut cluster = ClusterState::new(EXPIRY);
-        let (a, b) = (NodeUuid::random(), NodeUuid::random());
+        let (mut cluster, nodes) = nodes(2, now);
+        let ((a, era_a), (b, era_b)) = (nodes[0], nodes[1]);
         let (moving, idle) = (DatasetId::random(), DatasetId::random());
-        for node in [a, b] {
-            cluster.hello(node, Era::random(), "h".into(), now);
-        }
-        let era_of = |c: &ClusterState, n: &NodeUuid| c.nodes[n].era;
+        let mut primaries = on(a, &[moving, idle]);
         cluster
-            .report(&a, era_of(&cluster, &a), vec![mounted(moving), unmounted(idle)], none(), now)
+            .report(&a, era_a, vec![mounted(moving), unmounted(idle)], none(), &primaries, now)
             .unwrap();
+        // The move to B: A still has it mounted, B sees it on the shared storage.
+        primaries.insert(moving, b);
         cluster
-            .report(&b, era_of(&cluster, &b), vec![unmounted(moving), unmounted(idle)], none(), now)
+            .report(&b, era_b, vec![unmounted(moving), unmounted(idle)], none(), &primaries, now)
             .unwrap();
-        let states = cluster.dataset_states();
+        let states = cluster.dataset_states(|id| primaries.get(id).copied());
         assert_eq!(states.len(), 2);
-        assert_eq!(states[0].primary, Some(a));
+        assert_eq!(states[0].primary, Some(a), "still where it is mounted while it moves");
         assert_eq!(states[0].path, Some(format!("/flocker/{moving}")));
         assert_eq!((states[1].dataset_id, states[1].primary, &states[1].path), (idle, None, &None));
     }
 
     #[test]
-    fn an_unmounted_dataset_is_as_the_newest_report_saw_it() {
+    fn an_unmounted_dataset_is_as_its_primary_last_saw_it() {
         // B detached the volume (A saw it, unattached, on the shared storage), then destroyed
         // it: A has no reason to look again, and its report must not keep it listed.
         let now = Instant::now();
-        let mut cluster = ClusterState::new(EXPIRY);
-        let (a, b, gone) = (NodeUuid::random(), NodeUuid::random(), DatasetId::random());
-        let (era_a, era_b) = (Era::random(), Era::random());
-        cluster.hello(a, era_a, "a".into(), now);
-        cluster.hello(b, era_b, "b".into(), now);
-        cluster.report(&b, era_b, vec![unmounted(gone)], none(), now).unwrap();
-        cluster.report(&a, era_a, vec![unmounted(gone)], none(), now).unwrap();
-        assert_eq!(cluster.dataset_states().len(), 1);
+        let (mut cluster, nodes) = nodes(2, now);
+        let ((a, era_a), (b, era_b)) = (nodes[0], nodes[1]);
+        let gone = DatasetId::random();
+        let primaries = on(b, &[gone]);
+        let primary_of = |id: &DatasetId| primaries.get(id).copied();
+        cluster.report(&b, era_b, vec![unmounted(gone)], none(), &primaries, now).unwrap();
+        cluster.report(&a, era_a, vec![unmounted(gone)], none(), &primaries, now).unwrap();
+        assert_eq!(cluster.dataset_states(primary_of).len(), 1);
         let generation = cluster.generation;
-        cluster.report(&b, era_b, vec![], none(), now).unwrap();
-        assert!(cluster.dataset_states().is_empty());
+        cluster.report(&b, era_b, vec![], none(), &primaries, now).unwrap();
+        assert!(cluster.dataset_states(primary_of).is_empty());
         assert!(cluster.generation > generation, "cached answers must be dropped");
+    }
+
+    #[test]
+    fn one_nodes_report_never_erases_what_anothers_said() {
+        let now = Instant::now();
+        let (mut cluster, nodes) = nodes(3, now);
+        let ((a, era_a), (b, era_b), (rogue, era_r)) = (nodes[0], nodes[1], nodes[2]);
+        let (on_a, on_b) = (DatasetId::random(), DatasetId::random());
+        let mut primaries = on(a, &[on_a]);
+        primaries.insert(on_b, b);
+        let primary_of = |id: &DatasetId| primaries.get(id).copied();
+        cluster.report(&a, era_a, vec![unmounted(on_a)], none(), &primaries, now).unwrap();
+        cluster.report(&b, era_b, vec![unmounted(on_b)], none(), &primaries, now).unwrap();
+        cluster.report(&rogue, era_r, vec![], none(), &primaries, now).unwrap();
+        let listed: Vec<DatasetId> =
+            cluster.dataset_states(primary_of).iter().map(|s| s.dataset_id).collect();
+        let mut expected = vec![on_a, on_b];
+        expected.sort();
+        assert_eq!(listed, expected, "the last, empty report erased nothing");
+    }
+
+    #[test]
+    fn a_node_claiming_anothers_dataset_is_not_listed_and_nothing_is_listed_twice() {
+        let now = Instant::now();
+        let (mut cluster, nodes) = nodes(2, now);
+        let ((a, era_a), (rogue, era_r)) = (nodes[0], nodes[1]);
+        let (id, invented) = (DatasetId::random(), DatasetId::random());
+        let primaries = on(a, &[id]);
+        let primary_of = |id: &DatasetId| primaries.get(id).copied();
+        cluster.report(&a, era_a, vec![mounted(id)], none(), &primaries, now).unwrap();
+        let claim = ReportedDataset { path: Some("/evil".into()), ..mounted(id) };
+        cluster
+            .report(&rogue, era_r, vec![claim, mounted(invented)], none(), &primaries, now)
+            .unwrap();
+        let states = cluster.dataset_states(primary_of);
+        assert_eq!(states.len(), 1, "{states:?}");
+        assert_eq!(
+            (states[0].primary, states[0].path.clone()),
+            (Some(a), Some(format!("/flocker/{id}")))
+        );
+        assert_eq!(cluster.nodes[&rogue].ignored, [id, invented].into_iter().collect());
+        // Even while the primary has it unmounted, the rogue's claim does not count.
+        cluster.report(&a, era_a, vec![unmounted(id)], none(), &primaries, now).unwrap();
+        let states = cluster.dataset_states(primary_of);
+        assert_eq!((states.len(), states[0].primary, &states[0].path), (1, None, &None));
     }
 
     #[test]
     fn an_identical_report_does_not_change_the_generation() {
         let now = Instant::now();
-        let mut cluster = ClusterState::new(EXPIRY);
-        let (node, era) = (NodeUuid::random(), Era::random());
-        cluster.hello(node, era, "h".into(), now);
-        let report = vec![mounted(DatasetId::random())];
-        cluster.report(&node, era, report.clone(), none(), now).unwrap();
+        let (mut cluster, nodes) = nodes(1, now);
+        let (node, era) = nodes[0];
+        let id = DatasetId::random();
+        let primaries = on(node, &[id]);
+        cluster.report(&node, era, vec![mounted(id)], none(), &primaries, now).unwrap();
         let generation = cluster.generation;
-        cluster.report(&node, era, report, none(), now).unwrap();
+        cluster.report(&node, era, vec![mounted(id)], none(), &primaries, now).unwrap();
         assert_eq!(cluster.generation, generation);
     }
 
@@ -309,18 +449,22 @@ mod tests {
         cluster.hello(a, era, "a".into(), now);
         cluster.hello(b, Era::random(), "b".into(), now);
         let problems = BTreeMap::from([(second, "2".to_owned()), (first, "1".to_owned())]);
-        cluster.report(&a, era, vec![], problems, now).unwrap();
+        cluster.report(&a, era, vec![], problems, &Primaries::new(), now).unwrap();
         let listed: Vec<(DatasetId, NodeUuid)> =
             cluster.problems().iter().map(|p| (p.dataset_id, p.node_uuid)).collect();
         let mut expected = vec![(first, a), (second, a)];
         expected.sort();
         assert_eq!(listed, expected, "sorted by dataset");
-        cluster.report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), now).unwrap();
+        cluster
+            .report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), &Primaries::new(), now)
+            .unwrap();
         assert_eq!(cluster.problems().len(), 1, "the next report replaces them");
         cluster.hello(a, Era::random(), "a".into(), now);
         assert!(cluster.problems().is_empty(), "a reboot forgets them");
         let era = cluster.nodes[&a].era;
-        cluster.report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), now).unwrap();
+        cluster
+            .report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), &Primaries::new(), now)
+            .unwrap();
         cluster.touch(&b, now + EXPIRY).unwrap();
         cluster.sweep(now + EXPIRY);
         assert!(cluster.problems().is_empty(), "a quiet node's problems leave with it");

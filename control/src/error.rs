@@ -21,6 +21,9 @@ pub enum ApiError {
     /// 400: the body is JSON that breaks the schema.
     #[error("The provided JSON doesn't match the required schema.")]
     Schema(Vec<String>),
+    /// 400: a bound of this service (see `limits`): the reason names it and its flag.
+    #[error("{reason}")]
+    OverLimit { reason: String },
     /// 400: a path segment that must be a UUID is not one (Flocker answered 500 here).
     #[error("The {what} in the path is not a UUID.")]
     BadPathUuid { what: &'static str },
@@ -68,6 +71,14 @@ pub enum ApiError {
         "The configuration could not be saved; nothing was changed. See the control service's log."
     )]
     StoreFailed,
+    /// 507: the configuration could not be saved for lack of space (ENOSPC, EDQUOT) under the
+    /// data path; nothing was changed, and writes succeed again once space is freed. (Other
+    /// store failures stay 500: they are faults to look into, not a condition to wait out.)
+    #[error(
+        "There is no space left to save the configuration; nothing was changed. Try again once \
+         space is freed on the control service's node."
+    )]
+    InsufficientStorage,
     /// 500: a bug; the cause is logged under `incident`.
     #[error("Internal error (incident {incident}); see the control service's log.")]
     Internal { incident: String },
@@ -78,7 +89,9 @@ impl ApiError {
         use ApiError::*;
         match self {
             TagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
-            Undecodable | Schema(_) | BadPathUuid { .. } => StatusCode::BAD_REQUEST,
+            Undecodable | Schema(_) | OverLimit { .. } | BadPathUuid { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             DatasetNotFound | LeaseNotFound | NoNodeForEra | NoRoute => StatusCode::NOT_FOUND,
             DatasetDeleted | MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             DatasetIdInUse | LeaseHeld | AlreadyOwned { .. } | UnknownNode => StatusCode::CONFLICT,
@@ -86,6 +99,7 @@ impl ApiError {
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             StoreFailed | Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 

@@ -10,11 +10,13 @@
 pub mod cluster;
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod model;
 pub mod options;
 pub mod serve;
 pub mod service;
 pub mod store;
+pub mod throttle;
 pub mod tls;
 pub mod untrusted;
 
@@ -43,10 +45,10 @@ const LONGEST_POLL: Duration = Duration::from_secs(60);
 /// listen: `flocker-control: REST API on <addr>, agent API on <addr>`.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let files = ServiceCertificates::in_directory(&options.certificates_directory);
-    let rest_tls = tls::server_config(&files, USER_PREFIX)?;
-    let agent_tls = tls::server_config(&files, NODE_PREFIX)?;
+    let rest_tls = tls::server_config(&files, USER_PREFIX, options.tls_library)?;
+    let agent_tls = tls::server_config(&files, NODE_PREFIX, options.tls_library)?;
 
-    let mut store = FileStore::open(&options.data_path)?;
+    let mut store = FileStore::open(&options.data_path)?.accept_data_loss(options.accept_data_loss);
     let stored = store.load()?;
     log::info!(
         "loaded {} datasets and {} leases (generation {}) from {}",
@@ -58,7 +60,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let node_expiry = Duration::from_secs_f64(options.node_expiry);
     let body_timeout = Duration::from_secs_f64(options.request_timeout);
     let app = Arc::new(App {
-        service: ControlService::new(Box::new(store), stored, node_expiry),
+        service: ControlService::new(Box::new(store), stored, node_expiry)
+            .with_limits(options.limits()),
         rest_body: BodyLimits { max_bytes: REST_BODY_LIMIT, timeout: body_timeout },
         agent_body: BodyLimits { max_bytes: AGENT_BODY_LIMIT, timeout: body_timeout },
         node_expiry,
@@ -76,8 +79,13 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     )?;
     stdout.flush()?;
 
-    let limits =
-        ConnectionLimits { timeout: body_timeout, max_connections: options.max_connections };
+    let limits = ConnectionLimits {
+        request_timeout: body_timeout,
+        handshake_timeout: Duration::from_secs_f64(options.handshake_timeout),
+        max_handshakes: options.max_handshakes.into(),
+        max_handshakes_per_address: options.max_handshakes_per_address.into(),
+        max_connections: options.max_connections,
+    };
     tokio::select! {
         () = serve(rest, rest_tls, rest_router(app.clone()), limits) => {}
         () = serve(agent, agent_tls, agent_router(app.clone()), limits) => {}
@@ -89,7 +97,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 }
 
 async fn listen(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))
+    crate::serve::listen(address).with_context(|| format!("cannot listen on {address}"))
 }
 
 /// Expires leases and quiet nodes about once a second.

@@ -167,6 +167,11 @@ impl Configuration {
         problems
     }
 
+    /// The configured primary of a dataset the configuration knows (tombstones included).
+    pub fn primary_of(&self, dataset_id: &DatasetId) -> Option<NodeUuid> {
+        self.datasets.get(dataset_id).map(|d| d.primary)
+    }
+
     /// Whether `node` is the primary of `dataset_id` now.
     pub fn is_primary(&self, dataset_id: &DatasetId, node: &NodeUuid) -> bool {
         self.datasets.get(dataset_id).is_some_and(|d| d.primary == *node)
@@ -266,13 +271,21 @@ impl Configuration {
         (!expired.is_empty()).then_some(Change::ReleaseLeases { dataset_ids: expired })
     }
 
-    /// An agent recording the block device it made for a dataset. Recording the same device
-    /// again is a no-op; another device is refused.
+    /// `node`'s agent recording the block device it made for a dataset. Only the primary of a
+    /// dataset the configuration knows may, with a short printable id, so records stay one per
+    /// dataset and small. Recording the same device again is a no-op; another is refused.
     pub fn plan_record_blockdevice(
         &self,
+        node: &NodeUuid,
         dataset_id: DatasetId,
         blockdevice_id: &str,
     ) -> Result<Option<Change>, ApiError> {
+        if !self.is_primary(&dataset_id, node) {
+            return Err(ApiError::Schema(vec![format!(
+                "dataset {dataset_id}: not a dataset whose primary is this node"
+            )]));
+        }
+        check_blockdevice_id(blockdevice_id).map_err(|problem| ApiError::Schema(vec![problem]))?;
         match self.blockdevice_ownership.get(&dataset_id) {
             Some(existing) if existing == blockdevice_id => Ok(None),
             Some(existing) => Err(ApiError::AlreadyOwned { existing: existing.clone() }),
@@ -328,6 +341,22 @@ impl Configuration {
         let dataset = self.dataset_by_path(path_id)?;
         if dataset.deleted { Err(ApiError::DatasetDeleted) } else { Ok(dataset) }
     }
+}
+
+/// The longest block device id recorded: every backend's ids are far shorter.
+pub const MAXIMUM_BLOCKDEVICE_ID_BYTES: usize = 256;
+
+fn check_blockdevice_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAXIMUM_BLOCKDEVICE_ID_BYTES {
+        return Err(format!(
+            "a block device id is 1 to {MAXIMUM_BLOCKDEVICE_ID_BYTES} bytes, this one {}",
+            id.len()
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err("a block device id cannot hold control characters".to_owned());
+    }
+    Ok(())
 }
 
 fn api_lease(dataset_id: &DatasetId, lease: &StoredLease, now: f64) -> Lease {
@@ -538,13 +567,29 @@ mod tests {
     #[test]
     fn a_block_device_is_recorded_once() {
         let mut config = Configuration::default();
-        let change = config.plan_record_blockdevice(dataset_id(1), "block-1").unwrap().unwrap();
-        config.apply(&change);
-        assert_eq!(config.plan_record_blockdevice(dataset_id(1), "block-1"), Ok(None));
-        assert!(matches!(
-            config.plan_record_blockdevice(dataset_id(1), "block-2"),
-            Err(ApiError::AlreadyOwned { .. })
-        ));
+        create(&mut config, 1, node(1));
+        let record = |config: &Configuration, device: &str| {
+            config.plan_record_blockdevice(&node(1), dataset_id(1), device)
+        };
+        config.apply(&record(&config, "block-1").unwrap().unwrap());
+        assert_eq!(record(&config, "block-1"), Ok(None));
+        assert!(matches!(record(&config, "block-2"), Err(ApiError::AlreadyOwned { .. })));
+    }
+
+    #[test]
+    fn only_a_datasets_primary_records_its_block_device_and_only_a_short_printable_one() {
+        let mut config = Configuration::default();
+        create(&mut config, 1, node(1));
+        let refused = |node: NodeUuid, id: DatasetId, device: &str| {
+            matches!(config.plan_record_blockdevice(&node, id, device), Err(ApiError::Schema(_)))
+        };
+        assert!(refused(node(2), dataset_id(1), "block-1"), "another node's dataset");
+        assert!(refused(node(1), dataset_id(9), "block-9"), "a dataset that does not exist");
+        assert!(refused(node(1), dataset_id(1), ""));
+        assert!(refused(node(1), dataset_id(1), &"b".repeat(MAXIMUM_BLOCKDEVICE_ID_BYTES + 1)));
+        assert!(refused(node(1), dataset_id(1), "block\n1"));
+        let longest = "b".repeat(MAXIMUM_BLOCKDEVICE_ID_BYTES);
+        assert!(config.plan_record_blockdevice(&node(1), dataset_id(1), &longest).is_ok());
     }
 
     #[test]
@@ -565,7 +610,8 @@ mod tests {
     fn a_recorded_block_device_means_the_dataset_had_a_volume() {
         let mut config = Configuration::default();
         create(&mut config, 1, node(1));
-        config.apply(&config.plan_record_blockdevice(dataset_id(1), "block-1").unwrap().unwrap());
+        let record = config.plan_record_blockdevice(&node(1), dataset_id(1), "block-1");
+        config.apply(&record.unwrap().unwrap());
         assert!(config.had_volume(&dataset_id(1)));
         assert_eq!(config.plan_volumes_reported([dataset_id(1)]), None);
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
+use crate::limits::Limits;
+
 /// The Flocker-compatible control service: the v1 REST API for clients, the agent API for
 /// `flocker-dataset-agent`, and the cluster's desired configuration, stored crash-safely.
 #[derive(Debug, Clone, Parser)]
@@ -26,7 +28,7 @@ pub struct Options {
     #[arg(long, default_value = "4524", value_parser = parse_endpoint)]
     pub agent_port: SocketAddr,
 
-    /// Seconds a client has for a TLS handshake, a request head or a request body.
+    /// Seconds a client has for a request head or body; an idle connection is closed after it.
     #[arg(long, default_value_t = 30.0, value_parser = parse_seconds)]
     pub request_timeout: f64,
 
@@ -34,9 +36,63 @@ pub struct Options {
     #[arg(long, default_value_t = 120.0, value_parser = parse_seconds)]
     pub node_expiry: f64,
 
-    /// Open connections per port beyond which new ones are closed at once.
+    /// Authenticated connections per port; past this, the least recently active idle one is
+    /// closed to make room.
     #[arg(long, default_value_t = 1024)]
     pub max_connections: usize,
+
+    /// The most datasets the configuration keeps (tombstones count too).
+    #[arg(long, default_value_t = Limits::default().max_datasets)]
+    pub max_datasets: usize,
+
+    /// The most bytes of metadata (keys and values) all datasets together may carry.
+    #[arg(long, default_value_t = Limits::default().max_metadata_bytes)]
+    pub max_metadata_bytes: usize,
+
+    /// The largest maximum_size a dataset may have, in bytes (default 1 PiB).
+    #[arg(long, default_value_t = Limits::default().max_dataset_size)]
+    pub max_dataset_size: u64,
+
+    /// The longest a lease may be asked to last, in seconds (default a year).
+    #[arg(long, default_value_t = Limits::default().max_lease_seconds, value_parser = parse_seconds)]
+    pub max_lease_seconds: f64,
+
+    /// `openssl` also accepts X.509 v1 client certificates (Flocker 1.x's flocker-ca made
+    /// them), their chains verified by the system's OpenSSL; `rustls` accepts only v3.
+    #[arg(long, value_enum, default_value_t = crate::tls::TlsLibrary::Rustls)]
+    pub tls_library: crate::tls::TlsLibrary,
+
+    /// Seconds a client has for its TLS handshake.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub handshake_timeout: f64,
+
+    /// Connections per port that may be in their TLS handshake at once; past this, the oldest
+    /// handshake of the address with the most is closed to make room.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_handshakes: u16,
+
+    /// Connections from one IP address (an IPv6 one: its /64) that may be in their TLS
+    /// handshake at once, per port; past this, new ones from it are closed at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_handshakes_per_address: u16,
+
+    /// Start even though the store lost changes it had acknowledged (its journal deleted or cut
+    /// short, another store's files in its place, its mark damaged), carrying on with what is
+    /// left. Restore from a backup first if you can; give it for one start only.
+    #[arg(long)]
+    pub accept_data_loss: bool,
+}
+
+impl Options {
+    /// The bounds the flags set.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_datasets: self.max_datasets,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_dataset_size: self.max_dataset_size,
+            max_lease_seconds: self.max_lease_seconds,
+        }
+    }
 }
 
 /// Twisted's endpoint strings as Flocker took them (`4523`, `tcp:4523`,

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::cluster::ClusterState;
 use crate::error::ApiError;
+use crate::limits::{Limits, Usage};
 use crate::model::{Change, Configuration};
 use crate::store::{Store, Stored};
 
@@ -36,20 +37,29 @@ struct Desired {
     /// Counts changes to the datasets alone: leases come and go with every task, and need not
     /// make the list be written again.
     datasets_version: u64,
+    /// What the configuration uses of `limits`.
+    usage: Usage,
 }
 
 struct Actual {
     cluster: ClusterState,
-    states_body: CachedJson,
+    /// Kept for the cluster's generation and the datasets' version: the listing depends on
+    /// which node each dataset's primary is.
+    states_body: CachedJson<(u64, u64)>,
 }
 
-/// A JSON answer, kept while what it shows has not changed.
-#[derive(Default)]
-struct CachedJson(Option<(u64, Bytes)>);
+/// A JSON answer, kept while what it shows has not changed (`K`: what it was made from).
+struct CachedJson<K = u64>(Option<(K, Bytes)>);
 
-impl CachedJson {
+impl<K> Default for CachedJson<K> {
+    fn default() -> Self {
+        Self(None)
+    }
+}
+
+impl<K: PartialEq> CachedJson<K> {
     /// The answer for `generation`, rendered by `value` only if it was not kept.
-    fn get<T: serde::Serialize>(&mut self, generation: u64, value: impl FnOnce() -> T) -> Bytes {
+    fn get<T: serde::Serialize>(&mut self, generation: K, value: impl FnOnce() -> T) -> Bytes {
         match &self.0 {
             Some((kept, body)) if *kept == generation => body.clone(),
             _ => {
@@ -68,6 +78,7 @@ pub struct ControlService {
     generation: watch::Sender<u64>,
     /// Mixed into the tag so that a tag from before a restart never matches by accident.
     tag_nonce: u64,
+    limits: Limits,
 }
 
 impl ControlService {
@@ -76,6 +87,7 @@ impl ControlService {
         let Stored { configuration, generation } = stored;
         Self {
             desired: Mutex::new(Desired {
+                usage: Usage::of(&configuration),
                 configuration,
                 generation,
                 store,
@@ -88,7 +100,14 @@ impl ControlService {
             }),
             generation: watch::Sender::new(generation),
             tag_nonce: rand_u64(),
+            limits: Limits::default(),
         }
+    }
+
+    /// The same service with other bounds than the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Watches the configuration's generation (for agents' long-polls).
@@ -132,7 +151,8 @@ impl ControlService {
         if_matches: &[String],
         request: CreateDataset,
     ) -> Result<Dataset, ApiError> {
-        self.write(if_matches, |configuration| {
+        self.write(if_matches, |configuration, usage| {
+            self.limits.check_create(usage, &request)?;
             let dataset = configuration.plan_create(request, DatasetId::random())?;
             Ok((dataset.clone(), Some(Change::CreateDataset { dataset })))
         })
@@ -145,7 +165,7 @@ impl ControlService {
         path_id: &str,
         request: &UpdateDataset,
     ) -> Result<Dataset, ApiError> {
-        self.write(if_matches, |configuration| configuration.plan_move(path_id, request))
+        self.write(if_matches, |configuration, _| configuration.plan_move(path_id, request))
     }
 
     /// `DELETE /v1/configuration/datasets/<id>`.
@@ -154,7 +174,7 @@ impl ControlService {
         if_matches: &[String],
         path_id: &str,
     ) -> Result<Dataset, ApiError> {
-        self.write(if_matches, |configuration| configuration.plan_delete(path_id))
+        self.write(if_matches, |configuration, _| configuration.plan_delete(path_id))
     }
 
     /// `GET /v1/configuration/leases`.
@@ -164,6 +184,7 @@ impl ControlService {
 
     /// `POST /v1/configuration/leases`: the lease, and whether it is new (201) or renewed.
     pub fn acquire_lease(&self, request: &AcquireLease) -> Result<(Lease, bool), ApiError> {
+        self.limits.check_lease(request)?;
         let mut desired = self.lock_desired();
         let decision = desired.configuration.plan_acquire_lease(request, unix_now())?;
         if let Some(change) = decision.change {
@@ -183,11 +204,13 @@ impl ControlService {
     /// The agent API's block-device record.
     pub fn record_blockdevice(
         &self,
+        node: &NodeUuid,
         dataset_id: DatasetId,
         blockdevice_id: &str,
     ) -> Result<(), ApiError> {
         let mut desired = self.lock_desired();
-        let change = desired.configuration.plan_record_blockdevice(dataset_id, blockdevice_id)?;
+        let configuration = &desired.configuration;
+        let change = configuration.plan_record_blockdevice(node, dataset_id, blockdevice_id)?;
         if let Some(change) = change {
             self.commit(&mut desired, change)?;
         }
@@ -239,13 +262,18 @@ impl ControlService {
     pub fn report(&self, node: &NodeUuid, report: StateReport) -> Result<(), ApiError> {
         let StateReport { era, datasets, problems } = report;
         self.lock_actual().cluster.check_era(node, era)?;
-        let problems = {
+        let (problems, primaries) = {
             let mut desired = self.lock_desired();
             let reported = datasets.iter().map(|d| d.dataset_id);
             if let Some(change) = desired.configuration.plan_volumes_reported(reported) {
                 self.commit(&mut desired, change)?;
             }
-            desired.configuration.problems_of(node, problems)
+            let configuration = &desired.configuration;
+            let primaries = datasets
+                .iter()
+                .filter_map(|d| Some((d.dataset_id, configuration.primary_of(&d.dataset_id)?)))
+                .collect();
+            (configuration.problems_of(node, problems), primaries)
         };
         if !problems.dropped.is_empty() {
             log::warn!(
@@ -254,7 +282,8 @@ impl ControlService {
                 problems.dropped
             );
         }
-        self.lock_actual().cluster.report(node, era, datasets, problems.kept, Instant::now())
+        let now = Instant::now();
+        self.lock_actual().cluster.report(node, era, datasets, problems.kept, &primaries, now)
     }
 
     /// `GET /v1/state/problems`: the problems that the primary of each dataset reported. One
@@ -268,11 +297,16 @@ impl ControlService {
         problems
     }
 
-    /// `GET /v1/state/datasets` as JSON.
+    /// `GET /v1/state/datasets` as JSON. (Locks the configuration, then the state: the one
+    /// order in which both are ever held.)
     pub fn dataset_states_body(&self) -> Bytes {
+        let desired = self.lock_desired();
         let mut actual = self.lock_actual();
         let Actual { cluster, states_body } = &mut *actual;
-        states_body.get(cluster.generation, || cluster.dataset_states())
+        let configuration = &desired.configuration;
+        states_body.get((cluster.generation, desired.datasets_version), || {
+            cluster.dataset_states(|id| configuration.primary_of(id))
+        })
     }
 
     /// `GET /v1/state/nodes`.
@@ -290,11 +324,11 @@ impl ControlService {
     fn write<T>(
         &self,
         if_matches: &[String],
-        plan: impl FnOnce(&Configuration) -> Result<(T, Option<Change>), ApiError>,
+        plan: impl FnOnce(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
     ) -> Result<T, ApiError> {
         let mut desired = self.lock_desired();
         self.check_tag_at(desired.generation, if_matches)?;
-        let (answer, change) = plan(&desired.configuration)?;
+        let (answer, change) = plan(&desired.configuration, &desired.usage)?;
         if let Some(change) = change {
             self.commit(&mut desired, change)?;
         }
@@ -304,11 +338,18 @@ impl ControlService {
     /// Makes a change durable, then applies it. If the store fails, nothing changes.
     fn commit(&self, desired: &mut Desired, change: Change) -> Result<(), ApiError> {
         let generation = desired.generation + 1;
-        if let Err(error) = desired.store.append(generation, &change) {
+        if let Err(error) = desired.store.append(&desired.configuration, generation, &change) {
+            // The store tries again at the next change: once space is freed, writes resume.
+            let out_of_space = error.is_out_of_space();
             log::error!("{:#}", anyhow::Error::new(error));
-            return Err(ApiError::StoreFailed);
+            return Err(if out_of_space {
+                ApiError::InsufficientStorage
+            } else {
+                ApiError::StoreFailed
+            });
         }
         desired.configuration.apply(&change);
+        desired.usage.add(&change);
         desired.generation = generation;
         if change.changes_datasets() {
             desired.datasets_version += 1;

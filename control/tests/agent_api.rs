@@ -220,7 +220,7 @@ fn a_reboot_forgets_what_the_node_reported_in_its_previous_era() {
     let control = start_with(&[]);
     let mut agent = Agent::new(&control);
     agent.hello();
-    let id = DatasetId::random();
+    let id = create_on(&control, &agent.node.uuid);
     agent.report(agent.era, json!([{"dataset_id": id, "path": format!("/flocker/{id}")}]));
     assert_eq!(control.client.dataset_states().unwrap().len(), 1);
     agent.era = Era::random();
@@ -233,7 +233,7 @@ fn a_node_that_goes_quiet_leaves_the_state_and_comes_back_on_hello() {
     let control = start_with(&["--node-expiry", "2"]);
     let agent = Agent::new(&control);
     agent.hello();
-    let id = DatasetId::random();
+    let id = create_on(&control, &agent.node.uuid);
     agent.report(agent.era, json!([{"dataset_id": id, "path": format!("/flocker/{id}")}]));
     assert_eq!(control.client.list_nodes().unwrap().len(), 1);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -431,4 +431,67 @@ fn a_reboot_or_a_quiet_node_drops_its_problems() {
         assert!(Instant::now() < deadline, "the quiet node's problem stayed");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Issue 15: a node speaks only for itself. A node reporting another node's dataset as mounted
+/// on itself (at any path), or datasets the configuration does not know, changes nothing in
+/// `/v1/state/datasets`, which lists each dataset once, where its primary has it; the service
+/// logs the rogue report. An empty report erases nothing another node said.
+#[test]
+fn a_node_cannot_report_for_another_node() {
+    let control = start_with(&[]);
+    let (owner, rogue) = (Agent::new(&control), Agent::new(&control));
+    owner.hello();
+    rogue.hello();
+    let (mounted, idle) =
+        (create_on(&control, &owner.node.uuid), create_on(&control, &owner.node.uuid));
+    let honest = json!([
+        {"dataset_id": mounted, "path": format!("/flocker/{mounted}")},
+        {"dataset_id": idle},
+    ]);
+    assert_eq!(owner.report(owner.era, honest), 204);
+    let invented = DatasetId::random();
+    let claims = json!([
+        {"dataset_id": mounted, "path": "/evil"},
+        {"dataset_id": idle, "path": "/evil-too"},
+        {"dataset_id": invented, "path": "/invented"},
+    ]);
+    assert_eq!(rogue.report(rogue.era, claims), 204);
+    let states = control.client.dataset_states().unwrap();
+    assert_eq!(states.len(), 2, "each dataset once, nothing invented: {states:?}");
+    let state_of = |id: DatasetId| states.iter().find(|s| s.dataset_id == id).unwrap().clone();
+    assert_eq!(state_of(mounted).primary, Some(owner.node.uuid));
+    assert_eq!(state_of(mounted).path, Some(format!("/flocker/{mounted}")));
+    assert_eq!((state_of(idle).primary, state_of(idle).path), (None, None));
+    assert_eq!(rogue.report(rogue.era, json!([])), 204);
+    assert_eq!(control.client.dataset_states().unwrap().len(), 2, "an empty report erased nothing");
+    assert!(
+        control.process.log().contains("reported datasets that are not its own"),
+        "the rogue report is logged:\n{}",
+        control.process.log()
+    );
+}
+
+/// Issue 15: block-device records only for datasets that exist and are the node's own, with a
+/// short printable id: a node cannot grow the configuration with records of its own making.
+#[test]
+fn block_device_records_only_for_the_nodes_own_datasets_and_bounded() {
+    let control = start_with(&[]);
+    let (owner, other) = (Agent::new(&control), Agent::new(&control));
+    owner.hello();
+    other.hello();
+    let id = create_on(&control, &owner.node.uuid);
+    let record = |agent: &Agent, dataset: Value, device: String| {
+        let body = json!({"dataset_id": dataset, "blockdevice_id": device});
+        agent.call("POST", BLOCKDEVICE_OWNERSHIP_PATH, Some(body))
+    };
+    let tag = control.tag();
+    let (status, body) = record(&other, json!(id), "block-x".into());
+    assert_eq!(status, 400, "another node's dataset: {body}");
+    assert_eq!(record(&owner, json!(DatasetId::random()), "block-x".into()).0, 400, "unknown");
+    assert_eq!(record(&owner, json!(id), "b".repeat(257)).0, 400, "too long");
+    assert_eq!(record(&owner, json!(id), "block\n1".into()).0, 400, "control characters");
+    assert_eq!(control.tag(), tag, "nothing was recorded");
+    assert!(body["description"].is_string(), "a Flocker-style description: {body}");
+    assert_eq!(record(&owner, json!(id), format!("block-{id}")).0, 200);
 }

@@ -223,3 +223,48 @@ fn an_idle_connection_is_closed_after_the_request_timeout() {
     let (_, waited) = read_until_closed(&mut stream);
     assert!(waited < Duration::from_secs(15), "an idle connection stayed open for {waited:?}");
 }
+
+/// Issue 15: every bound of the service refuses with a 400 and a description that names its
+/// flag, and changes nothing: the number of datasets, their metadata in all, an absurd
+/// `maximum_size`, and a lease's `expires` (negative, or longer than the bound).
+#[test]
+fn the_services_bounds_refuse_with_400_and_change_nothing() {
+    let control = start_with(&[
+        "--max-datasets",
+        "2",
+        "--max-metadata-bytes",
+        "40",
+        "--max-lease-seconds",
+        "3600",
+    ]);
+    let node = flocker_api::NodeUuid::random().to_string();
+    let create = |body: Value| {
+        control.send("POST", "/v1/configuration/datasets", &[], Some(&body.to_string()))
+    };
+    let refused = |response: flocker_api::RawResponse, flag: &str| {
+        assert_eq!(response.status, 400, "{response:?}");
+        let description = description(&response);
+        assert!(description.contains(flag), "{description}");
+    };
+    let absurd = json!({"primary": node, "maximum_size": 1u64 << 62});
+    refused(create(absurd), "--max-dataset-size");
+    refused(
+        create(json!({"primary": node, "metadata": {"name": "x".repeat(41)}})),
+        "--max-metadata-bytes",
+    );
+    assert_eq!(create(json!({"primary": node, "metadata": {"name": "a"}})).status, 201);
+    let first = control.client.list_datasets().unwrap().0[0].dataset_id.to_string();
+    assert_eq!(create(json!({"primary": node})).status, 201);
+    refused(create(json!({"primary": node})), "--max-datasets");
+    assert_eq!(control.client.list_datasets().unwrap().0.len(), 2, "nothing else was made");
+
+    let lease = |expires: Value| {
+        let body = json!({"dataset_id": first, "node_uuid": node, "expires": expires});
+        control.send("POST", "/v1/configuration/leases", &[], Some(&body.to_string()))
+    };
+    refused(lease(json!(-1)), "expires is -1");
+    refused(lease(json!(3601)), "--max-lease-seconds");
+    assert!(control.client.list_leases().unwrap().is_empty(), "no lease was taken");
+    assert_eq!(lease(json!(3600)).status, 201);
+    assert_eq!(lease(json!(null)).status, 200, "a lease until released is always fine");
+}

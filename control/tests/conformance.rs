@@ -478,6 +478,13 @@ fn case_36_dataset_states_carry_only_the_four_keys_and_unmounted_ones_only_two()
         .unwrap();
     assert_eq!(hello.status, 200, "{:?}", hello.json());
     let (mounted, unmounted) = (NodeUuid::random().to_string(), NodeUuid::random().to_string());
+    // A node reports only datasets of the configuration (issue 15): these are its own.
+    for id in [&mounted, &unmounted] {
+        let body = json!({"primary": agent_node.uuid.to_string(), "dataset_id": id});
+        let created =
+            control.send("POST", "/v1/configuration/datasets", &[], Some(&body.to_string()));
+        assert_eq!(created.status, 201, "{:?}", created.json());
+    }
     let report = json!({"era": era, "datasets": [
         {"dataset_id": mounted, "path": format!("/flocker/{mounted}"), "maximum_size": 67108864},
         {"dataset_id": unmounted, "maximum_size": 67108864},

@@ -1,10 +1,12 @@
-//! What the store promises: an acknowledged write survives `kill -9`, and a damaged store stops
-//! the service with a message naming the file instead of being replaced by an empty one.
+//! What the store promises: an acknowledged write survives `kill -9`; a damaged store, or one
+//! that lost acknowledged changes, stops the service with a message naming the file instead of
+//! starting with less (unless the operator accepts the loss with `--accept-data-loss`).
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flocker_api::{AcquireLease, CreateDataset, Dataset, DatasetId, NodeUuid};
 use flocker_testkit::{ClusterCertificates, ControlProcess};
@@ -118,10 +120,42 @@ fn filled_store() -> ClusterCertificates {
     certificates
 }
 
+/// Runs the service on the test's data path until it exits, or for 20 s at most (then it is
+/// killed: it started): its exit status if it exited, and its log.
+fn run_to_exit(certificates: &ClusterCertificates) -> (Option<ExitStatus>, String) {
+    let log_path = certificates.root().join("run-to-exit.log");
+    let mut child = Command::new(binary())
+        .arg("--certificates-directory")
+        .arg(certificates.control_directory())
+        .arg("--data-path")
+        .arg(certificates.root().join("data"))
+        .args(["--port", "127.0.0.1:0", "--agent-port", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log_path).unwrap())
+        .spawn()
+        .expect("run flocker-control");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        match child.try_wait().unwrap() {
+            Some(status) => break Some(status),
+            None if Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    (status, fs::read_to_string(&log_path).unwrap_or_default())
+}
+
 fn assert_refuses_to_start(certificates: &ClusterCertificates, file: &str, words: &str) {
-    let (status, log) =
-        ControlProcess::run_to_exit(binary(), certificates, &certificates.root().join("data"));
-    assert!(!status.success(), "the service started on a damaged store:\n{log}");
+    let (status, log) = run_to_exit(certificates);
+    assert!(
+        status.is_some_and(|status| !status.success()),
+        "the service started on a damaged store:\n{log}"
+    );
     assert!(log.contains(file), "the message does not name {file}:\n{log}");
     assert!(log.contains(words), "{log}");
 }
@@ -182,4 +216,75 @@ fn a_missing_certificate_stops_the_service_with_a_message_naming_it() {
     let key = certificates.control_directory().join("control-service.key");
     fs::remove_file(&key).unwrap();
     assert_refuses_to_start(&certificates, &key.display().to_string(), "cannot read");
+}
+
+// Never silently forget (issue 15): a store that lost changes it had acknowledged refuses to
+// start, naming the file, unless the operator accepts the loss with --accept-data-loss.
+
+fn start_accepting_the_loss(certificates: &ClusterCertificates) -> ControlProcess {
+    let data = certificates.root().join("data");
+    ControlProcess::start(binary(), certificates, &data, &["--accept-data-loss"])
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The journal's lines, each with its newline.
+fn journal_lines(certificates: &ClusterCertificates) -> Vec<Vec<u8>> {
+    let bytes = fs::read(journal(certificates)).unwrap();
+    bytes.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
+#[test]
+fn a_deleted_journal_stops_the_service_and_the_flag_starts_it_without_what_was_lost() {
+    let certificates = filled_store();
+    let path = journal(&certificates);
+    fs::remove_file(&path).unwrap();
+    assert_refuses_to_start(&certificates, &path.display().to_string(), "is missing");
+    assert!(!path.exists(), "nothing was made while refusing");
+
+    let mut control = start_accepting_the_loss(&certificates);
+    let (datasets, _) = certificates.client(control.rest, "alice").list_datasets().unwrap();
+    assert!(datasets.is_empty());
+    let warning = format!("--accept-data-loss: the journal {} is missing", path.display());
+    let (warned, log) = control.wait_for_log(&warning);
+    assert!(warned, "no warning about the loss:\n{log}");
+    control.terminate();
+
+    // The loss was accepted once: the next start needs no flag.
+    let control = start(&certificates);
+    let (datasets, _) = certificates.client(control.rest, "alice").list_datasets().unwrap();
+    assert!(datasets.is_empty());
+}
+
+#[test]
+fn a_journal_cut_at_a_record_boundary_that_loses_acknowledged_changes_stops_the_service() {
+    let certificates = filled_store();
+    let path = journal(&certificates);
+    let lines = journal_lines(&certificates);
+    assert_eq!(lines.len(), 6, "a header and five creates");
+    fs::write(&path, lines[..3].concat()).unwrap(); // the header and the first two creates
+    assert_refuses_to_start(
+        &certificates,
+        &path.display().to_string(),
+        "changes 3 to 5 are missing",
+    );
+    assert_eq!(fs::read(&path).unwrap(), lines[..3].concat(), "the journal was left as it was");
+
+    let control = start_accepting_the_loss(&certificates);
+    let (datasets, _) = certificates.client(control.rest, "alice").list_datasets().unwrap();
+    assert_eq!(datasets.len(), 2);
+}
+
+#[test]
+fn a_torn_append_after_the_last_acknowledged_change_is_dropped_and_the_service_starts() {
+    let certificates = filled_store();
+    // A crash in the middle of writing a sixth change, which was never acknowledged.
+    let last = journal_lines(&certificates).pop().unwrap();
+    let mut journal_file = OpenOptions::new().append(true).open(journal(&certificates)).unwrap();
+    std::io::Write::write_all(&mut journal_file, &last[..last.len() / 2]).unwrap();
+
+    let control = start(&certificates);
+    let (datasets, _) = certificates.client(control.rest, "alice").list_datasets().unwrap();
+    assert_eq!(datasets.len(), 5);
+    let (warned, log) = control.wait_for_log("dropped an unterminated last record");
+    assert!(warned, "{log}");
 }

@@ -5,7 +5,9 @@ use std::fs;
 
 use flocker_api::agent_protocol::HELLO_PATH;
 use flocker_api::{ClientConfig, ClientError};
-use flocker_testkit::openssl::{certificate, version_1_certificate, x509_version};
+use flocker_testkit::openssl::{
+    PythonClient, certificate, python_request, version_1_certificate, x509_version,
+};
 use flocker_testkit::{
     ClusterCertificates, ControlProcess, RunningControl, openssl_client_request, tls_handshake,
 };
@@ -32,7 +34,8 @@ fn the_rest_port_refuses_no_certificate_a_node_certificate_and_another_clusters_
     let (certificate, key) = control.certificates.user("alice");
     let served = tls_handshake(rest, &cluster, Some((&certificate, &key)), "/v1/version");
     assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"));
-    let (logged, log) = control.process.wait_for_log("refused a client certificate with CN 'node-");
+    let (logged, log) =
+        control.process.wait_for_log("refused a client certificate with CN \"node-");
     assert!(logged, "{log}");
 }
 
@@ -135,25 +138,113 @@ fn an_openssl_client_presenting_a_version_1_user_certificate_fails_the_handshake
     assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"), "the same client with a v3 certificate");
     let (logged, log) = control.process.wait_for_log("UnsupportedCertVersion");
     assert!(logged, "{log}");
+    assert!(log.contains("start flocker-control with --tls-library openssl"), "{log}");
 }
 
 #[test]
-fn the_service_will_not_start_with_a_version_1_control_certificate() {
+fn the_service_will_not_start_with_a_key_that_is_not_its_certificates() {
+    // rustls's own check parses the certificate, which a v1 one fails; ours does not.
     let certificates = ClusterCertificates::new();
     let authority = certificates.authority();
-    let (certificate, key) = version_1_certificate(
-        certificates.root(),
-        "legacy-control",
-        "control-service",
-        Some((&authority.join("cluster.crt"), &authority.join("cluster.key"))),
-    );
+    let signer = Some((authority.join("cluster.crt"), authority.join("cluster.key")));
+    let signer = signer.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    let (certificate, _) =
+        version_1_certificate(certificates.root(), "legacy-control", "control-service", signer);
+    let (_, other_key) =
+        version_1_certificate(certificates.root(), "other", "control-service", signer);
     let installed = certificates.control_directory().join("control-service.crt");
     fs::copy(&certificate, &installed).unwrap();
-    fs::copy(&key, certificates.control_directory().join("control-service.key")).unwrap();
+    fs::copy(&other_key, certificates.control_directory().join("control-service.key")).unwrap();
     let (status, log) =
         ControlProcess::run_to_exit(binary(), &certificates, &certificates.root().join("data"));
     assert!(!status.success());
-    assert!(log.contains(&installed.display().to_string()) && log.contains("X.509 v1"), "{log}");
+    assert!(log.contains(&installed.display().to_string()) && log.contains("KeyMismatch"), "{log}");
+}
+
+#[test]
+fn a_common_name_with_a_newline_does_not_forge_a_log_line() {
+    const FORGED: &str = "[2026-01-01T00:00:00Z INFO  flocker_control] all is well";
+    let control = RunningControl::start(binary());
+    let (certificate, key) =
+        signed_by_the_cluster(&control.certificates, &format!("node-x\n{FORGED}"));
+    let cluster = control.certificates.cluster_certificate();
+    let refused =
+        tls_handshake(control.process.rest, &cluster, Some((&certificate, &key)), "/v1/version");
+    assert!(refused.is_err(), "{refused:?}");
+    let (logged, log) = control.process.wait_for_log(&format!("CN \"node-x\\n{FORGED}\""));
+    assert!(logged, "{log}");
+    assert!(!log.lines().any(|line| line.starts_with(FORGED)), "{log}");
+}
+
+/// A v3 client certificate `CN=<common_name>` with a P-256 key, signed by the cluster's CA:
+/// made with the `openssl` crate, which takes any text as a CN.
+fn signed_by_the_cluster(
+    certificates: &ClusterCertificates,
+    common_name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use openssl::{asn1::Asn1Time, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+    let authority = certificates.authority();
+    let ca = x509::X509::from_pem(&fs::read(authority.join("cluster.crt")).unwrap()).unwrap();
+    let ca_key =
+        PKey::private_key_from_pem(&fs::read(authority.join("cluster.key")).unwrap()).unwrap();
+    let group = ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = PKey::from_ec_key(ec::EcKey::generate(&group).unwrap()).unwrap();
+    let mut name = x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_nid(Nid::COMMONNAME, common_name).unwrap();
+    let mut builder = x509::X509Builder::new().unwrap();
+    builder.set_version(2).unwrap();
+    builder.set_subject_name(&name.build()).unwrap();
+    builder.set_issuer_name(ca.subject_name()).unwrap();
+    builder.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    builder.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+    builder.set_pubkey(&key).unwrap();
+    builder.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let (certificate, key_file) = (authority.join("forger.crt"), authority.join("forger.key"));
+    fs::write(&certificate, builder.build().to_pem().unwrap()).unwrap();
+    fs::write(&key_file, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    (certificate, key_file)
+}
+
+#[test]
+fn a_client_offering_only_http_1_0_in_alpn_is_served() {
+    // Flocker's Twisted server ignored ALPN; rustls answers an offer it shares nothing with
+    // with an alert, so HTTP/1.0 is among ours.
+    let control = RunningControl::start(binary());
+    let (certificate, key) = control.certificates.user("alice");
+    let identity = Some((certificate.as_path(), key.as_path()));
+    let cluster = control.certificates.cluster_certificate();
+    let rest = control.process.rest;
+    for http_version in ["HTTP/1.0", "HTTP/1.1"] {
+        let client = PythonClient { alpn: &["http/1.0"], tls_1_2: false, http_version };
+        let answer = python_request(rest, &cluster, identity, client, "/v1/version").unwrap();
+        assert_eq!(answer.status_line, format!("{http_version} 200 OK"));
+        assert_eq!(answer.alpn.as_deref(), Some("http/1.0"));
+    }
+    for (alpn, chosen) in [(&[][..], None), (&["h2", "http/1.1"][..], Some("http/1.1"))] {
+        let client = PythonClient { alpn, ..PythonClient::default() };
+        let answer = python_request(rest, &cluster, identity, client, "/v1/version").unwrap();
+        assert_eq!(
+            (answer.status_line.as_str(), answer.alpn.as_deref()),
+            ("HTTP/1.1 200 OK", chosen)
+        );
+    }
+}
+
+#[test]
+fn a_client_offering_only_h2_in_alpn_is_told_so_in_the_handshake() {
+    // Not served HTTP/1.1 it did not ask for: the alert says no protocol is shared.
+    let control = RunningControl::start(binary());
+    let (certificate, key) = control.certificates.user("alice");
+    let client = PythonClient { alpn: &["h2"], ..PythonClient::default() };
+    let refused = python_request(
+        control.process.rest,
+        &control.certificates.cluster_certificate(),
+        Some((&certificate, &key)),
+        client,
+        "/v1/version",
+    );
+    let error = refused.unwrap_err();
+    assert!(error.to_lowercase().contains("no application protocol"), "{error}");
 }
 
 #[test]

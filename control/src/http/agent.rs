@@ -126,7 +126,7 @@ async fn record_blockdevice(
     let answer = record.clone();
     blocking(&app, move |s| {
         s.touch(&node)?;
-        s.record_blockdevice(record.dataset_id, &record.blockdevice_id)
+        s.record_blockdevice(&node, record.dataset_id, &record.blockdevice_id)
     })
     .await?;
     Ok(json(StatusCode::OK, &answer))

@@ -5,11 +5,16 @@
 //! The contract: [`Store::append`] returns only once the change is durable (it survives
 //! `kill -9` and power loss); the service applies a change and acknowledges the request only
 //! after that. [`Store::load`] gives back exactly what was appended, or refuses with a message
-//! naming what is damaged — never an empty configuration in place of a damaged one.
+//! naming what is damaged or missing — never an empty or shorter configuration in place of
+//! the one it had, unless the operator accepts the loss (`--accept-data-loss`). A failed
+//! append changes nothing, and the store writes again once the cause is gone (a full disk
+//! freed), without a restart.
 
 mod file;
 mod flocker_import;
+mod mark;
 
+use std::io;
 use std::path::PathBuf;
 
 pub use file::FileStore;
@@ -17,6 +22,9 @@ pub use flocker_import::FLOCKER_CONFIGURATION;
 
 use crate::model::{Change, Configuration};
 use flocker_host::PathError;
+
+/// The flag that lets the service start on a store that lost changes it had acknowledged.
+pub const ACCEPT_DATA_LOSS: &str = "--accept-data-loss";
 
 /// What a store holds: the configuration and how many changes made it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,8 +38,16 @@ pub trait Store: Send {
     /// Reads everything stored. Called once, before any append.
     fn load(&mut self) -> Result<Stored, StoreError>;
 
-    /// Durably records `change` as number `generation` (the previous one plus 1).
-    fn append(&mut self, generation: u64, change: &Change) -> Result<(), StoreError>;
+    /// Durably records `change` as number `generation`, which follows `current` (the
+    /// configuration as of `generation - 1`). After a failed write the store does not trust
+    /// what it wrote last: it first rebuilds itself from `current`, so it writes again as soon
+    /// as the cause is gone.
+    fn append(
+        &mut self,
+        current: &Configuration,
+        generation: u64,
+        change: &Change,
+    ) -> Result<(), StoreError>;
 
     /// Called after each applied change with the configuration as it now is, so the store can
     /// compact its history.
@@ -50,15 +66,33 @@ pub enum StoreError {
         path.display()
     )]
     Damaged { path: PathBuf, problem: String },
+    /// Changes the store acknowledged are not in its files (see `mark.rs`).
+    #[error(
+        "the {what} {} {problem}; restore it from a backup, or start the control service once \
+         with {ACCEPT_DATA_LOSS} to carry on with what is left",
+        path.display()
+    )]
+    Lost { what: &'static str, path: PathBuf, problem: String },
     #[error(
         "{} is locked by another process: is a flocker-control already running with this \
          --data-path?",
         path.display()
     )]
     Locked { path: PathBuf },
-    #[error(
-        "the store refuses writes since an earlier write failed ({reason}); restart the \
-         control service once the cause is fixed"
-    )]
-    Failed { reason: String },
+}
+
+impl StoreError {
+    /// Whether a write failed for lack of space or quota (ENOSPC, EDQUOT): nothing is wrong
+    /// with the store, and it writes again once space is freed.
+    pub fn is_out_of_space(&self) -> bool {
+        match self {
+            Self::Io(error) => {
+                matches!(
+                    error.source.kind(),
+                    io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+                )
+            }
+            Self::Damaged { .. } | Self::Lost { .. } | Self::Locked { .. } => false,
+        }
+    }
 }

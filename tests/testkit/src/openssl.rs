@@ -172,3 +172,99 @@ pub fn flocker_1_certificates(directory: &Path) -> FlockerOneCertificates {
         cluster,
     }
 }
+
+/// How a client of Python's `ssl` (OpenSSL, the TLS stack of Flocker's own clients) connects:
+/// the ALPN protocols it offers, whether it stops at TLS 1.2 (as Flocker 1.x's Python 2.7 and
+/// OpenSSL 1.0 did), and the HTTP version of its request.
+#[derive(Debug, Clone, Copy)]
+pub struct PythonClient<'a> {
+    pub alpn: &'a [&'a str],
+    pub tls_1_2: bool,
+    pub http_version: &'a str,
+}
+
+impl Default for PythonClient<'_> {
+    fn default() -> Self {
+        Self { alpn: &[], tls_1_2: false, http_version: "HTTP/1.1" }
+    }
+}
+
+/// What such a client saw: the answer's status line, the protocol ALPN settled on, if any,
+/// and the TLS version (`TLSv1.3`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonAnswer {
+    pub status_line: String,
+    pub alpn: Option<String>,
+    pub tls_version: String,
+}
+
+/// Connects to `address` with `client`, verifying the server as `control-service` against
+/// `cluster` and presenting `identity` (certificate, key) if given, and sends `GET <path>`.
+/// `Err` is Python's account of the failure.
+pub fn python_request(
+    address: std::net::SocketAddr,
+    cluster: &Path,
+    identity: Option<(&Path, &Path)>,
+    client: PythonClient<'_>,
+    path: &str,
+) -> Result<PythonAnswer, String> {
+    const CLIENT: &str = r#"
+import socket, ssl, sys
+host, port, cluster, certificate, key, alpn, tls_1_2, http_version, path = sys.argv[1:]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.load_verify_locations(cluster)
+if certificate:
+    context.load_cert_chain(certificate, key)
+if alpn:
+    context.set_alpn_protocols(alpn.split(","))
+if tls_1_2 == "yes":
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+try:
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="control-service") as tls:
+            request = f"GET {path} {http_version}\r\nHost: control-service\r\nConnection: close\r\n\r\n"
+            tls.sendall(request.encode())
+            answer = b""
+            while True:
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            lines = answer.decode(errors="replace").splitlines()
+            print(lines[0] if lines else "")
+            print(tls.selected_alpn_protocol() or "")
+            print(tls.version())
+except (ssl.SSLError, OSError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+"#;
+    let (certificate, key) = match identity {
+        Some((certificate, key)) => (certificate.as_os_str(), key.as_os_str()),
+        None => ("".as_ref(), "".as_ref()),
+    };
+    let output = Command::new("python3")
+        .arg("-c")
+        .arg(CLIENT)
+        .arg(address.ip().to_string())
+        .arg(address.port().to_string())
+        .arg(cluster)
+        .args([certificate, key])
+        .arg(client.alpn.join(","))
+        .arg(if client.tls_1_2 { "yes" } else { "no" })
+        .args([client.http_version, path])
+        .output()
+        .map_err(|e| format!("cannot run python3: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let mut lines = stdout.lines();
+    match (output.status.success(), lines.next(), lines.next(), lines.next()) {
+        (true, Some(status_line), Some(alpn), Some(tls_version)) if !status_line.is_empty() => {
+            Ok(PythonAnswer {
+                status_line: status_line.to_owned(),
+                alpn: (!alpn.is_empty()).then(|| alpn.to_owned()),
+                tls_version: tls_version.to_owned(),
+            })
+        }
+        (true, ..) => Err("the server closed the connection without answering".to_owned()),
+        (false, ..) => Err(String::from_utf8_lossy(&output.stderr).trim().to_owned()),
+    }
+}
