@@ -221,6 +221,33 @@ impl ClusterClients {
     }
 }
 
+impl ClusterClients {
+    /// A handshake signature: against the key of a certificate OpenSSL verified, else by WebPKI.
+    fn verify_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+        tls: Tls,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if self.verified_by_openssl(certificate) {
+            let (scheme, bytes) = (signature.scheme, signature.signature());
+            return verify_signature_with_key(
+                message,
+                certificate,
+                scheme,
+                bytes,
+                &self.algorithms,
+                tls,
+            );
+        }
+        match tls {
+            Tls::V12 => self.webpki.verify_tls12_signature(message, certificate, signature),
+            Tls::V13 => self.webpki.verify_tls13_signature(message, certificate, signature),
+        }
+    }
+}
+
 impl ClientCertVerifier for ClusterClients {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
         self.webpki.root_hint_subjects()
@@ -282,19 +309,7 @@ impl ClientCertVerifier for ClusterClients {
         certificate: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if self.verified_by_openssl(certificate) {
-            let (scheme, signature) = (signature.scheme, signature.signature());
-            verify_signature_with_key(
-                message,
-                certificate,
-                scheme,
-                signature,
-                &self.algorithms,
-                Tls::V12,
-            )
-        } else {
-            self.webpki.verify_tls12_signature(message, certificate, signature)
-        }
+        self.verify_signature(message, certificate, signature, Tls::V12)
     }
 
     fn verify_tls13_signature(
@@ -303,19 +318,7 @@ impl ClientCertVerifier for ClusterClients {
         certificate: &CertificateDer<'_>,
         signature: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        if self.verified_by_openssl(certificate) {
-            let (scheme, signature) = (signature.scheme, signature.signature());
-            verify_signature_with_key(
-                message,
-                certificate,
-                scheme,
-                signature,
-                &self.algorithms,
-                Tls::V13,
-            )
-        } else {
-            self.webpki.verify_tls13_signature(message, certificate, signature)
-        }
+        self.verify_signature(message, certificate, signature, Tls::V13)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
