@@ -226,6 +226,14 @@ impl Converger {
                 let hellos = self.link.hellos();
                 *reported = Some(Reported { datasets, problems, hellos, at: Instant::now() });
             }
+            // Refused outright (4xx): the service will not take this report until something
+            // changes, so say so; a service that cannot be reached the poller already says.
+            Err(error) if error.status().is_some_and(|status| (400..500).contains(&status)) => {
+                log::warn!(
+                    "the control service refused the state report: {:#}",
+                    anyhow::Error::new(error)
+                );
+            }
             Err(error) => log::debug!("state not reported: {error}"),
         }
     }
