@@ -7,6 +7,7 @@
 //! layers run them on tokio's blocking pool.
 
 use std::hash::Hasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,9 +35,6 @@ struct Desired {
     /// `/v1/configuration/datasets`: a large cluster's list is megabytes, and reads outnumber
     /// writes.
     datasets_body: CachedJson,
-    /// Counts changes to the datasets alone: leases come and go with every task, and need not
-    /// make the list be written again.
-    datasets_version: u64,
     /// What the configuration uses of `limits`.
     usage: Usage,
 }
@@ -58,16 +56,19 @@ impl<K> Default for CachedJson<K> {
 }
 
 impl<K: PartialEq> CachedJson<K> {
+    /// The answer kept for `generation`, if it is the one kept.
+    fn kept(&self, generation: &K) -> Option<Bytes> {
+        self.0.as_ref().filter(|(kept, _)| kept == generation).map(|(_, body)| body.clone())
+    }
+
     /// The answer for `generation`, rendered by `value` only if it was not kept.
     fn get<T: serde::Serialize>(&mut self, generation: K, value: impl FnOnce() -> T) -> Bytes {
-        match &self.0 {
-            Some((kept, body)) if *kept == generation => body.clone(),
-            _ => {
-                let body = Bytes::from(serde_json::to_vec(&value()).unwrap_or_default());
-                self.0 = Some((generation, body.clone()));
-                body
-            }
+        if let Some(body) = self.kept(&generation) {
+            return body;
         }
+        let body = Bytes::from(serde_json::to_vec(&value()).unwrap_or_default());
+        self.0 = Some((generation, body.clone()));
+        body
     }
 }
 
@@ -79,6 +80,10 @@ pub struct ControlService {
     /// Mixed into the tag so that a tag from before a restart never matches by accident.
     tag_nonce: u64,
     limits: Limits,
+    /// Counts changes to the datasets alone: leases come and go with every task, and need not
+    /// make the list be written again. Changed only under the configuration's lock; read
+    /// without it, so that reading the state never waits for a write's fsync.
+    datasets_version: AtomicU64,
 }
 
 impl ControlService {
@@ -92,7 +97,6 @@ impl ControlService {
                 generation,
                 store,
                 datasets_body: CachedJson::default(),
-                datasets_version: 0,
             }),
             actual: Mutex::new(Actual {
                 cluster: ClusterState::new(node_expiry),
@@ -101,6 +105,7 @@ impl ControlService {
             generation: watch::Sender::new(generation),
             tag_nonce: rand_u64(),
             limits: Limits::default(),
+            datasets_version: AtomicU64::new(0),
         }
     }
 
@@ -138,10 +143,10 @@ impl ControlService {
     /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
     pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
         let mut desired = self.lock_desired();
-        let Desired { configuration, generation, datasets_body, datasets_version, .. } =
-            &mut *desired;
-        let body = datasets_body
-            .get(*datasets_version, || configuration.datasets.values().collect::<Vec<_>>());
+        let version = self.datasets_version.load(Ordering::Acquire);
+        let Desired { configuration, generation, datasets_body, .. } = &mut *desired;
+        let body =
+            datasets_body.get(version, || configuration.datasets.values().collect::<Vec<_>>());
         (body, self.tag_of(*generation))
     }
 
@@ -297,14 +302,24 @@ impl ControlService {
         problems
     }
 
-    /// `GET /v1/state/datasets` as JSON. (Locks the configuration, then the state: the one
-    /// order in which both are ever held.)
+    /// `GET /v1/state/datasets` as JSON. The answer kept is given without the configuration's
+    /// lock (a write holds it through its fsync, and isolators poll this); a new one needs the
+    /// primaries, so takes the configuration, then the state: the one order in which both are
+    /// ever held.
     pub fn dataset_states_body(&self) -> Bytes {
+        let version = self.datasets_version.load(Ordering::Acquire);
+        {
+            let actual = self.lock_actual();
+            if let Some(body) = actual.states_body.kept(&(actual.cluster.generation, version)) {
+                return body;
+            }
+        }
         let desired = self.lock_desired();
+        let version = self.datasets_version.load(Ordering::Acquire);
         let mut actual = self.lock_actual();
         let Actual { cluster, states_body } = &mut *actual;
         let configuration = &desired.configuration;
-        states_body.get((cluster.generation, desired.datasets_version), || {
+        states_body.get((cluster.generation, version), || {
             cluster.dataset_states(|id| configuration.primary_of(id))
         })
     }
@@ -352,7 +367,7 @@ impl ControlService {
         desired.usage.add(&change);
         desired.generation = generation;
         if change.changes_datasets() {
-            desired.datasets_version += 1;
+            self.datasets_version.fetch_add(1, Ordering::Release);
         }
         if let Err(error) = desired.store.applied(&desired.configuration, generation) {
             // The change is durable in the journal; only compaction failed.

@@ -8,7 +8,6 @@
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -71,28 +70,44 @@ impl Directory {
         relative: &Path,
         create: Option<Mode>,
     ) -> Result<Option<(Directory, Vec<PathBuf>)>, WalkError> {
-        let owner = match create {
-            Some(_) => Some(self.stat()?),
-            None => None,
-        };
-        let mut made = Vec::new();
+        let (mut current, missing) = self.deepest(relative)?;
+        if missing.is_empty() {
+            return Ok(Some((current, Vec::new())));
+        }
+        let Some(mode) = create else { return Ok(None) };
+        let owner = self.stat()?;
+        let mut made = Vec::with_capacity(missing.len());
+        for name in missing {
+            current = current.make_directory(&name, mode, &owner)?;
+            made.push(current.path.clone());
+        }
+        Ok(Some((current, made)))
+    }
+
+    /// The deepest directory of `relative` (plain names only) that is there, reached without
+    /// following a link, and the names below it that are not.
+    pub fn deepest(&self, relative: &Path) -> Result<(Directory, Vec<OsString>), WalkError> {
         let mut current = self.reopen()?;
-        for component in relative.components() {
+        let mut components = relative.components();
+        while let Some(component) = components.next() {
             let Component::Normal(name) = component else {
                 return Err(WalkError::NotPlain { path: self.path.join(relative) });
             };
-            let next = match (current.child(name)?, create, &owner) {
-                (Some(next), _, _) => next,
-                (None, None, _) | (None, _, None) => return Ok(None),
-                (None, Some(mode), Some(owner)) => {
-                    let next = current.make_directory(name, mode, owner)?;
-                    made.push(next.path.clone());
-                    next
+            match current.child(name)? {
+                Some(next) => current = next,
+                None => {
+                    let mut missing = vec![name.to_owned()];
+                    for below in components {
+                        let Component::Normal(name) = below else {
+                            return Err(WalkError::NotPlain { path: self.path.join(relative) });
+                        };
+                        missing.push(name.to_owned());
+                    }
+                    return Ok((current, missing));
                 }
-            };
-            current = next;
+            }
         }
-        Ok(Some((current, made)))
+        Ok((current, Vec::new()))
     }
 
     /// The directory `name` in this one; `None` if nothing is there.
@@ -213,18 +228,6 @@ impl Directory {
     }
 }
 
-/// The path `path` relative to `base`, if `path` is `base` or beneath it, compared by
-/// components (so `/tmpx` is not beneath `/tmp`).
-pub fn beneath<'a>(path: &'a Path, base: &Path) -> Option<&'a Path> {
-    path.strip_prefix(base).ok()
-}
-
-/// A name's bytes have no `/` and are not `.` or `..`.
-pub fn is_plain_name(name: &OsStr) -> bool {
-    let bytes = name.as_bytes();
-    !bytes.is_empty() && !bytes.contains(&b'/') && bytes != b"." && bytes != b".."
-}
-
 fn nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -329,13 +332,5 @@ mod tests {
                 .is_empty()
                 .unwrap()
         );
-    }
-
-    #[test]
-    fn beneath_compares_whole_components() {
-        assert_eq!(beneath(Path::new("/tmp/a/b"), Path::new("/tmp")), Some(Path::new("a/b")));
-        assert_eq!(beneath(Path::new("/tmpx/a"), Path::new("/tmp")), None);
-        assert_eq!(beneath(Path::new("/tmp"), Path::new("/tmp")), Some(Path::new("")));
-        assert!(is_plain_name(OsStr::new("a b")) && !is_plain_name(OsStr::new("..")));
     }
 }

@@ -123,20 +123,16 @@ fn open_root(root: &Path) -> Result<Directory, PlacementError> {
 /// directories that publishing will make, shallowest first.
 pub fn plan_link(link: &Path, root: &Path) -> Result<Vec<PathBuf>, PlacementError> {
     let (relative, name) = split(link, root)?;
-    let mut current = open_root(root)?;
-    let mut components = relative.components();
-    for component in components.by_ref() {
-        match current.child(component.as_os_str())? {
-            Some(next) => current = next,
-            None => {
-                let mut missing = vec![current.path().join(component)];
-                for part in components {
-                    let deeper = missing[missing.len() - 1].join(part);
-                    missing.push(deeper);
-                }
-                return Ok(missing);
-            }
-        }
+    let (current, missing) = open_root(root)?.deepest(&relative)?;
+    if !missing.is_empty() {
+        let mut path = current.path().to_owned();
+        return Ok(missing
+            .iter()
+            .map(|name| {
+                path.push(name);
+                path.clone()
+            })
+            .collect());
     }
     match current.entry(&name)? {
         Entry::Absent => Ok(Vec::new()),
