@@ -1,5 +1,6 @@
 //! Fixtures for tests that run the real thing: a cluster's certificates made by our own CA in a
-//! temporary directory, and `flocker-control` started as a process on ephemeral ports.
+//! temporary directory, `flocker-control` started as a process on ephemeral ports, and a real
+//! ZooKeeper ensemble.
 
 mod agent;
 pub mod bench_results;
@@ -14,6 +15,7 @@ pub mod netns;
 pub mod openssl;
 mod running;
 pub mod task;
+mod zookeeper;
 
 pub use agent::{AgentProcess, BackendKind, agent_binary};
 pub use certificates::{ClusterCertificates, NodeCertificate};
@@ -24,3 +26,4 @@ pub use gate::{DirectoryGate, HeldOpen};
 pub use handshake::{openssl_client_request, tls_handshake};
 pub use local_cluster::{LocalCluster, SMALL, Storage};
 pub use running::RunningControl;
+pub use zookeeper::ZooKeeperEnsemble;
