@@ -2,9 +2,10 @@
 # `flockerctl ca` makes them (cli/src/ca/): ECDSA P-256 keys; every subject is
 # CN=<name>, OU=<cluster uuid>; the CA is self-signed with keyCertSign and cRLSign; leaves carry
 # digitalSignature plus one extended usage (serverAuth for the control service, clientAuth for
-# nodes and API users). The control service certificate has the DNS SAN "control-service" (what
-# Flocker's clients check) and, as IP SANs, the control node's private address (what the agents
-# and isolators dial) and its Elastic IP (what flockerctl and the readiness check dial).
+# nodes and API users). One control service certificate and key serve flocker-control on every
+# master; its names are the plan's control_service_certificate_sans: the DNS SAN
+# "control-service" (what the project's clients verify) and every master's private address,
+# private DNS name and Elastic IP (what other clients, the readiness check among them, dial).
 #
 # Keys are PKCS#8 PEM, the form `flockerctl ca` writes. All of them end up in the Terraform state
 # (README.md, "Secrets and the Terraform state"); on the nodes they come from SSM (secrets.tf).
@@ -41,7 +42,7 @@ resource "tls_self_signed_cert" "ca" {
   allowed_uses          = ["cert_signing", "crl_signing"]
 }
 
-# The control service: CN control-service.
+# The control service, on every master: CN control-service.
 resource "tls_private_key" "control" {
   algorithm   = "ECDSA"
   ecdsa_curve = "P256"
@@ -55,8 +56,8 @@ resource "tls_cert_request" "control" {
     organizational_unit = random_uuid.cluster_id.result
   }
 
-  dns_names    = ["control-service"]
-  ip_addresses = [local.control_private_ip, aws_eip.control.public_ip]
+  dns_names    = module.plan.control_service_certificate_sans.dns_names
+  ip_addresses = module.plan.control_service_certificate_sans.ip_addresses
 }
 
 resource "tls_locally_signed_cert" "control" {

@@ -5,32 +5,27 @@
 locals {
   secret_prefix = "/flocker/${var.cluster_name}"
 
-  # The node names the plan uses (interface: "master-1".., "control", "agent-1"..).
-  control_name = "control"
-
-  # Agent name => position in agent_node_uuids / node_crts / random_uuid.agent.
-  agent_positions = { for position in range(var.agent_count) : "agent-${position + 1}" => position }
+  # The node names the plan uses (interface: "master-1".., "agent-1"..) => position, from the
+  # counts rather than from the plan's nodes: the masters' interfaces and Elastic IPs are made
+  # before the certificate the plan carries, since the certificate names them.
+  master_positions = { for position in range(var.master_count) : "master-${position + 1}" => position }
+  agent_positions  = { for position in range(var.agent_count) : "agent-${position + 1}" => position }
 
   nodes              = module.plan.nodes
-  control_private_ip = module.plan.control_service.host
+  master_private_ips = { for name, position in local.master_positions : name => module.plan.control_service.hosts[position] }
 
   instance_types = {
-    master  = var.master_instance_type
-    control = var.control_instance_type
-    agent   = var.agent_instance_type
+    master = var.master_instance_type
+    agent  = var.agent_instance_type
   }
 
-  # Which nodes get a public address, and why:
-  #   control: its Elastic IP (below), on its own network interface: a fixed address, since it is
-  #            a SAN of the control certificate, for flockerctl and the readiness check;
-  #   master:  Marathon and the Mesos UI serve admin_cidr (security.tf), and the release download;
-  #   agent:   outbound HTTPS only (release, SSM/KMS, Docker registry): no NAT gateway (network.tf);
-  #            nothing is admitted from outside the VPC (security.tf).
-  public_ip_by_role = {
-    master  = true
-    control = false
-    agent   = true
-  }
+  # Public addresses, and why:
+  #   master: its Elastic IP (below), on its own network interface: a fixed address, since each
+  #           is a name of the control certificate (flocker-control runs on every master), for
+  #           flockerctl, the readiness check, Marathon and the Mesos UI (admin_cidr only), and
+  #           the release download;
+  #   agent:  auto-assigned, for outbound HTTPS only (release, SSM/KMS, Docker registry): no NAT
+  #           gateway (network.tf); nothing is admitted from outside the VPC (security.tf).
 }
 
 module "plan" {
@@ -64,52 +59,64 @@ module "plan" {
     node_crts   = tls_locally_signed_cert.agent[*].cert_pem
   }
 
-  admin_user                  = var.admin_user
-  control_service_public_host = aws_eip.control.public_ip
+  admin_user = var.admin_user
+
+  # flocker-control runs on every master; its certificate names every master's private IP (the
+  # plan adds them), Elastic IP and private DNS name.
+  control_service_store        = var.control_service_store
+  control_service_public_hosts = [for name in keys(local.master_positions) : aws_eip.master[name].public_ip]
+  control_service_extra_sans   = compact([for name in keys(local.master_positions) : aws_network_interface.master[name].private_dns_name])
 }
 
-# The control node's network interface and public address, made before the node: the Elastic IP
-# is a SAN of the control certificate, so it must exist before the certificate; and being on the
-# interface from the start, the node has its public address (for the release download) from its
-# first boot instruction, and keeps address and interface if the instance is ever replaced.
-resource "aws_network_interface" "control" {
-  description     = "${var.cluster_name} control node"
+# Each master's network interface and public address, made before the master: its Elastic IP
+# and private DNS name are names of the control certificate, so they must exist before the
+# certificate; and being on the interface from the start, the master has its public address
+# (for the release download) from its first boot instruction, and keeps address and interface
+# if the instance is ever replaced.
+resource "aws_network_interface" "master" {
+  for_each = local.master_positions
+
+  description     = "${var.cluster_name} ${each.key}"
   subnet_id       = aws_subnet.cluster.id
-  private_ips     = [local.control_private_ip]
-  security_groups = [aws_security_group.control.id]
+  private_ips     = [local.master_private_ips[each.key]]
+  security_groups = [aws_security_group.master.id]
 
   tags = {
-    Name = "${var.cluster_name}-control"
+    Name = "${var.cluster_name}-${each.key}"
   }
 }
 
-resource "aws_eip" "control" {
-  #checkov:skip=CKV2_AWS_19:The address is attached to the control instance, through its primary network interface (aws_eip_association.control with network_interface_id), so that it exists before the instance boots; the check only recognises an association by instance_id.
+resource "aws_eip" "master" {
+  #checkov:skip=CKV2_AWS_19:Each address is attached to its master, through the master's primary network interface (aws_eip_association.master with network_interface_id), so that it exists before the instance boots; the check only recognises an association by instance_id.
+  for_each = local.master_positions
+
   domain = "vpc"
 
   tags = {
-    Name = "${var.cluster_name}-control"
+    Name = "${var.cluster_name}-${each.key}"
   }
 
   depends_on = [aws_internet_gateway.cluster]
 }
 
-resource "aws_eip_association" "control" {
-  allocation_id        = aws_eip.control.id
-  network_interface_id = aws_network_interface.control.id
+resource "aws_eip_association" "master" {
+  for_each = local.master_positions
+
+  allocation_id        = aws_eip.master[each.key].id
+  network_interface_id = aws_network_interface.master[each.key].id
 }
 
 resource "aws_instance" "node" {
-  #checkov:skip=CKV_AWS_88:Public addresses only where needed, per role (local.public_ip_by_role): masters serve Marathon and the Mesos UI to admin_cidr only; agents need outbound HTTPS (release, SSM/KMS, Docker registry) and admit nothing from outside the VPC; the control node uses its Elastic IP instead. A NAT gateway would need the control node and masters behind load balancers, since the plan puts every node in one subnet (network.tf).
+  #checkov:skip=CKV_AWS_88:Public addresses only where needed, per role: masters use their Elastic IPs (the control service, Marathon and the Mesos UI, to admin_cidr only); agents need outbound HTTPS (release, SSM/KMS, Docker registry) and admit nothing from outside the VPC. A NAT gateway would need the masters behind load balancers, since the plan puts every node in one subnet (network.tf).
   for_each = local.nodes
 
   ami           = var.mesos_ami_id
   instance_type = local.instance_types[each.value.role]
-  # The control node comes up on its own interface (above); the others get one here.
-  subnet_id                   = each.key == local.control_name ? null : aws_subnet.cluster.id
-  private_ip                  = each.key == local.control_name ? null : each.value.private_ip
-  vpc_security_group_ids      = each.value.role == "master" ? [aws_security_group.master.id] : each.value.role == "agent" ? [aws_security_group.agent.id] : null
-  associate_public_ip_address = each.key == local.control_name ? null : local.public_ip_by_role[each.value.role]
+  # Masters come up on their own interfaces (above); agents get one here.
+  subnet_id                   = each.value.role == "master" ? null : aws_subnet.cluster.id
+  private_ip                  = each.value.role == "master" ? null : each.value.private_ip
+  vpc_security_group_ids      = each.value.role == "master" ? null : [aws_security_group.agent.id]
+  associate_public_ip_address = each.value.role == "master" ? null : true
   iam_instance_profile        = aws_iam_instance_profile.node[each.key].name
   key_name                    = var.ssh_key_name
 
@@ -119,10 +126,10 @@ resource "aws_instance" "node" {
   user_data_replace_on_change = false
 
   dynamic "network_interface" {
-    for_each = each.key == local.control_name ? [aws_network_interface.control.id] : []
+    for_each = each.value.role == "master" ? [each.key] : []
 
     content {
-      network_interface_id = network_interface.value
+      network_interface_id = aws_network_interface.master[network_interface.value].id
       device_index         = 0
     }
   }
@@ -164,7 +171,7 @@ resource "aws_instance" "node" {
     aws_efs_mount_target.shared,
     aws_vpc_security_group_egress_rule.https,
     aws_vpc_security_group_egress_rule.vpc,
-    aws_eip_association.control,
+    aws_eip_association.master,
   ]
 
   lifecycle {
@@ -176,7 +183,12 @@ resource "aws_instance" "node" {
 
     precondition {
       condition     = contains(keys(local.instance_types), each.value.role)
-      error_message = "The plan gives node ${each.key} the role \"${each.value.role}\"; this module knows master, control and agent."
+      error_message = "The plan gives node ${each.key} the role \"${each.value.role}\"; this module knows master and agent."
+    }
+
+    precondition {
+      condition     = each.value.role != "master" || contains(keys(local.master_positions), each.key)
+      error_message = "The plan names a master \"${each.key}\"; this module expects master-1..master-${var.master_count} (their interfaces and Elastic IPs are made in that order)."
     }
 
     precondition {
@@ -185,13 +197,8 @@ resource "aws_instance" "node" {
     }
 
     precondition {
-      condition     = each.key != local.control_name || each.value.private_ip == local.control_private_ip
-      error_message = "The plan gives the control node the address ${each.value.private_ip} but names ${local.control_private_ip} as the control service's host."
-    }
-
-    precondition {
-      condition     = contains(keys(local.nodes), local.control_name)
-      error_message = "The plan has no node named \"${local.control_name}\"; this module gives that node the Elastic IP and the control certificate."
+      condition     = each.value.role != "master" || lookup(local.master_private_ips, each.key, null) == each.value.private_ip
+      error_message = "The plan gives ${each.key} the address ${each.value.private_ip}, not the one its interface was made with (the control service's hosts: ${join(", ", module.plan.control_service.hosts)})."
     }
   }
 }

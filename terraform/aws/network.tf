@@ -1,16 +1,16 @@
 # One VPC, one subnet in the chosen zone (the plan gives every node a fixed address in it), an
 # internet gateway, and VPC flow logs to a KMS-encrypted CloudWatch log group.
 #
-# Why a public subnet and no NAT gateway: the control node needs a fixed public address (its
-# Elastic IP is a SAN of its certificate, and operators and the readiness check reach it), and the
-# masters serve Marathon and the Mesos UI to admin_cidr, so those nodes need public addresses in
-# a subnet routed to the internet gateway. Every node also needs outbound HTTPS (the release
-# tarball, the SSM and KMS APIs, and on agents the Docker registry). The plan puts all nodes in
-# one subnet, so agents cannot sit behind a NAT gateway without moving the public nodes behind a
-# load balancer; they get an auto-assigned public address instead (no extra cost, where a NAT
-# gateway costs ~$33/month plus data). That address admits nothing: the agents' security group
-# has no rule open to the internet, only to the cluster's own groups (and SSH to admin_cidr when
-# a key pair is given). See security.tf.
+# Why a public subnet and no NAT gateway: the masters need fixed public addresses (they run the
+# control service, and each one's Elastic IP is a SAN of its certificate, which operators and
+# the readiness check reach), and they serve Marathon and the Mesos UI to admin_cidr, so they
+# need public addresses in a subnet routed to the internet gateway. Every node also needs
+# outbound HTTPS (the release tarball, the SSM and KMS APIs, and on agents the Docker registry).
+# The plan puts all nodes in one subnet, so agents cannot sit behind a NAT gateway without
+# moving the masters behind a load balancer; they get an auto-assigned public address instead
+# (no extra cost, where a NAT gateway costs ~$33/month plus data). That address admits nothing:
+# the agents' security group has no rule open to the internet, only to the cluster's own groups
+# (and SSH to admin_cidr when a key pair is given). See security.tf.
 
 # The chosen zone, if it is an available zone of the region (else an empty list: the subnet's
 # precondition then stops the plan).
@@ -88,7 +88,7 @@ resource "aws_route_table" "cluster" {
 }
 
 # The default route: what security groups let out (HTTPS only, security.tf) leaves through the
-# internet gateway, and replies reach the public addresses of the control node and masters.
+# internet gateway, and replies reach the masters' public addresses.
 resource "aws_route" "internet" {
   route_table_id         = aws_route_table.cluster.id
   destination_cidr_block = "0.0.0.0/0"

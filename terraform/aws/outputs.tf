@@ -1,10 +1,7 @@
 locals {
-  master_public_ips = {
-    for name, instance in aws_instance.node : name => instance.public_ip
-    if local.nodes[name].role == "master"
-  }
-
-  control_public_ip = aws_eip.control.public_ip
+  # Each master's Elastic IP: Marathon, the Mesos UI and flocker-control, to admin_cidr.
+  master_public_ips = { for name in keys(local.master_positions) : name => aws_eip.master[name].public_ip }
+  control_hosts     = [for name in sort(keys(local.master_public_ips)) : local.master_public_ips[name]]
 
   # Where the operator keeps the cluster's client files (a shell expression, quoted where used).
   certs_dir = "$HOME/.flocker/${var.cluster_name}"
@@ -31,13 +28,15 @@ output "zookeeper_url" {
 }
 
 output "control_service" {
-  description = "The control service: public address (Elastic IP, reachable from admin_cidr) and private address, with its ports."
+  description = "The control service, on every master: public hosts (the masters' Elastic IPs, reachable from admin_cidr) and private hosts, in master order, its ports, its store and, for the ZooKeeper store, its --store URL. Clients are given every host and fail over between them."
   value = {
-    public_host  = local.control_public_ip
-    private_host = module.plan.control_service.host
-    rest_port    = module.plan.control_service.rest_port
-    agent_port   = module.plan.control_service.agent_port
-    url          = "https://${local.control_public_ip}:${var.ports.control_rest}"
+    public_hosts  = local.control_hosts
+    private_hosts = module.plan.control_service.hosts
+    rest_port     = module.plan.control_service.rest_port
+    agent_port    = module.plan.control_service.agent_port
+    store         = module.plan.control_service.store
+    store_url     = module.plan.control_service_store_url
+    urls          = [for host in local.control_hosts : "https://${host}:${var.ports.control_rest}"]
   }
 }
 
@@ -52,8 +51,8 @@ output "agent_nodes" {
 }
 
 output "registered_nodes" {
-  description = "What the control service's /v1/state/nodes listed when the apply's readiness check passed."
-  value       = jsondecode(data.http.control_ready.response_body)
+  description = "Master name => what its control service's /v1/state/nodes listed when the apply's readiness check passed."
+  value       = { for name, answer in data.http.control_ready : name => jsondecode(answer.response_body) }
 }
 
 output "cluster_id" {
@@ -88,7 +87,7 @@ output "write_certificates_commands" {
 }
 
 output "flockerctl_command" {
-  description = "A ready-to-run flockerctl command line (the plan's, with the certificates directory filled in), once write_certificates_commands has run."
+  description = "A ready-to-run flockerctl command line (the plan's, with the certificates directory filled in; --control-service lists every master), once write_certificates_commands has run."
   value       = replace(module.plan.flockerctl_command, "<dir>", "\"${local.certs_dir}\"")
 
   precondition {
@@ -102,7 +101,7 @@ output "flockerctl_environment" {
   value       = <<-EOT
     export FLOCKER_CERTS_PATH="${local.certs_dir}"
     export FLOCKER_USER=${var.admin_user}
-    export FLOCKER_CONTROL_SERVICE=${local.control_public_ip}
+    export FLOCKER_CONTROL_SERVICE=${join(",", local.control_hosts)}
     export FLOCKER_CONTROL_PORT=${var.ports.control_rest}
   EOT
 }

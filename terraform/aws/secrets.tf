@@ -20,7 +20,8 @@ locals {
   # "<node name>/<file name>" => PEM of the private key that file holds on that node.
   private_keys = merge(
     {
-      "${local.control_name}/control-service.key" = tls_private_key.control.private_key_pem_pkcs8
+      for name in keys(local.master_positions) :
+      "${name}/control-service.key" => tls_private_key.control.private_key_pem_pkcs8
     },
     {
       for name, position in local.agent_positions :
@@ -56,7 +57,7 @@ resource "aws_ssm_parameter" "secret" {
 
     precondition {
       condition     = contains(keys(local.private_keys), "${each.value.node}/${each.value.file}")
-      error_message = "The plan asks for a secret this module does not make: ${each.value.path} on ${each.value.node} (known: control-service.key on the control node, node.key and plugin.key on agents)."
+      error_message = "The plan asks for a secret this module does not make: ${each.value.path} on ${each.value.node} (known: control-service.key on masters, node.key and plugin.key on agents)."
     }
   }
 }

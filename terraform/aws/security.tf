@@ -1,9 +1,10 @@
 # Security groups, least privilege. One group per role, plus one for EFS's mount target.
 #
 # Ingress, cluster-internal rules by security-group reference (never by CIDR):
-#   control  4523 (REST API)   from agents (isolator, flocker-node-ready)   + from admin_cidr
-#   control  4524 (agent API)  from agents only
-#   masters  2181 (ZooKeeper)  from masters (mesos-master, Marathon) and agents (mesos-agent)
+#   masters  4523 (REST API)   from agents (isolator, flocker-node-ready)   + from admin_cidr
+#   masters  4524 (agent API)  from agents only
+#   masters  2181 (ZooKeeper)  from masters (mesos-master, Marathon, flocker-control's store)
+#                              and agents (mesos-agent)
 #   masters  2888, 3888        from masters (ZooKeeper quorum and leader election)
 #   masters  5050 (Mesos)      from masters (replicated log, Marathon) and agents + from admin_cidr
 #   masters  8080 (Marathon)   from masters (a standby proxies to the leader)  + from admin_cidr
@@ -13,7 +14,7 @@
 #   agents   5051 (Mesos)      from masters
 #   EFS      2049 (NFS)        from agents only
 #   all      22 (SSH)          from admin_cidr, and only when var.ssh_key_name is set
-# Egress, for the three node groups (the EFS group has none):
+# Egress, for the two node groups (the EFS group has none):
 #   TCP 443 to 0.0.0.0/0: the release tarball (release_url may be any HTTPS host, e.g. GitHub),
 #     the AWS APIs the nodes call (SSM GetParameter and, through it, KMS Decrypt), and on agents
 #     the Docker registry the Mesos containerizer pulls task images from
@@ -27,16 +28,15 @@ locals {
   zookeeper_peer_ports = [2888, 3888]
 
   node_security_groups = {
-    master  = aws_security_group.master.id
-    control = aws_security_group.control.id
-    agent   = aws_security_group.agent.id
+    master = aws_security_group.master.id
+    agent  = aws_security_group.agent.id
   }
 
   # name => rule: to the group of `to`, from the group of `from`.
   cluster_ingress = {
-    control-rest-from-agents = { to = "control", from = "agent", from_port = var.ports.control_rest, to_port = var.ports.control_rest, what = "flocker-control REST API from the isolators and flocker-node-ready" }
-    control-agent-api        = { to = "control", from = "agent", from_port = var.ports.control_agent, to_port = var.ports.control_agent, what = "flocker-control agent API from the dataset agents" }
-    zookeeper-from-masters   = { to = "master", from = "master", from_port = var.ports.zookeeper, to_port = var.ports.zookeeper, what = "ZooKeeper clients: mesos-master and Marathon" }
+    control-rest-from-agents = { to = "master", from = "agent", from_port = var.ports.control_rest, to_port = var.ports.control_rest, what = "flocker-control REST API from the isolators and flocker-node-ready" }
+    control-agent-api        = { to = "master", from = "agent", from_port = var.ports.control_agent, to_port = var.ports.control_agent, what = "flocker-control agent API from the dataset agents" }
+    zookeeper-from-masters   = { to = "master", from = "master", from_port = var.ports.zookeeper, to_port = var.ports.zookeeper, what = "ZooKeeper clients: mesos-master, Marathon and flocker-control" }
     zookeeper-from-agents    = { to = "master", from = "agent", from_port = var.ports.zookeeper, to_port = var.ports.zookeeper, what = "ZooKeeper clients: mesos-agent's master detection" }
     zookeeper-quorum         = { to = "master", from = "master", from_port = local.zookeeper_peer_ports[0], to_port = local.zookeeper_peer_ports[0], what = "ZooKeeper quorum (followers to the leader)" }
     zookeeper-election       = { to = "master", from = "master", from_port = local.zookeeper_peer_ports[1], to_port = local.zookeeper_peer_ports[1], what = "ZooKeeper leader election" }
@@ -49,7 +49,7 @@ locals {
 
   # name => rule: to the group of `to`, from var.admin_cidr.
   admin_ingress = {
-    control-rest-from-admin = { to = "control", port = var.ports.control_rest, what = "flocker-control REST API for flockerctl and the readiness check" }
+    control-rest-from-admin = { to = "master", port = var.ports.control_rest, what = "flocker-control REST API for flockerctl and the readiness check" }
     mesos-master-from-admin = { to = "master", port = var.ports.mesos_master, what = "Mesos master UI and API" }
     marathon-from-admin     = { to = "master", port = var.ports.marathon, what = "Marathon UI and API" }
   }
@@ -57,21 +57,11 @@ locals {
 
 resource "aws_security_group" "master" {
   name        = "${var.cluster_name}-master"
-  description = "Mesos masters: ZooKeeper, mesos-master, Marathon"
+  description = "Mesos masters: ZooKeeper, mesos-master, Marathon, flocker-control"
   vpc_id      = aws_vpc.cluster.id
 
   tags = {
     Name = "${var.cluster_name}-master"
-  }
-}
-
-resource "aws_security_group" "control" {
-  name        = "${var.cluster_name}-control"
-  description = "Flocker control service"
-  vpc_id      = aws_vpc.cluster.id
-
-  tags = {
-    Name = "${var.cluster_name}-control"
   }
 }
 

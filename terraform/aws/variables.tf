@@ -48,7 +48,7 @@ variable "cluster_name" {
 }
 
 variable "master_count" {
-  description = "Number of master nodes (ZooKeeper ensemble + mesos-master + Marathon on each): 1, 3 or 5."
+  description = "Number of master nodes (ZooKeeper ensemble + mesos-master + Marathon + flocker-control on each): 1, 3 or 5."
   type        = number
   default     = 3
 
@@ -70,24 +70,13 @@ variable "agent_count" {
 }
 
 variable "master_instance_type" {
-  description = "Instance type of the master nodes (ZooKeeper, mesos-master and Marathon's JVM: 8 GiB is comfortable)."
+  description = "Instance type of the master nodes (ZooKeeper, mesos-master, Marathon's JVM and flocker-control: 8 GiB is comfortable)."
   type        = string
   default     = "m6i.large"
 
   validation {
     condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.master_instance_type)) && !can(regex("^t[12]\\.", var.master_instance_type))
     error_message = "master_instance_type must be an instance type such as m6i.large; t1/t2 types cannot be EBS-optimized."
-  }
-}
-
-variable "control_instance_type" {
-  description = "Instance type of the control service node."
-  type        = string
-  default     = "t3.medium"
-
-  validation {
-    condition     = can(regex("^[a-z][a-z0-9-]*\\.[a-z0-9]+$", var.control_instance_type)) && !can(regex("^t[12]\\.", var.control_instance_type))
-    error_message = "control_instance_type must be an instance type such as t3.medium; t1/t2 types cannot be EBS-optimized."
   }
 }
 
@@ -188,6 +177,22 @@ variable "ports" {
   }
 }
 
+variable "control_service_store" {
+  description = "Where flocker-control, on every master, keeps the configuration: \"zookeeper\" (the default: in the masters' ZooKeeper ensemble, under /flocker, shared by every instance) or \"journal\" (on the master's root volume; master_count = 1 only)."
+  type        = string
+  default     = "zookeeper"
+
+  validation {
+    condition     = contains(["zookeeper", "journal"], var.control_service_store)
+    error_message = "control_service_store must be \"zookeeper\" or \"journal\"."
+  }
+
+  validation {
+    condition     = var.control_service_store == "zookeeper" || var.master_count == 1
+    error_message = "control_service_store = \"journal\" needs master_count = 1: with several masters, each flocker-control would keep a configuration of its own."
+  }
+}
+
 variable "vpc_cidr" {
   description = "IPv4 CIDR of the VPC."
   type        = string
@@ -200,7 +205,7 @@ variable "vpc_cidr" {
 }
 
 variable "subnet_cidr" {
-  description = "IPv4 CIDR of the cluster's subnet, inside vpc_cidr; the plan puts masters at host 10+i, the control node at 20 and agents at 30+i."
+  description = "IPv4 CIDR of the cluster's subnet, inside vpc_cidr; the plan puts masters at host 10+i and agents at 30+i."
   type        = string
   default     = "10.20.1.0/24"
 

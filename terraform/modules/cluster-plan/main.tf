@@ -43,17 +43,12 @@ locals {
   secret_prefix        = coalesce(var.secret_prefix, "/flocker/${var.cluster_name}")
   isolator_module_name = "com_clusterhq_flocker_FlockerIsolator"
 
-  # Addresses: masters at host 10+i, the control node at host 20, agents at host 30+i.
+  # Addresses: masters at host 10+i, agents at host 30+i.
   masters = [for i in range(var.master_count) : {
     name       = "master-${i + 1}"
     index      = i + 1
     private_ip = cidrhost(var.subnet_cidr, 10 + i)
   }]
-  control = {
-    name       = "control"
-    index      = 1
-    private_ip = cidrhost(var.subnet_cidr, 20)
-  }
   agents = [for i in range(var.agent_count) : {
     name       = "agent-${i + 1}"
     index      = i + 1
@@ -68,7 +63,6 @@ locals {
   zookeeper_url      = "zk://${local.zookeeper_hosts}/mesos"
   marathon_zk_url    = "zk://${local.zookeeper_hosts}/marathon"
   quorum             = floor(var.master_count / 2) + 1
-  control_public     = coalesce(var.control_service_public_host, local.control.private_ip)
   marathon_urls      = [for m in local.masters : "http://${m.private_ip}:${var.ports.marathon}"]
   zookeeper_myid     = { for m in local.masters : m.name => m.index }
   zookeeper_ensemble = [for m in local.masters : { id = m.index, ip = m.private_ip }]
@@ -106,11 +100,33 @@ locals {
     "--hostname=${a.private_ip}",
   ]) }
 
+  # The control service: flocker-control on every master, every instance serving the one
+  # configuration kept under /flocker in the masters' ZooKeeper ensemble (or, with a single
+  # master and control_service_store = "journal", in that master's local journal). Clients are
+  # given every master and fail over between them; the one certificate all instances serve with
+  # is valid for every master's address.
+  control_hosts        = [for m in local.masters : m.private_ip]
+  control_public_hosts = [for h in coalescelist(var.control_service_public_hosts, local.control_hosts) : h]
+  control_store_url    = var.control_service_store == "zookeeper" ? "zk://${local.zookeeper_hosts}/flocker" : null
+  control_data_path    = var.control_service_store == "journal" ? "/var/lib/flocker" : null
+  control_flags = concat(
+    ["--port", tostring(var.ports.control_rest), "--agent-port", tostring(var.ports.control_agent)],
+    local.control_store_url != null ? ["--store", local.control_store_url] : ["--data-path", local.control_data_path],
+  )
+  # The certificate's names: "control-service" (what the project's clients verify), then every
+  # master's private address, the public hosts and the extra names (what other clients dial).
+  control_names      = distinct(concat(local.control_public_hosts, var.control_service_extra_sans))
+  control_name_is_ip = { for n in local.control_names : n => can(regex("^[0-9]{1,3}(\\.[0-9]{1,3}){3}$", n)) }
+  control_certificate_sans = {
+    dns_names    = [for n in distinct(concat(["control-service"], [for n in local.control_names : n if !local.control_name_is_ip[n]])) : n]
+    ip_addresses = [for n in distinct(concat(local.control_hosts, [for n in local.control_names : n if local.control_name_is_ip[n]])) : n]
+  }
+
   # The dataset agent's configuration (Flocker's agent.yml) and the isolator's module manifest.
   agent_yml = { for a in local.agents : a.name => yamlencode({
     version = 1
     "control-service" = {
-      hostname = local.control.private_ip
+      hostname = local.control_hosts
       port     = var.ports.control_agent
     }
     dataset = {
@@ -120,24 +136,26 @@ locals {
     }
   }) }
 
+  isolator_parameters = concat([
+    { key = "control_service_host", value = join(",", local.control_hosts) },
+    { key = "control_service_port", value = tostring(var.ports.control_rest) },
+    { key = "certificates_directory", value = local.certs_dir },
+    { key = "state_dir", value = "/var/lib/mesos/flocker" },
+    { key = "host_path_roots", value = join(",", var.host_path_roots) },
+    ], length(var.volume_prefixes_by_role) == 0 ? [] : [
+    {
+      key = "volume_prefixes_by_role"
+      value = join(";", [for role, prefixes in var.volume_prefixes_by_role :
+      "${role}=${join(",", prefixes)}"])
+    },
+  ])
+
   modules_json = jsonencode({
     libraries = [{
       file = local.release_path["isolator-module"]
       modules = [{
-        name = local.isolator_module_name
-        parameters = concat([
-          { key = "control_service_host", value = local.control.private_ip },
-          { key = "control_service_port", value = tostring(var.ports.control_rest) },
-          { key = "certificates_directory", value = local.certs_dir },
-          { key = "state_dir", value = "/var/lib/mesos/flocker" },
-          { key = "host_path_roots", value = join(",", var.host_path_roots) },
-          ], length(var.volume_prefixes_by_role) == 0 ? [] : [
-          {
-            key = "volume_prefixes_by_role"
-            value = join(";", [for role, prefixes in var.volume_prefixes_by_role :
-            "${role}=${join(",", prefixes)}"])
-          },
-        ])
+        name       = local.isolator_module_name
+        parameters = local.isolator_parameters
       }]
     }]
   })
@@ -170,6 +188,15 @@ locals {
     })
   }
 
+  # A drop-in for the release's flocker-control unit on the masters: its ExecStart without the
+  # built-in --data-path, so that the store is whichever FLOCKER_CONTROL_ARGS names.
+  control_dropin = templatefile("${path.module}/templates/flocker-control-store.conf.tftpl", {
+    control_unit     = local.unit_names.control
+    zookeeper_unit   = local.unit_names.zookeeper
+    environment_file = local.environment_files.flocker_control
+    exec_start       = "${local.release_path["flocker-control"]} --certificates-directory ${local.certs_dir} $FLOCKER_CONTROL_ARGS"
+  })
+
   # The files each role's nodes get through write_files (the user data ends each in one newline).
   cluster_crt_file = {
     path        = "${local.certs_dir}/cluster.crt"
@@ -180,6 +207,12 @@ locals {
 
   master_files = { for m in local.masters : m.name => [
     local.cluster_crt_file,
+    {
+      path        = "${local.certs_dir}/control-service.crt"
+      permissions = "0644"
+      append      = false
+      content     = trimspace(var.certificates.control_crt)
+    },
     {
       path        = "${local.zookeeper_conf_dir}/zoo.cfg"
       permissions = "0644"
@@ -204,6 +237,12 @@ locals {
       content     = "# ${m.name}'s Marathon flags (${local.unit_names.marathon} reads them).\nMARATHON_ARGS=\"${join(" ", local.marathon_flags[m.name])}\"\n"
     },
     {
+      path        = local.environment_files.flocker_control
+      permissions = "0644"
+      append      = false
+      content     = "# flocker-control's ports and store (${local.unit_names.control} reads them).\nFLOCKER_CONTROL_ARGS=\"${join(" ", local.control_flags)}\"\n"
+    },
+    {
       path        = "/etc/systemd/system/${local.unit_names.zookeeper}"
       permissions = "0644"
       append      = false
@@ -221,23 +260,13 @@ locals {
       append      = false
       content     = local.units[local.unit_names.marathon]
     },
+    {
+      path        = "/etc/systemd/system/${local.unit_names.control}.d/store.conf"
+      permissions = "0644"
+      append      = false
+      content     = local.control_dropin
+    },
   ] }
-
-  control_files = [
-    local.cluster_crt_file,
-    {
-      path        = "${local.certs_dir}/control-service.crt"
-      permissions = "0644"
-      append      = false
-      content     = trimspace(var.certificates.control_crt)
-    },
-    {
-      path        = local.environment_files.flocker_control
-      permissions = "0644"
-      append      = false
-      content     = "# flocker-control's ports (${local.unit_names.control} reads them).\nFLOCKER_CONTROL_ARGS=\"--port ${var.ports.control_rest} --agent-port ${var.ports.control_agent}\"\n"
-    },
-  ]
 
   agent_files = { for a in local.agents : a.name => [
     local.cluster_crt_file,
@@ -269,7 +298,7 @@ locals {
       path        = local.environment_files.flocker_node_ready
       permissions = "0644"
       append      = false
-      content     = "# The control service's REST port, for ${local.unit_names.node_ready}.\nFLOCKER_CONTROL_PORT=${var.ports.control_rest}\n"
+      content     = "# The control service's instances (every master) and REST port, for ${local.unit_names.node_ready}.\nFLOCKER_CONTROL_SERVICE=${join(",", local.control_hosts)}\nFLOCKER_CONTROL_PORT=${var.ports.control_rest}\n"
     },
     {
       path        = local.environment_files.mesos_agent
@@ -300,30 +329,18 @@ locals {
   # Every node: its role, address, files, secrets (file on the node -> secret name) and units.
   node_list = concat(
     [for m in local.masters : {
-      name           = m.name
-      role           = "master"
-      index          = m.index
-      private_ip     = m.private_ip
-      node_uuid      = null
-      files          = local.master_files[m.name]
-      secrets        = {}
-      release_checks = [local.release_path["flockerctl"]]
-      release_units  = []
-      start_units    = [local.unit_names.zookeeper, local.unit_names.mesos_master, local.unit_names.marathon]
-    }],
-    [{
-      name       = local.control.name
-      role       = "control"
-      index      = local.control.index
-      private_ip = local.control.private_ip
+      name       = m.name
+      role       = "master"
+      index      = m.index
+      private_ip = m.private_ip
       node_uuid  = null
-      files      = local.control_files
+      files      = local.master_files[m.name]
       secrets = {
-        "${local.certs_dir}/control-service.key" = "${local.secret_prefix}/${local.control.name}/control-service.key"
+        "${local.certs_dir}/control-service.key" = "${local.secret_prefix}/${m.name}/control-service.key"
       }
       release_checks = [for k in ["flocker-control", "flockerctl", "control-unit"] : local.release_path[k]]
       release_units  = [local.release_path["control-unit"]]
-      start_units    = [local.unit_names.control]
+      start_units    = [local.unit_names.zookeeper, local.unit_names.control, local.unit_names.mesos_master, local.unit_names.marathon]
     }],
     [for a in local.agents : {
       name       = a.name
@@ -362,6 +379,7 @@ locals {
     shared_root_path     = var.shared_root_path
     dataset_root_path    = local.dataset_root_path
     start_units          = n.start_units
+    control_data_path    = local.control_data_path
   }) }
 
   # AWS refuses user data over 16 KiB: count bytes (base64 keeps them exact), not characters.

@@ -1,5 +1,5 @@
 output "nodes" {
-  description = "Every node by name (master-1..N, control, agent-1..N): role, index, private_ip, user_data (#cloud-config), secrets (file on the node -> secret name) and node_uuid (agents only)."
+  description = "Every node by name (master-1..N, agent-1..N): role, index, private_ip, user_data (#cloud-config), secrets (file on the node -> secret name) and node_uuid (agents only)."
   value       = local.nodes
 
   precondition {
@@ -28,12 +28,34 @@ output "marathon_urls" {
 }
 
 output "control_service" {
-  description = "The control service: its private address, REST port and agent port."
+  description = "The control service, on every master: hosts (the masters' private IPs, in order), public_hosts (control_service_public_hosts, else hosts), REST port, agent port, store (\"zookeeper\" or \"journal\")."
   value = {
-    host       = local.control.private_ip
-    rest_port  = var.ports.control_rest
-    agent_port = var.ports.control_agent
+    hosts        = local.control_hosts
+    public_hosts = local.control_public_hosts
+    rest_port    = var.ports.control_rest
+    agent_port   = var.ports.control_agent
+    store        = var.control_service_store
   }
+}
+
+output "control_service_store_url" {
+  description = "flocker-control's --store: zk://<every master>:<zookeeper port>/flocker; null with the journal store."
+  value       = local.control_store_url
+}
+
+output "control_service_flags" {
+  description = "flocker-control's flags on every master (FLOCKER_CONTROL_ARGS in /etc/default/flocker-control): ports, then --store (or --data-path for the journal)."
+  value       = local.control_flags
+}
+
+output "control_service_certificate_sans" {
+  description = "The names the control certificate (CN control-service) must carry: dns_names (control-service first, then the host names among control_service_public_hosts and control_service_extra_sans) and ip_addresses (every master's private IP, then the IPv4 addresses among those)."
+  value       = local.control_certificate_sans
+}
+
+output "isolator_parameters" {
+  description = "The isolator module's parameters in modules.json, as a map (control_service_host lists every master, comma-separated)."
+  value       = { for p in local.isolator_parameters : p.key => p.value }
 }
 
 output "agent_yml" {
@@ -72,8 +94,8 @@ output "systemd_units" {
 }
 
 output "flockerctl_command" {
-  description = "How an operator lists the nodes; replace <dir> with the directory holding cluster.crt and the admin user's certificate and key."
-  value       = "flockerctl --certs-path <dir> --user ${var.admin_user} --control-service ${local.control_public} --control-port ${var.ports.control_rest} list-nodes"
+  description = "How an operator lists the nodes (--control-service lists every master's public host: flockerctl fails over between them); replace <dir> with the directory holding cluster.crt and the admin user's certificate and key."
+  value       = "flockerctl --certs-path <dir> --user ${var.admin_user} --control-service ${join(",", local.control_public_hosts)} --control-port ${var.ports.control_rest} list-nodes"
 }
 
 output "example_marathon_app" {

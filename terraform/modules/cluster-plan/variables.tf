@@ -10,7 +10,7 @@ variable "cluster_name" {
 }
 
 variable "master_count" {
-  description = "How many masters (each runs ZooKeeper, mesos-master and Marathon): 1, 3 or 5."
+  description = "How many masters (each runs ZooKeeper, mesos-master, Marathon and flocker-control): 1, 3 or 5."
   type        = number
   default     = 3
   nullable    = false
@@ -100,7 +100,7 @@ variable "ports" {
 }
 
 variable "subnet_cidr" {
-  description = "The nodes' IPv4 subnet: masters at host 10+i, the control node at host 20, agents at host 30+i (i from 0)."
+  description = "The nodes' IPv4 subnet: masters at host 10+i, agents at host 30+i (i from 0)."
   type        = string
   default     = "10.20.1.0/24"
   nullable    = false
@@ -235,14 +235,47 @@ variable "admin_user" {
   }
 }
 
-variable "control_service_public_host" {
-  description = "The control service's address as operators reach it (flockerctl_command); null means its private IP."
+variable "control_service_store" {
+  description = "Where the flocker-control on every master keeps the configuration: \"zookeeper\" (the default; --store zk://<every master>:<zookeeper port>/flocker, shared by all instances) or \"journal\" (--data-path /var/lib/flocker on the master's disk; one master only)."
   type        = string
-  default     = null
+  default     = "zookeeper"
+  nullable    = false
 
   validation {
-    condition     = var.control_service_public_host == null ? true : can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", var.control_service_public_host))
-    error_message = "control_service_public_host must be a host name or an IPv4 address."
+    condition     = contains(["zookeeper", "journal"], var.control_service_store)
+    error_message = "control_service_store must be \"zookeeper\" or \"journal\"."
+  }
+  validation {
+    condition     = var.control_service_store == "zookeeper" || var.master_count == 1
+    error_message = "control_service_store = \"journal\" needs master_count = 1: with several masters, each flocker-control would keep a configuration of its own. Use \"zookeeper\"."
+  }
+}
+
+variable "control_service_public_hosts" {
+  description = "The control service's addresses as operators reach them (flockerctl_command), e.g. every master's public IP; each is also a name of the control certificate. Empty: the masters' private IPs."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for h in var.control_service_public_hosts : can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", h))])
+    error_message = "Every entry of control_service_public_hosts must be a host name or an IPv4 address."
+  }
+  validation {
+    condition     = length(distinct(var.control_service_public_hosts)) == length(var.control_service_public_hosts)
+    error_message = "control_service_public_hosts must not repeat a host."
+  }
+}
+
+variable "control_service_extra_sans" {
+  description = "More names (host names or IPv4 addresses) the control certificate must carry, e.g. the masters' private DNS names. It always carries control-service, every master's private IP and control_service_public_hosts."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for h in var.control_service_extra_sans : can(regex("^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$", h))])
+    error_message = "Every entry of control_service_extra_sans must be a host name or an IPv4 address."
   }
 }
 

@@ -30,28 +30,28 @@ run "three_masters_three_agents" {
 
   # Nodes, roles and addresses.
   assert {
-    condition     = keys(output.nodes) == ["agent-1", "agent-2", "agent-3", "control", "master-1", "master-2", "master-3"]
-    error_message = "Expected master-1..3, control and agent-1..3, got ${jsonencode(keys(output.nodes))}."
+    condition     = keys(output.nodes) == ["agent-1", "agent-2", "agent-3", "master-1", "master-2", "master-3"]
+    error_message = "Expected master-1..3 and agent-1..3 (no control node: flocker-control runs on the masters), got ${jsonencode(keys(output.nodes))}."
   }
   assert {
-    condition = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].role] == [
-      "master", "master", "master", "control", "agent", "agent", "agent",
+    condition = [for n in ["master-1", "master-2", "master-3", "agent-1", "agent-2", "agent-3"] : output.nodes[n].role] == [
+      "master", "master", "master", "agent", "agent", "agent",
     ]
     error_message = "Wrong roles."
   }
   assert {
-    condition = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].private_ip] == [
-      "10.20.1.10", "10.20.1.11", "10.20.1.12", "10.20.1.20", "10.20.1.30", "10.20.1.31", "10.20.1.32",
+    condition = [for n in ["master-1", "master-2", "master-3", "agent-1", "agent-2", "agent-3"] : output.nodes[n].private_ip] == [
+      "10.20.1.10", "10.20.1.11", "10.20.1.12", "10.20.1.30", "10.20.1.31", "10.20.1.32",
     ]
-    error_message = "Wrong addresses: masters at host 10+i, control at 20, agents at 30+i."
+    error_message = "Wrong addresses: masters at host 10+i, agents at 30+i."
   }
   assert {
-    condition     = [for n in ["master-1", "master-2", "master-3", "control", "agent-1", "agent-2", "agent-3"] : output.nodes[n].index] == [1, 2, 3, 1, 1, 2, 3]
+    condition     = [for n in ["master-1", "master-2", "master-3", "agent-1", "agent-2", "agent-3"] : output.nodes[n].index] == [1, 2, 3, 1, 2, 3]
     error_message = "Wrong node indexes."
   }
   assert {
-    condition     = output.nodes["agent-2"].node_uuid == "9e4d7a21-8b6c-4f0d-a1e2-3c4d5e6f7a8b" && output.nodes["master-1"].node_uuid == null && output.nodes["control"].node_uuid == null
-    error_message = "Agents carry their node UUID in order; masters and control none."
+    condition     = output.nodes["agent-2"].node_uuid == "9e4d7a21-8b6c-4f0d-a1e2-3c4d5e6f7a8b" && output.nodes["master-1"].node_uuid == null
+    error_message = "Agents carry their node UUID in order; masters none."
   }
 
   # ZooKeeper, quorum, Marathon.
@@ -90,23 +90,67 @@ run "three_masters_three_agents" {
     error_message = "master-2's ZooKeeper myid must be 2."
   }
 
-  # The control service.
+  # The control service: on every master, its configuration in the masters' ZooKeeper.
   assert {
-    condition     = output.control_service == { host = "10.20.1.20", rest_port = 4523, agent_port = 4524 }
+    condition = output.control_service == {
+      hosts        = ["10.20.1.10", "10.20.1.11", "10.20.1.12"]
+      public_hosts = ["10.20.1.10", "10.20.1.11", "10.20.1.12"]
+      rest_port    = 4523
+      agent_port   = 4524
+      store        = "zookeeper"
+    }
     error_message = "Wrong control service: ${jsonencode(output.control_service)}."
   }
   assert {
-    condition = [for f in yamldecode(output.nodes["control"].user_data).write_files : f.content if f.path == "/etc/default/flocker-control"] == [
-      "# flocker-control's ports (flocker-control.service reads them).\nFLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524\"\n",
-    ]
-    error_message = "Wrong /etc/default/flocker-control."
+    condition     = output.control_service_store_url == "zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker"
+    error_message = "The store is every master's ZooKeeper, port 2181, node /flocker: ${jsonencode(output.control_service_store_url)}."
+  }
+  assert {
+    condition     = output.control_service_flags == ["--port", "4523", "--agent-port", "4524", "--store", "zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker"]
+    error_message = "Wrong flocker-control flags: ${jsonencode(output.control_service_flags)}."
+  }
+  assert {
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/default/flocker-control"] == [
+      "# flocker-control's ports and store (flocker-control.service reads them).\nFLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker\"\n",
+    ]])
+    error_message = "Every master's /etc/default/flocker-control gives the same ports and store."
+  }
+  assert {
+    condition     = output.control_service_certificate_sans == { dns_names = ["control-service"], ip_addresses = ["10.20.1.10", "10.20.1.11", "10.20.1.12"] }
+    error_message = "The control certificate must be valid for every master: ${jsonencode(output.control_service_certificate_sans)}."
+  }
+  assert {
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] :
+      [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/flocker/control-service.crt"] == ["${trimspace(var.certificates.control_crt)}\n"]
+    ])
+    error_message = "Every master serves with the one control certificate."
+  }
+  assert {
+    # The drop-in is the release unit's ExecStart less its --data-path: if the release's line
+    # changes, this fails, and the drop-in must follow.
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/systemd/system/flocker-control.service.d/store.conf"] == [
+      templatefile("templates/flocker-control-store.conf.tftpl", {
+        control_unit     = "flocker-control.service"
+        zookeeper_unit   = "zookeeper.service"
+        environment_file = "/etc/default/flocker-control"
+        exec_start       = "/opt/flocker/bin/flocker-control --certificates-directory /etc/flocker $FLOCKER_CONTROL_ARGS"
+      })
+    ]]) && strcontains(file("../../../release/systemd/flocker-control.service"), "\nExecStart=/opt/flocker/bin/flocker-control --certificates-directory /etc/flocker --data-path /var/lib/flocker $FLOCKER_CONTROL_ARGS\n")
+    error_message = "Every master's flocker-control drop-in must run the release's command line without its --data-path."
+  }
+  assert {
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : strcontains(
+      [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/systemd/system/flocker-control.service.d/store.conf"][0],
+      "\nWants=zookeeper.service\nAfter=zookeeper.service\nStartLimitIntervalSec=0\n\n[Service]\nExecStart=\nExecStart=/opt/flocker/bin/flocker-control --certificates-directory /etc/flocker $FLOCKER_CONTROL_ARGS\n"
+    ) && !strcontains(output.nodes[m].user_data, "/var/lib/flocker")])
+    error_message = "flocker-control starts after ZooKeeper, keeps retrying, has no --data-path, and no journal directory is made."
   }
 
   # agent.yml, read back.
   assert {
     condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]) == {
       version           = 1
-      "control-service" = { hostname = output.nodes["control"].private_ip, port = 4524 }
+      "control-service" = { hostname = ["10.20.1.10", "10.20.1.11", "10.20.1.12"], port = 4524 }
       dataset = {
         backend             = "loopback"
         root_path           = "/mnt/flocker-shared/loopback"
@@ -118,6 +162,10 @@ run "three_masters_three_agents" {
   assert {
     condition     = startswith(yamldecode(output.agent_yml["agent-3"]).dataset.root_path, "/mnt/flocker-shared/")
     error_message = "The dataset root must be on the shared storage."
+  }
+  assert {
+    condition     = strcontains(output.agent_yml["agent-1"], "\"control-service\":\n  \"hostname\":\n  - \"10.20.1.10\"\n  - \"10.20.1.11\"\n  - \"10.20.1.12\"\n  \"port\": 4524\n")
+    error_message = "agent.yml lists every master as a YAML list: ${output.agent_yml["agent-1"]}"
   }
 
   # modules.json, read back.
@@ -131,13 +179,17 @@ run "three_masters_three_agents" {
   }
   assert {
     condition = { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value } == {
-      control_service_host   = output.control_service.host
+      control_service_host   = "10.20.1.10,10.20.1.11,10.20.1.12"
       control_service_port   = "4523"
       certificates_directory = "/etc/flocker"
       state_dir              = "/var/lib/mesos/flocker"
       host_path_roots        = "/tmp"
     }
     error_message = "Wrong isolator parameters: ${output.modules_json}"
+  }
+  assert {
+    condition     = output.isolator_parameters == { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value }
+    error_message = "isolator_parameters must be modules.json's parameters."
   }
 
   # mesos-agent flags.
@@ -213,8 +265,8 @@ run "three_masters_three_agents" {
     error_message = "User data must stay under AWS's 16 KiB."
   }
   assert {
-    condition     = output.nodes["control"].secrets == { "/etc/flocker/control-service.key" = "/flocker/prod/control/control-service.key" }
-    error_message = "The control node fetches control-service.key only: ${jsonencode(output.nodes["control"].secrets)}"
+    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : output.nodes[m].secrets == { "/etc/flocker/control-service.key" = "/flocker/prod/${m}/control-service.key" }])
+    error_message = "Every master fetches control-service.key only, under its own name: ${jsonencode(output.nodes["master-1"].secrets)}"
   }
   assert {
     condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : output.nodes[a].secrets == {
@@ -222,10 +274,6 @@ run "three_masters_three_agents" {
       "/etc/flocker/plugin.key" = "/flocker/prod/${a}/plugin.key"
     }])
     error_message = "Agents fetch node.key and plugin.key, under their own names."
-  }
-  assert {
-    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : length(output.nodes[m].secrets) == 0])
-    error_message = "Masters fetch no secret."
   }
   assert {
     # Exactly the node's secrets: one retried fetch (under umask 077, into a 0600 file), called
@@ -240,7 +288,7 @@ run "three_masters_three_agents" {
     error_message = "Each node must fetch exactly its own secrets, under umask 077, into 0600 files."
   }
   assert {
-    condition     = alltrue([for n in values(output.nodes) : alltrue([for s in values(n.secrets) : startswith(s, "/flocker/prod/")])]) && length(distinct(flatten([for n in values(output.nodes) : values(n.secrets)]))) == 7
+    condition     = alltrue([for n in values(output.nodes) : alltrue([for s in values(n.secrets) : startswith(s, "/flocker/prod/")])]) && length(distinct(flatten([for n in values(output.nodes) : values(n.secrets)]))) == 9
     error_message = "Secret names are <secret_prefix>/<node>/<file>, all different."
   }
 
@@ -256,14 +304,12 @@ run "three_masters_three_agents" {
   }
   assert {
     condition = [for f in yamldecode(output.nodes["master-1"].user_data).write_files : f.path] == [
-      "/etc/flocker/cluster.crt", "/etc/zookeeper/conf/zoo.cfg", "/etc/default/mesos-master", "/etc/default/marathon",
-      "/etc/systemd/system/zookeeper.service", "/etc/systemd/system/mesos-master.service", "/etc/systemd/system/marathon.service",
+      "/etc/flocker/cluster.crt", "/etc/flocker/control-service.crt", "/etc/zookeeper/conf/zoo.cfg", "/etc/default/mesos-master",
+      "/etc/default/marathon", "/etc/default/flocker-control", "/etc/systemd/system/zookeeper.service",
+      "/etc/systemd/system/mesos-master.service", "/etc/systemd/system/marathon.service",
+      "/etc/systemd/system/flocker-control.service.d/store.conf",
     ]
     error_message = "Wrong files on a master."
-  }
-  assert {
-    condition     = [for f in yamldecode(output.nodes["control"].user_data).write_files : f.path] == ["/etc/flocker/cluster.crt", "/etc/flocker/control-service.crt", "/etc/default/flocker-control"]
-    error_message = "Wrong files on the control node."
   }
   assert {
     condition = { for f in yamldecode(output.nodes["agent-2"].user_data).write_files : f.path => f.content } == {
@@ -272,7 +318,7 @@ run "three_masters_three_agents" {
       "/etc/flocker/plugin.crt"                                                 = "${trimspace(var.certificates.plugin_crt)}\n"
       "/etc/flocker/agent.yml"                                                  = output.agent_yml["agent-2"]
       "/etc/mesos/flocker-modules.json"                                         = "${output.modules_json}\n"
-      "/etc/default/flocker-node-ready"                                         = "# The control service's REST port, for flocker-node-ready.service.\nFLOCKER_CONTROL_PORT=4523\n"
+      "/etc/default/flocker-node-ready"                                         = "# The control service's instances (every master) and REST port, for flocker-node-ready.service.\nFLOCKER_CONTROL_SERVICE=10.20.1.10,10.20.1.11,10.20.1.12\nFLOCKER_CONTROL_PORT=4523\n"
       "/etc/default/mesos-agent"                                                = "# agent-2's mesos-agent flags (mesos-agent.service reads them).\nMESOS_AGENT_ARGS=\"${join(" ", output.mesos_agent_node_flags["agent-2"])}\"\n"
       "/etc/systemd/system/mesos-agent.service"                                 = output.systemd_units["mesos-agent.service"]
       "/etc/systemd/system/flocker-dataset-agent.service.d/shared-storage.conf" = "[Unit]\nRequiresMountsFor=/mnt/flocker-shared\n"
@@ -296,12 +342,12 @@ run "three_masters_three_agents" {
     error_message = "Agents install the release's units, then start the dataset agent, the readiness check and mesos-agent, in that order."
   }
   assert {
-    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : can(regex("(?s)systemctl enable --now zookeeper\\.service\n *systemctl enable --now mesos-master\\.service\n *systemctl enable --now marathon\\.service\n", output.nodes[m].user_data))])
-    error_message = "Masters start ZooKeeper, then mesos-master, then Marathon."
+    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : can(regex("(?s)install -m 0644 '/opt/flocker/systemd/flocker-control.service' /etc/systemd/system/\n.*systemctl enable --now zookeeper\\.service\n *systemctl enable --now flocker-control\\.service\n *systemctl enable --now mesos-master\\.service\n *systemctl enable --now marathon\\.service\n", output.nodes[m].user_data)) && !strcontains(output.nodes[m].user_data, "mesos-agent")])
+    error_message = "Masters install the release's flocker-control unit, then start ZooKeeper, flocker-control, mesos-master and Marathon."
   }
   assert {
-    condition     = can(regex("(?s)install -m 0644 '/opt/flocker/systemd/flocker-control.service' /etc/systemd/system/\n.*systemctl enable --now flocker-control\\.service\n", output.nodes["control"].user_data)) && !strcontains(output.nodes["control"].user_data, "mesos-agent")
-    error_message = "The control node installs and starts flocker-control only."
+    condition     = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : !strcontains(output.nodes[a].user_data, "flocker-control.service")])
+    error_message = "Agents do not run flocker-control."
   }
   assert {
     condition     = strcontains(output.nodes["agent-1"].user_data, "*\" 1.11.0\") ;;")
@@ -314,7 +360,7 @@ run "three_masters_three_agents" {
     error_message = "release_files must be release/layout.json's paths."
   }
   assert {
-    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user admin --control-service 10.20.1.20 --control-port 4523 list-nodes"
+    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user admin --control-service 10.20.1.10,10.20.1.11,10.20.1.12 --control-port 4523 list-nodes"
     error_message = "Wrong flockerctl command: ${output.flockerctl_command}"
   }
   assert {
@@ -343,11 +389,11 @@ run "one_master_one_agent" {
   }
 
   assert {
-    condition     = keys(output.nodes) == ["agent-1", "control", "master-1"]
-    error_message = "Expected master-1, control and agent-1, got ${jsonencode(keys(output.nodes))}."
+    condition     = keys(output.nodes) == ["agent-1", "master-1"]
+    error_message = "Expected master-1 and agent-1, got ${jsonencode(keys(output.nodes))}."
   }
   assert {
-    condition     = [for n in ["master-1", "control", "agent-1"] : "${output.nodes[n].role}@${output.nodes[n].private_ip}"] == ["master@10.20.1.10", "control@10.20.1.20", "agent@10.20.1.30"]
+    condition     = [for n in ["master-1", "agent-1"] : "${output.nodes[n].role}@${output.nodes[n].private_ip}"] == ["master@10.20.1.10", "agent@10.20.1.30"]
     error_message = "Wrong roles or addresses."
   }
   assert {
@@ -359,8 +405,26 @@ run "one_master_one_agent" {
     error_message = "A one-master ensemble lists itself only."
   }
   assert {
-    condition     = yamldecode(output.agent_yml["agent-1"]).dataset.compute_instance_id == "agent-1" && yamldecode(output.agent_yml["agent-1"])["control-service"].hostname == "10.20.1.20"
-    error_message = "Wrong agent.yml."
+    condition     = yamldecode(output.agent_yml["agent-1"]).dataset.compute_instance_id == "agent-1" && yamldecode(output.agent_yml["agent-1"])["control-service"] == { hostname = ["10.20.1.10"], port = 4524 }
+    error_message = "Wrong agent.yml: ${output.agent_yml["agent-1"]}"
+  }
+
+  # One master still keeps the configuration in ZooKeeper (its one-member ensemble).
+  assert {
+    condition     = output.control_service_store_url == "zk://10.20.1.10:2181/flocker" && output.control_service.store == "zookeeper"
+    error_message = "One master: the store is its own ZooKeeper: ${jsonencode(output.control_service_store_url)}."
+  }
+  assert {
+    condition     = strcontains(output.nodes["master-1"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181/flocker\"\n") && strcontains(output.nodes["master-1"].user_data, "systemctl enable --now flocker-control.service\n")
+    error_message = "The one master runs flocker-control on its ZooKeeper."
+  }
+  assert {
+    condition     = output.control_service_certificate_sans == { dns_names = ["control-service"], ip_addresses = ["10.20.1.10"] }
+    error_message = "Wrong certificate names: ${jsonencode(output.control_service_certificate_sans)}."
+  }
+  assert {
+    condition     = output.isolator_parameters["control_service_host"] == "10.20.1.10" && output.flockerctl_command == "flockerctl --certs-path <dir> --user admin --control-service 10.20.1.10 --control-port 4523 list-nodes"
+    error_message = "The isolator and flockerctl are given the one master."
   }
   assert {
     condition     = output.nodes["agent-1"].node_uuid == "5b1c2f0e-3d4a-4c8e-9f10-2a3b4c5d6e7f"
@@ -369,6 +433,40 @@ run "one_master_one_agent" {
   assert {
     condition     = length(output.nodes["agent-1"].user_data) < 16384 && startswith(output.nodes["agent-1"].user_data, "#cloud-config\n")
     error_message = "Bad agent user data."
+  }
+}
+
+run "one_master_journal" {
+  # A single-master (dev) cluster may keep the configuration in flocker-control's journal on the
+  # master's disk instead of its one-member ZooKeeper.
+  command = apply
+
+  variables {
+    master_count          = 1
+    control_service_store = "journal"
+  }
+
+  assert {
+    condition     = output.control_service_store_url == null && output.control_service.store == "journal"
+    error_message = "The journal store has no ZooKeeper URL."
+  }
+  assert {
+    condition     = output.control_service_flags == ["--port", "4523", "--agent-port", "4524", "--data-path", "/var/lib/flocker"]
+    error_message = "Wrong flocker-control flags: ${jsonencode(output.control_service_flags)}."
+  }
+  assert {
+    condition = (
+      strcontains(output.nodes["master-1"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --data-path /var/lib/flocker\"\n")
+      && strcontains(output.nodes["master-1"].user_data, "    install -d -m 0700 '/var/lib/flocker'\n")
+      && !strcontains(output.nodes["master-1"].user_data, "--store zk://10.")
+    )
+    error_message = "The master makes the journal's directory and runs flocker-control on it."
+  }
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] :
+      yamldecode(output.agent_yml[a])["control-service"].hostname == ["10.20.1.10"]
+    ]) && output.isolator_parameters["control_service_host"] == "10.20.1.10"
+    error_message = "Clients are given the one master."
   }
 }
 
@@ -415,7 +513,7 @@ run "directory_backend" {
     error_message = "The dataset agent waits for the mount at shared_root_path; the root is made on it."
   }
   assert {
-    condition     = output.nodes["agent-3"].secrets["/etc/flocker/node.key"] == "/teams/storage/lab-7/agent-3/node.key" && output.nodes["control"].secrets["/etc/flocker/control-service.key"] == "/teams/storage/lab-7/control/control-service.key"
+    condition     = output.nodes["agent-3"].secrets["/etc/flocker/node.key"] == "/teams/storage/lab-7/agent-3/node.key" && output.nodes["master-2"].secrets["/etc/flocker/control-service.key"] == "/teams/storage/lab-7/master-2/control-service.key"
     error_message = "Secret names follow secret_prefix."
   }
   assert {
@@ -428,9 +526,10 @@ run "custom_ports" {
   command = apply
 
   variables {
-    subnet_cidr                 = "172.31.64.0/26"
-    control_service_public_host = "flocker.example.com"
-    admin_user                  = "ops"
+    subnet_cidr                  = "172.31.64.0/26"
+    control_service_public_hosts = ["flocker-1.example.com", "203.0.113.11", "203.0.113.12"]
+    control_service_extra_sans   = ["ip-172-31-64-10.eu-west-1.compute.internal", "203.0.113.11"]
+    admin_user                   = "ops"
     ports = {
       control_rest  = 8443
       control_agent = 8444
@@ -442,7 +541,7 @@ run "custom_ports" {
   }
 
   assert {
-    condition     = [for n in ["master-1", "master-3", "control", "agent-1", "agent-3"] : output.nodes[n].private_ip] == ["172.31.64.10", "172.31.64.12", "172.31.64.20", "172.31.64.30", "172.31.64.32"]
+    condition     = [for n in ["master-1", "master-3", "agent-1", "agent-3"] : output.nodes[n].private_ip] == ["172.31.64.10", "172.31.64.12", "172.31.64.30", "172.31.64.32"]
     error_message = "Addresses follow subnet_cidr."
   }
   assert {
@@ -450,12 +549,29 @@ run "custom_ports" {
     error_message = "Wrong ZooKeeper URL: ${output.zookeeper_url}."
   }
   assert {
-    condition     = output.control_service == { host = "172.31.64.20", rest_port = 8443, agent_port = 8444 }
-    error_message = "Wrong control service."
+    condition = output.control_service == {
+      hosts        = ["172.31.64.10", "172.31.64.11", "172.31.64.12"]
+      public_hosts = ["flocker-1.example.com", "203.0.113.11", "203.0.113.12"]
+      rest_port    = 8443
+      agent_port   = 8444
+      store        = "zookeeper"
+    }
+    error_message = "Wrong control service: ${jsonencode(output.control_service)}."
   }
   assert {
-    condition     = yamldecode(output.agent_yml["agent-1"])["control-service"] == { hostname = "172.31.64.20", port = 8444 }
-    error_message = "agent.yml speaks to the agent port."
+    condition     = output.control_service_store_url == "zk://172.31.64.10:2281,172.31.64.11:2281,172.31.64.12:2281/flocker"
+    error_message = "The store follows ZooKeeper's port: ${jsonencode(output.control_service_store_url)}."
+  }
+  assert {
+    condition = output.control_service_certificate_sans == {
+      dns_names    = ["control-service", "flocker-1.example.com", "ip-172-31-64-10.eu-west-1.compute.internal"]
+      ip_addresses = ["172.31.64.10", "172.31.64.11", "172.31.64.12", "203.0.113.11", "203.0.113.12"]
+    }
+    error_message = "The certificate names every master, the public hosts and the extra names, once each: ${jsonencode(output.control_service_certificate_sans)}."
+  }
+  assert {
+    condition     = yamldecode(output.agent_yml["agent-1"])["control-service"] == { hostname = ["172.31.64.10", "172.31.64.11", "172.31.64.12"], port = 8444 }
+    error_message = "agent.yml speaks to every master's agent port."
   }
   assert {
     condition     = { for p in jsondecode(output.modules_json).libraries[0].modules[0].parameters : p.key => p.value }["control_service_port"] == "8443"
@@ -474,11 +590,11 @@ run "custom_ports" {
     error_message = "ZooKeeper's client port follows ports."
   }
   assert {
-    condition     = strcontains(output.nodes["control"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 8443 --agent-port 8444\"") && strcontains(output.nodes["agent-2"].user_data, "FLOCKER_CONTROL_PORT=8443\n")
+    condition     = strcontains(output.nodes["master-2"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 8443 --agent-port 8444 --store zk://172.31.64.10:2281,172.31.64.11:2281,172.31.64.12:2281/flocker\"") && strcontains(output.nodes["agent-2"].user_data, "FLOCKER_CONTROL_SERVICE=172.31.64.10,172.31.64.11,172.31.64.12\n      FLOCKER_CONTROL_PORT=8443\n")
     error_message = "flocker-control and flocker-node-ready follow ports."
   }
   assert {
-    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user ops --control-service flocker.example.com --control-port 8443 list-nodes"
+    condition     = output.flockerctl_command == "flockerctl --certs-path <dir> --user ops --control-service flocker-1.example.com,203.0.113.11,203.0.113.12 --control-port 8443 list-nodes"
     error_message = "Wrong flockerctl command: ${output.flockerctl_command}"
   }
 }
@@ -500,8 +616,17 @@ run "five_masters_fifty_agents" {
   }
 
   assert {
-    condition     = length(output.nodes) == 56 && output.nodes["agent-50"].private_ip == "10.20.0.79" && output.nodes["master-5"].private_ip == "10.20.0.14"
-    error_message = "Five masters, a control node and 50 agents, the last at host 79."
+    condition     = length(output.nodes) == 55 && output.nodes["agent-50"].private_ip == "10.20.0.79" && output.nodes["master-5"].private_ip == "10.20.0.14"
+    error_message = "Five masters and 50 agents, the last at host 79."
+  }
+  assert {
+    condition = (
+      output.control_service_store_url == "zk://10.20.0.10:2181,10.20.0.11:2181,10.20.0.12:2181,10.20.0.13:2181,10.20.0.14:2181/flocker"
+      && output.control_service_certificate_sans.ip_addresses == ["10.20.0.10", "10.20.0.11", "10.20.0.12", "10.20.0.13", "10.20.0.14"]
+      && yamldecode(output.agent_yml["agent-50"])["control-service"].hostname == ["10.20.0.10", "10.20.0.11", "10.20.0.12", "10.20.0.13", "10.20.0.14"]
+      && output.isolator_parameters["control_service_host"] == "10.20.0.10,10.20.0.11,10.20.0.12,10.20.0.13,10.20.0.14"
+    )
+    error_message = "Five masters: the store, the certificate, agent.yml and the isolator name all five."
   }
   assert {
     condition     = output.quorum == 3 && length(split(",", output.zookeeper_url)) == 5

@@ -29,7 +29,7 @@ run "valid_baseline" {
   command = plan
 
   assert {
-    condition     = length(output.nodes) == 7
+    condition     = length(output.nodes) == 6
     error_message = "The baseline must be valid."
   }
 }
@@ -316,10 +316,52 @@ run "admin_user_bad" {
   expect_failures = [var.admin_user]
 }
 
-run "control_service_public_host_bad" {
+run "control_service_public_hosts_bad" {
   command = plan
   variables {
-    control_service_public_host = "https://flocker.example.com"
+    control_service_public_hosts = ["203.0.113.10", "https://flocker.example.com"]
   }
-  expect_failures = [var.control_service_public_host]
+  expect_failures = [var.control_service_public_hosts]
+}
+
+run "control_service_public_hosts_repeated" {
+  command = plan
+  variables {
+    control_service_public_hosts = ["203.0.113.10", "203.0.113.10"]
+  }
+  expect_failures = [var.control_service_public_hosts]
+}
+
+run "control_service_public_hosts_comma" {
+  # One entry per host: a comma would split it into two in --control-service.
+  command = plan
+  variables {
+    control_service_public_hosts = ["203.0.113.10,203.0.113.11"]
+  }
+  expect_failures = [var.control_service_public_hosts]
+}
+
+run "control_service_extra_sans_bad" {
+  command = plan
+  variables {
+    control_service_extra_sans = ["*.example.com"]
+  }
+  expect_failures = [var.control_service_extra_sans]
+}
+
+run "control_service_store_unknown" {
+  command = plan
+  variables {
+    control_service_store = "etcd"
+  }
+  expect_failures = [var.control_service_store]
+}
+
+run "control_service_journal_with_three_masters" {
+  # Each master would keep a configuration of its own.
+  command = plan
+  variables {
+    control_service_store = "journal"
+  }
+  expect_failures = [var.control_service_store]
 }
