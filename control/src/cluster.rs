@@ -23,6 +23,7 @@ use flocker_api::agent_protocol::ReportedDataset;
 use flocker_api::{DatasetId, DatasetProblem, DatasetState, Era, Node, NodeUuid};
 
 use crate::error::ApiError;
+use crate::store::zookeeper::nodes::SharedNode;
 
 struct NodeRecord {
     era: Era,
@@ -36,6 +37,9 @@ struct NodeRecord {
     reported: u64,
     /// What its last report claimed that was not its to claim, to log each change once.
     ignored: BTreeSet<DatasetId>,
+    /// Mirrored from another control service, which the agent reports to: alive while that
+    /// service shares it (see `store::zookeeper::nodes`), not by its own calls here.
+    remote: bool,
 }
 
 /// For each reported dataset, its configured primary; a dataset missing here is unknown.
@@ -67,6 +71,10 @@ impl ClusterState {
 
     /// An agent's hello. A new era (a reboot) drops what the node reported before.
     pub fn hello(&mut self, node: NodeUuid, era: Era, host: String, now: Instant) {
+        self.upsert(node, era, host, now).remote = false;
+    }
+
+    fn upsert(&mut self, node: NodeUuid, era: Era, host: String, now: Instant) -> &mut NodeRecord {
         let record = self.nodes.entry(node).or_insert_with(|| NodeRecord {
             era,
             host: host.clone(),
@@ -75,6 +83,7 @@ impl ClusterState {
             problems: BTreeMap::new(),
             reported: 0,
             ignored: BTreeSet::new(),
+            remote: false,
         });
         if record.era != era {
             self.eras.remove(&record.era);
@@ -86,13 +95,59 @@ impl ClusterState {
         record.last_seen = now;
         self.eras.insert(era, node);
         self.generation += 1;
+        record
     }
 
-    /// Notes that a node is alive; an unknown node must say hello first.
-    pub fn touch(&mut self, node: &NodeUuid, now: Instant) -> Result<(), ApiError> {
+    /// A node as another control service shares it: its hello and its last report.
+    pub fn mirror(
+        &mut self,
+        node: NodeUuid,
+        shared: SharedNode,
+        primaries: &Primaries,
+        now: Instant,
+    ) {
+        let SharedNode { era, host, datasets, problems } = shared;
+        self.upsert(node, era, host, now);
+        // Checked against this service's configuration, as a report here would be.
+        let problems = problems.into_iter().filter(|(id, _)| primaries.get(id) == Some(&node));
+        let _ = self.report(&node, era, datasets, problems.collect(), primaries, now);
+        if let Some(record) = self.nodes.get_mut(&node) {
+            record.remote = true;
+        }
+    }
+
+    /// Drops a mirrored node that its service no longer shares; true if it was one.
+    pub fn forget_mirrored(&mut self, node: &NodeUuid) -> bool {
+        if !self.nodes.get(node).is_some_and(|record| record.remote) {
+            return false;
+        }
+        self.nodes.remove(node);
+        self.generation += 1;
+        true
+    }
+
+    /// The nodes mirrored from other services.
+    pub fn mirrored(&self) -> Vec<NodeUuid> {
+        self.nodes.iter().filter(|(_, r)| r.remote).map(|(node, _)| *node).collect()
+    }
+
+    /// What other services need of a node that reports here; `None` for a mirrored one.
+    pub fn shared(&self, node: &NodeUuid) -> Option<SharedNode> {
+        let record = self.nodes.get(node).filter(|record| !record.remote)?;
+        Some(SharedNode {
+            era: record.era,
+            host: record.host.clone(),
+            datasets: record.datasets.clone(),
+            problems: record.problems.clone(),
+        })
+    }
+
+    /// Notes that a node is alive; an unknown node must say hello first. True if the node
+    /// was mirrored from another service until now: it reports here from now on.
+    pub fn touch(&mut self, node: &NodeUuid, now: Instant) -> Result<bool, ApiError> {
         let record = self.nodes.get_mut(node).ok_or(ApiError::UnknownNode)?;
         record.last_seen = now;
-        Ok(())
+        Ok(std::mem::replace(&mut record.remote, false))
     }
 
     /// Refuses a node that has not said hello in `era` (it must say hello again).
@@ -144,6 +199,7 @@ impl ClusterState {
         }
         record.ignored = ignored;
         record.last_seen = now;
+        record.remote = false;
         record.problems = problems;
         record.reported = reported;
         if record.datasets != datasets {
@@ -153,22 +209,26 @@ impl ClusterState {
         Ok(())
     }
 
-    /// Drops nodes that have been quiet too long; true if any went.
-    pub fn sweep(&mut self, now: Instant) -> bool {
+    /// Drops nodes that have been quiet too long, and says which. A mirrored node is alive
+    /// while the service it reports to shares it.
+    pub fn sweep(&mut self, now: Instant) -> Vec<NodeUuid> {
         let expiry = self.expiry;
-        let before = self.nodes.len();
+        let mut gone = Vec::new();
         self.nodes.retain(|uuid, record| {
+            if record.remote {
+                record.last_seen = now;
+            }
             let alive = now.saturating_duration_since(record.last_seen) < expiry;
             if !alive {
                 log::info!("node {uuid} ({}) stopped reporting; dropping its state", record.host);
+                gone.push(*uuid);
             }
             alive
         });
-        let changed = self.nodes.len() != before;
-        if changed {
+        if !gone.is_empty() {
             self.generation += 1;
         }
-        changed
+        gone
     }
 
     /// `/v1/state/nodes`.
@@ -306,8 +366,8 @@ mod tests {
         let (node, era) = (NodeUuid::random(), Era::random());
         cluster.hello(node, era, "192.0.2.1".into(), start);
         assert_eq!(cluster.nodes(), [Node { uuid: node, host: "192.0.2.1".into() }]);
-        assert!(!cluster.sweep(start + Duration::from_secs(119)));
-        assert!(cluster.sweep(start + Duration::from_secs(120)));
+        assert!(cluster.sweep(start + Duration::from_secs(119)).is_empty());
+        assert!(!cluster.sweep(start + Duration::from_secs(120)).is_empty());
         assert!(cluster.nodes().is_empty());
         assert_eq!(cluster.node_by_era(&era), Some(node), "the era still answers");
         assert_eq!(cluster.touch(&node, start), Err(ApiError::UnknownNode));

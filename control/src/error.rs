@@ -79,6 +79,26 @@ pub enum ApiError {
          space is freed on the control service's node."
     )]
     InsufficientStorage,
+    /// 503: a shared store (ZooKeeper) cannot be reached, its quorum lost: nothing was
+    /// changed, and another control service may be able to make the change. Reads still answer,
+    /// from the last view (see `X-Flocker-View-Age`).
+    #[error(
+        "The configuration store is not available ({reason}); nothing was changed. Try again \
+         shortly, or through another control service."
+    )]
+    StoreUnavailable { reason: String },
+    /// 504: a shared store took the change and did not confirm it: it may or may not be made.
+    #[error(
+        "The configuration store did not confirm the change ({reason}); it may or may not have \
+         been made. Read the configuration before trying again."
+    )]
+    StoreUnconfirmed { reason: String },
+    /// 503: other control services kept changing the configuration first; nothing was changed.
+    #[error(
+        "The configuration kept changing while this change was being made; nothing was changed. \
+         Try again."
+    )]
+    StoreBusy,
     /// 500: a bug; the cause is logged under `incident`.
     #[error("Internal error (incident {incident}); see the control service's log.")]
     Internal { incident: String },
@@ -100,6 +120,8 @@ impl ApiError {
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             StoreFailed | Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
+            StoreUnavailable { .. } | StoreBusy => StatusCode::SERVICE_UNAVAILABLE,
+            StoreUnconfirmed { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 

@@ -1,7 +1,8 @@
 //! `flocker-control`: a control service that any Flocker v1 client can use unchanged.
 //!
 //! - [`model`] holds the desired configuration and decides every change (pure);
-//! - [`store`] keeps it crash-safely under `--data-path`;
+//! - [`store`] keeps it crash-safely under `--data-path`, or in ZooKeeper (`--store zk://…`),
+//!   which [`follow`] watches for what other control services write;
 //! - [`cluster`] holds what the agents report (in memory);
 //! - [`service`] puts them together behind one lock;
 //! - [`http`] serves the REST API (port 4523) and the agent API (port 4524) over [`serve`],
@@ -9,8 +10,10 @@
 
 pub mod cluster;
 pub mod error;
+pub mod follow;
 pub mod http;
 pub mod limits;
+pub mod migrate;
 pub mod model;
 pub mod options;
 pub mod serve;
@@ -30,8 +33,10 @@ use tokio::net::TcpListener;
 use crate::http::{App, BodyLimits, agent_router, rest_router};
 use crate::options::Options;
 use crate::serve::{ConnectionLimits, serve};
-use crate::service::ControlService;
-use crate::store::{FileStore, Store};
+use crate::service::{ControlService, Sharing};
+use crate::store::zookeeper::nodes::SharedNodes;
+use crate::store::zookeeper::{Connection, ZooKeeperStore};
+use crate::store::{FileStore, Store, Stored};
 use crate::tls::{NODE_PREFIX, ServiceCertificates, USER_PREFIX};
 
 /// A REST request body larger than this is refused: the largest valid one is a few kB.
@@ -48,26 +53,31 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let rest_tls = tls::server_config(&files, USER_PREFIX, options.tls_library)?;
     let agent_tls = tls::server_config(&files, NODE_PREFIX, options.tls_library)?;
 
-    let mut store = FileStore::open(&options.data_path)?.accept_data_loss(options.accept_data_loss);
-    let stored = store.load()?;
-    log::info!(
-        "loaded {} datasets and {} leases (generation {}) from {}",
-        stored.configuration.datasets.len(),
-        stored.configuration.leases.len(),
-        stored.generation,
-        options.data_path.display()
-    );
+    let opening = options.clone();
+    // The ZooKeeper store blocks on a runtime of its own: open it off this one's threads.
+    let (store, stored, connection) = tokio::task::spawn_blocking(move || open_store(&opening))
+        .await
+        .context("opening the store failed")??;
     let node_expiry = Duration::from_secs_f64(options.node_expiry);
     let body_timeout = Duration::from_secs_f64(options.request_timeout);
+    let mut service = ControlService::new(store, stored, node_expiry).with_limits(options.limits());
+    if let Some(connection) = &connection {
+        service = service.sharing(Sharing {
+            health: connection.health.clone(),
+            nodes: Arc::new(SharedNodes::new(connection.clone())),
+        });
+    }
     let app = Arc::new(App {
-        service: ControlService::new(Box::new(store), stored, node_expiry)
-            .with_limits(options.limits()),
+        service,
         rest_body: BodyLimits { max_bytes: REST_BODY_LIMIT, timeout: body_timeout },
         agent_body: BodyLimits { max_bytes: AGENT_BODY_LIMIT, timeout: body_timeout },
         node_expiry,
         longest_poll: LONGEST_POLL.min(node_expiry / 2),
     });
 
+    if let Some(connection) = connection {
+        follow::spawn(app.clone(), connection);
+    }
     let rest = listen(options.port).await?;
     let agent = listen(options.agent_port).await?;
     let mut stdout = std::io::stdout();
@@ -93,6 +103,54 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         signal = shutdown_signal() => log::info!("stopping on {}", signal?),
     }
     // Writes already handed to the blocking pool finish before the runtime goes away.
+    Ok(())
+}
+
+/// The store the options name, loaded; and the ZooKeeper connection, if it is shared.
+type Opened = (Box<dyn Store>, Stored, Option<Arc<Connection>>);
+
+fn open_store(options: &Options) -> anyhow::Result<Opened> {
+    let timeout = Duration::from_secs_f64(options.store_timeout);
+    if let Some(url) = &options.store {
+        let mut store = ZooKeeperStore::open(url.clone(), timeout)?;
+        let stored = store.load()?;
+        log_loaded(&stored, &url.to_string());
+        let connection = store.connection().clone();
+        return Ok((Box::new(store), stored, Some(connection)));
+    }
+    let mut store = FileStore::open(&options.data_path)?.accept_data_loss(options.accept_data_loss);
+    let stored = store.load()?;
+    log_loaded(&stored, &options.data_path.display().to_string());
+    Ok((Box::new(store), stored, None))
+}
+
+fn log_loaded(stored: &Stored, place: &str) {
+    log::info!(
+        "loaded {} datasets and {} leases (generation {}) from {place}",
+        stored.configuration.datasets.len(),
+        stored.configuration.leases.len(),
+        stored.generation,
+    );
+}
+
+/// `flocker-control migrate`: prints what it copied.
+pub fn migrate(
+    from: &migrate::Location,
+    to: &migrate::Location,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let stored = migrate::migrate(from, to, timeout)?;
+    let mut stdout = std::io::stdout();
+    writeln!(
+        stdout,
+        "copied {} datasets, {} leases and {} block devices (generation {}) from {} to {}",
+        stored.configuration.datasets.len(),
+        stored.configuration.leases.len(),
+        stored.configuration.blockdevice_ownership.len(),
+        stored.generation,
+        migrate::describe(from),
+        migrate::describe(to)
+    )?;
     Ok(())
 }
 

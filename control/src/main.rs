@@ -3,17 +3,25 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use flocker_control::options::Options;
+use flocker_control::options::{Command, Options};
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = Options::parse();
+    if let Some(Command::Migrate { from, to }) = &options.command {
+        let timeout = std::time::Duration::from_secs_f64(options.store_timeout);
+        return exit_code(flocker_control::migrate(from, to, timeout));
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(64)
         .build()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(flocker_control::run(options)));
+    exit_code(result)
+}
+
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

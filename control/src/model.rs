@@ -37,6 +37,10 @@ pub struct Configuration {
     pub volumes_reported: BTreeSet<DatasetId>,
 }
 
+/// The most new volumes one change records: a change must fit in one ZooKeeper znode (1 MiB);
+/// the rest of a large report is recorded by the next changes.
+pub const MAX_VOLUMES_PER_CHANGE: usize = 2_048;
+
 /// One durable change to the configuration: a journal record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
@@ -146,6 +150,7 @@ impl Configuration {
         let new: BTreeSet<DatasetId> = reported
             .into_iter()
             .filter(|id| self.datasets.contains_key(id) && !self.had_volume(id))
+            .take(MAX_VOLUMES_PER_CHANGE)
             .collect();
         (!new.is_empty())
             .then(|| Change::VolumesReported { dataset_ids: new.into_iter().collect() })

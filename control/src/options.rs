@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::limits::Limits;
+use crate::migrate::Location;
+use crate::store::zookeeper::StoreUrl;
 
 /// The Flocker-compatible control service: the v1 REST API for clients, the agent API for
 /// `flocker-dataset-agent`, and the cluster's desired configuration, stored crash-safely.
@@ -16,9 +18,19 @@ pub struct Options {
     #[arg(long, default_value = "/etc/flocker")]
     pub certificates_directory: PathBuf,
 
-    /// Where the configuration is stored.
+    /// Where the configuration is stored (the journal store), unless --store names ZooKeeper.
     #[arg(long, default_value = "/var/lib/flocker")]
     pub data_path: PathBuf,
+
+    /// Keep the configuration in ZooKeeper, shared by a control service on every Mesos master:
+    /// `zk://HOST:2181,HOST:2181,HOST:2181/flocker` (the path is the znode it lives under).
+    #[arg(long, value_parser = StoreUrl::parse)]
+    pub store: Option<StoreUrl>,
+
+    /// Seconds a write waits for ZooKeeper before it fails (503); reads answer from the last
+    /// view meanwhile.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    pub store_timeout: f64,
 
     /// The REST API's endpoint: `4523`, `tcp:4523`, `tcp:4523:interface=ADDR` or `ADDR:PORT`.
     #[arg(long, default_value = "4523", value_parser = parse_endpoint)]
@@ -81,6 +93,24 @@ pub struct Options {
     /// left. Restore from a backup first if you can; give it for one start only.
     #[arg(long)]
     pub accept_data_loss: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Copy the configuration into an empty store: from the journal (a --data-path directory,
+    /// or Flocker 1.x's current_configuration.json) into ZooKeeper, or back. Stop every control
+    /// service first.
+    Migrate {
+        /// A directory, Flocker's current_configuration.json, or zk://HOST:2181,…/PATH.
+        #[arg(long, value_parser = Location::parse)]
+        from: Location,
+        /// An empty store: a directory or zk://HOST:2181,…/PATH.
+        #[arg(long, value_parser = Location::parse)]
+        to: Location,
+    },
 }
 
 impl Options {

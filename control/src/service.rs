@@ -5,10 +5,18 @@
 //! single-threaded service serialised them: check the tag, decide (in [`crate::model`]), append
 //! to the store (durable), apply, answer. Operations block (the store fsyncs), so the HTTP
 //! layers run them on tokio's blocking pool.
+//!
+//! With a store that other control services share (ZooKeeper), a write this service decided
+//! may lose to one another service made first: the store refuses it, this service catches up
+//! with what the other wrote, and decides again. A decision that writes nothing (a 412, a 404,
+//! a lease already held) is made again after confirming the view is current, so no answer
+//! rests on a view older than the request. Reads of the configuration confirm it the same way
+//! (one ZooKeeper round trip, shared by the reads that arrive meanwhile); when the store
+//! cannot be reached, they answer from the last view, and the HTTP layer says how old it is.
 
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -23,10 +31,14 @@ use crate::cluster::ClusterState;
 use crate::error::ApiError;
 use crate::limits::{Limits, Usage};
 use crate::model::{Change, Configuration};
-use crate::store::{Store, Stored};
+use crate::store::zookeeper::nodes::{SharedNode, SharedNodes};
+use crate::store::{CatchUp, Store, StoreError, Stored, ViewHealth};
 
 /// The version `/v1/version` reports: the Flocker API level we implement, and ours.
 pub const VERSION: &str = concat!("1.15.0+flocker-rs.", env!("CARGO_PKG_VERSION"));
+
+/// How often one write is decided again after losing to other services' writes.
+const WRITE_ATTEMPTS: usize = 32;
 
 struct Desired {
     configuration: Configuration,
@@ -37,6 +49,8 @@ struct Desired {
     datasets_body: CachedJson,
     /// What the configuration uses of `limits`.
     usage: Usage,
+    /// When the last confirmation that the view is current began (a shared store).
+    confirmed_at: Option<Instant>,
 }
 
 struct Actual {
@@ -84,12 +98,25 @@ pub struct ControlService {
     /// make the list be written again. Changed only under the configuration's lock; read
     /// without it, so that reading the state never waits for a write's fsync.
     datasets_version: AtomicU64,
+    /// Set when the store is shared with other control services.
+    sharing: Option<Sharing>,
+}
+
+/// What a service sharing its store with others keeps besides.
+pub struct Sharing {
+    /// Whether the view is confirmed current.
+    pub health: Arc<ViewHealth>,
+    /// Publishes the agents that report here, for the other services.
+    pub nodes: Arc<SharedNodes>,
 }
 
 impl ControlService {
     /// A service over a loaded store. `node_expiry`: how long a quiet node stays listed.
     pub fn new(store: Box<dyn Store>, stored: Stored, node_expiry: Duration) -> Self {
         let Stored { configuration, generation } = stored;
+        // Services sharing a store name its configurations alike; one alone names them so
+        // that a tag from before a restart never matches by accident.
+        let tag_nonce = store.shared_identity().unwrap_or_else(rand_u64);
         Self {
             desired: Mutex::new(Desired {
                 usage: Usage::of(&configuration),
@@ -97,16 +124,29 @@ impl ControlService {
                 generation,
                 store,
                 datasets_body: CachedJson::default(),
+                confirmed_at: None,
             }),
             actual: Mutex::new(Actual {
                 cluster: ClusterState::new(node_expiry),
                 states_body: CachedJson::default(),
             }),
             generation: watch::Sender::new(generation),
-            tag_nonce: rand_u64(),
+            tag_nonce,
             limits: Limits::default(),
             datasets_version: AtomicU64::new(0),
+            sharing: None,
         }
+    }
+
+    /// The same service, over a store it shares with other control services.
+    pub fn sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = Some(sharing);
+        self
+    }
+
+    /// How long the view has gone unconfirmed, while a shared store cannot be reached.
+    pub fn view_age(&self) -> Option<Duration> {
+        self.sharing.as_ref()?.health.unconfirmed_for()
     }
 
     /// The same service with other bounds than the defaults.
@@ -125,8 +165,12 @@ impl ControlService {
     }
 
     /// 412 unless one of the `X-If-Configuration-Matches` values is the current tag (no header:
-    /// no condition). Cheap and lock-free, so handlers call it before reading a body.
+    /// no condition). Cheap and lock-free, so handlers call it before reading a body. With a
+    /// shared store, another service may have made the tag: the write decides, once caught up.
     pub fn check_tag(&self, if_matches: &[String]) -> Result<(), ApiError> {
+        if self.sharing.is_some() {
+            return Ok(());
+        }
         self.check_tag_at(*self.generation.borrow(), if_matches)
     }
 
@@ -142,7 +186,7 @@ impl ControlService {
 
     /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
     pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
-        let mut desired = self.lock_desired();
+        let mut desired = self.confirmed_desired();
         let version = self.datasets_version.load(Ordering::Acquire);
         let Desired { configuration, generation, datasets_body, .. } = &mut *desired;
         let body =
@@ -158,7 +202,7 @@ impl ControlService {
     ) -> Result<Dataset, ApiError> {
         self.write(if_matches, |configuration, usage| {
             self.limits.check_create(usage, &request)?;
-            let dataset = configuration.plan_create(request, DatasetId::random())?;
+            let dataset = configuration.plan_create(request.clone(), DatasetId::random())?;
             Ok((dataset.clone(), Some(Change::CreateDataset { dataset })))
         })
     }
@@ -184,26 +228,24 @@ impl ControlService {
 
     /// `GET /v1/configuration/leases`.
     pub fn leases(&self) -> Vec<Lease> {
-        self.lock_desired().configuration.api_leases(unix_now())
+        self.confirmed_desired().configuration.api_leases(unix_now())
     }
 
     /// `POST /v1/configuration/leases`: the lease, and whether it is new (201) or renewed.
     pub fn acquire_lease(&self, request: &AcquireLease) -> Result<(Lease, bool), ApiError> {
         self.limits.check_lease(request)?;
-        let mut desired = self.lock_desired();
-        let decision = desired.configuration.plan_acquire_lease(request, unix_now())?;
-        if let Some(change) = decision.change {
-            self.commit(&mut desired, change)?;
-        }
-        Ok((decision.lease, decision.created))
+        self.write(&[], |configuration, _| {
+            let decision = configuration.plan_acquire_lease(request, unix_now())?;
+            Ok(((decision.lease, decision.created), decision.change))
+        })
     }
 
     /// `DELETE /v1/configuration/leases/<id>`.
     pub fn release_lease(&self, dataset_id: &DatasetId) -> Result<Lease, ApiError> {
-        let mut desired = self.lock_desired();
-        let (change, lease) = desired.configuration.plan_release_lease(dataset_id, unix_now())?;
-        self.commit(&mut desired, change)?;
-        Ok(lease)
+        self.write(&[], |configuration, _| {
+            let (change, lease) = configuration.plan_release_lease(dataset_id, unix_now())?;
+            Ok((lease, Some(change)))
+        })
     }
 
     /// The agent API's block-device record.
@@ -213,26 +255,25 @@ impl ControlService {
         dataset_id: DatasetId,
         blockdevice_id: &str,
     ) -> Result<(), ApiError> {
-        let mut desired = self.lock_desired();
-        let configuration = &desired.configuration;
-        let change = configuration.plan_record_blockdevice(node, dataset_id, blockdevice_id)?;
-        if let Some(change) = change {
-            self.commit(&mut desired, change)?;
-        }
-        Ok(())
+        self.write(&[], |configuration, _| {
+            let change = configuration.plan_record_blockdevice(node, dataset_id, blockdevice_id)?;
+            Ok(((), change))
+        })
     }
 
     /// Drops expired leases and nodes that went quiet; called about once a second.
     pub fn sweep(&self) {
-        {
-            let mut desired = self.lock_desired();
-            if let Some(change) = desired.configuration.plan_expiry(unix_now())
-                && let Err(e) = self.commit(&mut desired, change)
-            {
-                log::error!("could not store the expiry of leases: {e}");
+        let expiry = self
+            .write_unconfirmed(|configuration, _| Ok(((), configuration.plan_expiry(unix_now()))));
+        if let Err(e) = expiry {
+            log::error!("could not store the expiry of leases: {e}");
+        }
+        let gone = self.lock_actual().cluster.sweep(Instant::now());
+        if let Some(sharing) = &self.sharing {
+            for node in &gone {
+                sharing.nodes.withdraw(node);
             }
         }
-        self.lock_actual().cluster.sweep(Instant::now());
     }
 
     /// What one node should have, and an etag that changes whenever that does.
@@ -254,11 +295,81 @@ impl ControlService {
         let mut actual = self.lock_actual();
         log::info!("node {node} ({host}) said hello, era {era}");
         actual.cluster.hello(node, era, host, Instant::now());
+        drop(actual);
+        self.share(&node);
     }
 
     /// Notes that an agent is alive; 409 if it must say hello first.
     pub fn touch(&self, node: &NodeUuid) -> Result<(), ApiError> {
-        self.lock_actual().cluster.touch(node, Instant::now())
+        let came_here = self.lock_actual().cluster.touch(node, Instant::now())?;
+        if came_here {
+            log::info!("node {node} reports to this control service now");
+            self.share(node);
+        }
+        Ok(())
+    }
+
+    /// Publishes what `node` said here, for the services sharing the store.
+    fn share(&self, node: &NodeUuid) {
+        let Some(sharing) = &self.sharing else { return };
+        let shared = self.lock_actual().cluster.shared(node);
+        if let Some(shared) = shared {
+            sharing.nodes.publish(node, &shared);
+        }
+    }
+
+    /// A node another service shares (the follower saw it), or `None` once it is gone.
+    pub fn mirror_node(&self, node: NodeUuid, shared: Option<SharedNode>) {
+        let Some(shared) = shared else {
+            if self.lock_actual().cluster.forget_mirrored(&node) {
+                log::debug!("node {node} is no longer shared by any control service");
+            }
+            return;
+        };
+        if let Some(sharing) = &self.sharing {
+            sharing.nodes.given_up(&node);
+        }
+        let primaries = self.primaries_of(&shared.datasets);
+        self.lock_actual().cluster.mirror(node, shared, &primaries, Instant::now());
+    }
+
+    /// Every node the other services share now; mirrored nodes not among them are dropped.
+    pub fn mirror_all(&self, nodes: Vec<(NodeUuid, SharedNode)>) {
+        let shared: std::collections::BTreeSet<NodeUuid> = nodes.iter().map(|(n, _)| *n).collect();
+        for node in self.lock_actual().cluster.mirrored() {
+            if !shared.contains(&node) {
+                self.mirror_node(node, None);
+            }
+        }
+        for (node, record) in nodes {
+            self.mirror_node(node, Some(record));
+        }
+    }
+
+    /// Publishes again the agents that reported here (a new session lost the old ones).
+    pub fn republish_shared(&self) {
+        if let Some(sharing) = &self.sharing {
+            sharing.nodes.republish();
+        }
+    }
+
+    /// Takes in what other services wrote (the follower saw the store change).
+    pub fn follow_store(&self) {
+        let mut desired = self.lock_desired();
+        if let Err(error) = self.catch_up(&mut desired, false) {
+            log::debug!("could not catch up with the store: {error}");
+        }
+    }
+
+    fn primaries_of(
+        &self,
+        datasets: &[flocker_api::agent_protocol::ReportedDataset],
+    ) -> crate::cluster::Primaries {
+        let desired = self.lock_desired();
+        datasets
+            .iter()
+            .filter_map(|d| Some((d.dataset_id, desired.configuration.primary_of(&d.dataset_id)?)))
+            .collect()
     }
 
     /// An agent's state report. The volumes it names are remembered durably before the state
@@ -267,12 +378,14 @@ impl ControlService {
     pub fn report(&self, node: &NodeUuid, report: StateReport) -> Result<(), ApiError> {
         let StateReport { era, datasets, problems } = report;
         self.lock_actual().cluster.check_era(node, era)?;
+        let reported: Vec<DatasetId> = datasets.iter().map(|d| d.dataset_id).collect();
+        // A large report's new volumes are recorded a bounded number at a time.
+        while self.write_unconfirmed(|configuration, _| {
+            let change = configuration.plan_volumes_reported(reported.iter().copied());
+            Ok((change.is_some(), change))
+        })? {}
         let (problems, primaries) = {
-            let mut desired = self.lock_desired();
-            let reported = datasets.iter().map(|d| d.dataset_id);
-            if let Some(change) = desired.configuration.plan_volumes_reported(reported) {
-                self.commit(&mut desired, change)?;
-            }
+            let desired = self.lock_desired();
             let configuration = &desired.configuration;
             let primaries = datasets
                 .iter()
@@ -288,7 +401,9 @@ impl ControlService {
             );
         }
         let now = Instant::now();
-        self.lock_actual().cluster.report(node, era, datasets, problems.kept, &primaries, now)
+        self.lock_actual().cluster.report(node, era, datasets, problems.kept, &primaries, now)?;
+        self.share(node);
+        Ok(())
     }
 
     /// `GET /v1/state/problems`: the problems that the primary of each dataset reported. One
@@ -335,46 +450,148 @@ impl ControlService {
     }
 
     /// Checks the tag under the lock, plans, commits what was planned; answers with what the
-    /// plan said to answer.
+    /// plan said to answer. With a shared store, a plan that lost to another service's write
+    /// is made again on the caught-up configuration, and one that writes nothing is made again
+    /// if confirming the view finds it was behind.
     fn write<T>(
         &self,
         if_matches: &[String],
-        plan: impl FnOnce(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
+        plan: impl FnMut(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
     ) -> Result<T, ApiError> {
-        let mut desired = self.lock_desired();
-        self.check_tag_at(desired.generation, if_matches)?;
-        let (answer, change) = plan(&desired.configuration, &desired.usage)?;
-        if let Some(change) = change {
-            self.commit(&mut desired, change)?;
-        }
-        Ok(answer)
+        self.write_with(if_matches, true, plan)
     }
 
-    /// Makes a change durable, then applies it. If the store fails, nothing changes.
-    fn commit(&self, desired: &mut Desired, change: Change) -> Result<(), ApiError> {
+    /// [`Self::write`] for the service's own housekeeping: a plan that writes nothing is not
+    /// confirmed (it is made again at the next sweep or report anyway).
+    fn write_unconfirmed<T>(
+        &self,
+        plan: impl FnMut(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
+    ) -> Result<T, ApiError> {
+        self.write_with(&[], false, plan)
+    }
+
+    fn write_with<T>(
+        &self,
+        if_matches: &[String],
+        confirm_unwritten: bool,
+        mut plan: impl FnMut(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
+    ) -> Result<T, ApiError> {
+        let mut desired = self.lock_desired();
+        let mut confirmed = self.sharing.is_none() || !confirm_unwritten;
+        for _ in 0..WRITE_ATTEMPTS {
+            let decided = self
+                .check_tag_at(desired.generation, if_matches)
+                .and_then(|()| plan(&desired.configuration, &desired.usage));
+            match decided {
+                Ok((answer, Some(change))) => {
+                    if self.commit(&mut desired, change)? {
+                        return Ok(answer);
+                    }
+                    self.catch_up(&mut desired, false)?;
+                }
+                unwritten => {
+                    if confirmed || !self.catch_up(&mut desired, true)? {
+                        return unwritten.map(|(answer, _)| answer);
+                    }
+                    confirmed = true;
+                }
+            }
+        }
+        Err(ApiError::StoreBusy)
+    }
+
+    /// Makes a change durable, then applies it. If the store fails, nothing changes. `false`:
+    /// another service wrote first (a shared store), and nothing was written.
+    fn commit(&self, desired: &mut Desired, change: Change) -> Result<bool, ApiError> {
         let generation = desired.generation + 1;
-        if let Err(error) = desired.store.append(&desired.configuration, generation, &change) {
-            // The store tries again at the next change: once space is freed, writes resume.
-            let out_of_space = error.is_out_of_space();
-            log::error!("{:#}", anyhow::Error::new(error));
-            return Err(if out_of_space {
-                ApiError::InsufficientStorage
-            } else {
-                ApiError::StoreFailed
-            });
+        match desired.store.append(&desired.configuration, generation, &change) {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Ok(false),
+            Err(error) => return Err(self.store_failed(error)),
         }
-        desired.configuration.apply(&change);
-        desired.usage.add(&change);
-        desired.generation = generation;
-        if change.changes_datasets() {
-            self.datasets_version.fetch_add(1, Ordering::Release);
-        }
+        self.apply(desired, generation, &change);
         if let Err(error) = desired.store.applied(&desired.configuration, generation) {
             // The change is durable in the journal; only compaction failed.
             log::warn!("{:#}", anyhow::Error::new(error));
         }
         self.generation.send_replace(generation);
-        Ok(())
+        Ok(true)
+    }
+
+    fn apply(&self, desired: &mut Desired, generation: u64, change: &Change) {
+        desired.configuration.apply(change);
+        desired.usage.add(change);
+        desired.generation = generation;
+        if change.changes_datasets() {
+            self.datasets_version.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Applies what other services wrote; true if there was anything. With `confirm`, first
+    /// makes sure nothing acknowledged before now is missed.
+    fn catch_up(&self, desired: &mut Desired, confirm: bool) -> Result<bool, ApiError> {
+        let Some(sharing) = &self.sharing else { return Ok(false) };
+        let started = Instant::now();
+        let found = match desired.store.catch_up(desired.generation, confirm) {
+            Ok(found) => found,
+            Err(error) => {
+                sharing.health.unconfirmed();
+                return Err(self.store_failed(error));
+            }
+        };
+        if confirm {
+            desired.confirmed_at = Some(started);
+            sharing.health.confirmed();
+        }
+        match found {
+            CatchUp::Changes(changes) if changes.is_empty() => return Ok(false),
+            CatchUp::Changes(changes) => {
+                for (generation, change) in &changes {
+                    self.apply(desired, *generation, change);
+                }
+            }
+            CatchUp::Reload(Stored { configuration, generation }) => {
+                log::info!("reloaded the configuration from the store at generation {generation}");
+                desired.usage = Usage::of(&configuration);
+                desired.configuration = configuration;
+                desired.generation = generation;
+                self.datasets_version.fetch_add(1, Ordering::Release);
+            }
+        }
+        self.generation.send_replace(desired.generation);
+        Ok(true)
+    }
+
+    /// The configuration, confirmed current if the store is shared and can be reached (one
+    /// confirmation serves every read that was waiting for it).
+    fn confirmed_desired(&self) -> MutexGuard<'_, Desired> {
+        let asked = Instant::now();
+        let mut desired = self.lock_desired();
+        if self.sharing.is_some()
+            && desired.confirmed_at.is_none_or(|at| at < asked)
+            && let Err(error) = self.catch_up(&mut desired, true)
+        {
+            log::debug!("answering from the last view of the configuration: {error}");
+        }
+        desired
+    }
+
+    /// The answer to a request whose change the store did not take.
+    fn store_failed(&self, error: StoreError) -> ApiError {
+        let answer = match &error {
+            error if error.is_out_of_space() => ApiError::InsufficientStorage,
+            StoreError::Unavailable { reason, .. } => {
+                ApiError::StoreUnavailable { reason: reason.clone() }
+            }
+            StoreError::Unconfirmed { reason, .. } => {
+                ApiError::StoreUnconfirmed { reason: reason.clone() }
+            }
+            _ => ApiError::StoreFailed,
+        };
+        // The store tries again at the next change: once it is back (space freed, the
+        // quorum restored), writes resume by themselves.
+        log::error!("{:#}", anyhow::Error::new(error));
+        answer
     }
 
     fn lock_desired(&self) -> MutexGuard<'_, Desired> {

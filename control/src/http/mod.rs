@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -42,6 +43,10 @@ pub struct App {
 
 pub type SharedApp = Arc<App>;
 
+/// Present on every answer while the service cannot reach its shared store (ZooKeeper): the
+/// answer comes from the configuration as last confirmed, this many seconds ago.
+pub const VIEW_AGE_HEADER: &str = "x-flocker-view-age";
+
 /// The v1 REST API, E1–E11; everything else answers 404 (containers included) or 405.
 pub fn rest_router(app: SharedApp) -> Router {
     finish(
@@ -49,13 +54,26 @@ pub fn rest_router(app: SharedApp) -> Router {
             .merge(state::routes())
             .merge(datasets::routes())
             .merge(leases::routes())
-            .with_state(app),
+            .with_state(app.clone()),
     )
+    .layer(axum::middleware::map_response_with_state(app, add_view_age))
 }
 
 /// The agent API.
 pub fn agent_router(app: SharedApp) -> Router {
-    finish(agent::routes().with_state(app))
+    finish(agent::routes().with_state(app.clone()))
+        .layer(axum::middleware::map_response_with_state(app, add_view_age))
+}
+
+/// Says how old the view is, while it is not confirmed current.
+async fn add_view_age(State(app): State<SharedApp>, mut response: Response) -> Response {
+    if let Some(age) = app.service.view_age() {
+        let value = HeaderValue::from_str(&format!("{:.1}", age.as_secs_f64()));
+        if let Ok(value) = value {
+            response.headers_mut().insert(VIEW_AGE_HEADER, value);
+        }
+    }
+    response
 }
 
 /// What both APIs share: JSON 404 and 405 answers, and a 500 for a handler that panics.

@@ -205,6 +205,24 @@ impl FileStore {
         self
     }
 
+    /// Gives a new, empty store the configuration `stored` holds, at its generation
+    /// (`flocker-control migrate`). Refused once the store holds anything.
+    pub fn fill(&mut self, stored: &Stored) -> Result<(), StoreError> {
+        let current = self.load()?;
+        if current.generation != 0 || current.configuration != Configuration::default() {
+            return Err(StoreError::Refused {
+                store: self.directory.display().to_string(),
+                reason: "it already holds a configuration; migrate only into an empty store".into(),
+            });
+        }
+        self.compact(&stored.configuration, stored.generation)?;
+        self.generation = stored.generation;
+        if let Some(keeper) = &self.keeper {
+            keeper.reached(stored.generation);
+        }
+        Ok(())
+    }
+
     fn snapshot_path(&self) -> PathBuf {
         self.directory.join(SNAPSHOT)
     }

@@ -1,6 +1,6 @@
-//! Where the desired configuration is kept between runs, behind a small trait so that a
-//! replicated backend (ZooKeeper, for clusters that outgrow one control node) can join the
-//! file store later.
+//! Where the desired configuration is kept between runs, behind a small trait: the file store
+//! under `--data-path` (one control service), or ZooKeeper (`--store zk://…`: a control service
+//! on every Mesos master, all sharing one configuration).
 //!
 //! The contract: [`Store::append`] returns only once the change is durable (it survives
 //! `kill -9` and power loss); the service applies a change and acknowledges the request only
@@ -9,13 +9,20 @@
 //! the one it had, unless the operator accepts the loss (`--accept-data-loss`). A failed
 //! append changes nothing, and the store writes again once the cause is gone (a full disk
 //! freed), without a restart.
+//!
+//! A shared store (ZooKeeper) has other writers: [`Store::append`] then succeeds only if no
+//! other service wrote since the store last caught up ([`StoreError::Conflict`] otherwise), and
+//! [`Store::catch_up`] hands over what the others wrote, so the service can decide again.
 
 mod file;
-mod flocker_import;
+pub mod flocker_import;
 mod mark;
+pub mod zookeeper;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
@@ -53,6 +60,56 @@ pub trait Store: Send {
     /// compact its history.
     fn applied(&mut self, configuration: &Configuration, generation: u64)
     -> Result<(), StoreError>;
+
+    /// What other services wrote after `generation`. With `confirm`, nothing acknowledged to
+    /// anyone before this call is missed (a ZooKeeper `sync` first): read-your-writes across
+    /// services. A store that only this service writes has nothing to give.
+    fn catch_up(&mut self, _generation: u64, _confirm: bool) -> Result<CatchUp, StoreError> {
+        Ok(CatchUp::Changes(Vec::new()))
+    }
+
+    /// For a store several services share: its identity, the same for all of them, so that
+    /// they give one configuration the same tag. `None` for a store of this service alone.
+    fn shared_identity(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// What [`Store::catch_up`] found.
+#[derive(Debug)]
+pub enum CatchUp {
+    /// The changes after the caller's generation, in order (none: it is current).
+    Changes(Vec<(u64, Change)>),
+    /// The history after the caller's generation was compacted away: the whole configuration.
+    Reload(Stored),
+}
+
+/// Whether a shared store's view is confirmed current. Shared by the store, the thread that
+/// follows it, and the HTTP layer, which says how old the view is while it is not.
+#[derive(Debug, Default)]
+pub struct ViewHealth {
+    unconfirmed_since: Mutex<Option<Instant>>,
+}
+
+impl ViewHealth {
+    /// The view was just confirmed current.
+    pub fn confirmed(&self) {
+        *self.lock() = None;
+    }
+
+    /// The store could not be reached; the view stays as it was last confirmed.
+    pub fn unconfirmed(&self) {
+        self.lock().get_or_insert_with(Instant::now);
+    }
+
+    /// How long the view has gone unconfirmed, if it has.
+    pub fn unconfirmed_for(&self) -> Option<Duration> {
+        self.lock().map(|since| since.elapsed())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.unconfirmed_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +136,23 @@ pub enum StoreError {
         path.display()
     )]
     Locked { path: PathBuf },
+    /// A shared store: another service wrote first. Nothing was written; catch up and decide
+    /// again.
+    #[error("another control service changed the configuration first")]
+    Conflict,
+    /// A shared store could not be reached; nothing was written.
+    #[error("the configuration store {store} is not available ({reason}); nothing was changed")]
+    Unavailable { store: String, reason: String },
+    /// A shared store refused what it was given, or holds what this service cannot use.
+    #[error("the configuration store {store} cannot be used: {reason}")]
+    Refused { store: String, reason: String },
+    /// A shared store took the change but did not confirm it in time: it may or may not have
+    /// been made.
+    #[error(
+        "the configuration store {store} did not confirm the change ({reason}); it may or may \
+         not have been made"
+    )]
+    Unconfirmed { store: String, reason: String },
 }
 
 impl StoreError {
@@ -92,7 +166,7 @@ impl StoreError {
                     io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
                 )
             }
-            Self::Damaged { .. } | Self::Lost { .. } | Self::Locked { .. } => false,
+            _ => false,
         }
     }
 }
