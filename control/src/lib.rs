@@ -35,7 +35,7 @@ use crate::options::Options;
 use crate::serve::{ConnectionLimits, serve};
 use crate::service::{ControlService, Sharing};
 use crate::store::zookeeper::nodes::SharedNodes;
-use crate::store::zookeeper::{Connection, ZooKeeperStore};
+use crate::store::zookeeper::{Connection, Settings, ZooKeeperStore};
 use crate::store::{FileStore, Store, Stored};
 use crate::tls::{NODE_PREFIX, ServiceCertificates, USER_PREFIX};
 
@@ -110,9 +110,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 type Opened = (Box<dyn Store>, Stored, Option<Arc<Connection>>);
 
 fn open_store(options: &Options) -> anyhow::Result<Opened> {
-    let timeout = Duration::from_secs_f64(options.store_timeout);
     if let Some(url) = &options.store {
-        let mut store = ZooKeeperStore::open(url.clone(), timeout)?;
+        let settings = options.zookeeper_settings().map_err(anyhow::Error::msg)?;
+        let mut store = ZooKeeperStore::open(url.clone(), settings)?;
         let stored = store.load()?;
         log_loaded(&stored, &url.to_string());
         let connection = store.connection().clone();
@@ -137,9 +137,9 @@ fn log_loaded(stored: &Stored, place: &str) {
 pub fn migrate(
     from: &migrate::Location,
     to: &migrate::Location,
-    timeout: Duration,
+    settings: &Settings,
 ) -> anyhow::Result<()> {
-    let stored = migrate::migrate(from, to, timeout)?;
+    let stored = migrate::migrate(from, to, settings)?;
     let mut stdout = std::io::stdout();
     writeln!(
         stdout,

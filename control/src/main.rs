@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let options = Options::parse();
     if let Some(Command::Migrate { from, to }) = &options.command {
-        let timeout = std::time::Duration::from_secs_f64(options.store_timeout);
-        return exit_code(flocker_control::migrate(from, to, timeout));
+        let settings = options.zookeeper_settings().map_err(anyhow::Error::msg);
+        return exit_code(settings.and_then(|s| flocker_control::migrate(from, to, &s)));
     }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -8,12 +8,11 @@
 //! start, and the copy refuses to run beside one).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::store::flocker_import::{self, FLOCKER_CONFIGURATION};
-use crate::store::zookeeper::{StoreUrl, ZooKeeperStore};
+use crate::store::zookeeper::{Settings, StoreUrl, ZooKeeperStore};
 use crate::store::{FileStore, Store, Stored};
 
 /// Where a configuration is kept, as `migrate` names it.
@@ -37,10 +36,12 @@ impl Location {
 }
 
 /// Copies `from` into the empty `to`; returns what was copied.
-pub fn migrate(from: &Location, to: &Location, timeout: Duration) -> anyhow::Result<Stored> {
-    let stored = read(from, timeout).with_context(|| format!("cannot read {}", describe(from)))?;
+pub fn migrate(from: &Location, to: &Location, settings: &Settings) -> anyhow::Result<Stored> {
+    let stored = read(from, settings).with_context(|| format!("cannot read {}", describe(from)))?;
     match to {
-        Location::ZooKeeper(url) => ZooKeeperStore::open(url.clone(), timeout)?.fill(&stored)?,
+        Location::ZooKeeper(url) => {
+            ZooKeeperStore::open(url.clone(), settings.clone())?.fill(&stored)?;
+        }
         Location::Journal(directory) => FileStore::open(directory)?.fill(&stored)?,
         Location::FlockerFile(path) => {
             bail!("{} is a file: migrate writes only into a store", path.display())
@@ -49,9 +50,11 @@ pub fn migrate(from: &Location, to: &Location, timeout: Duration) -> anyhow::Res
     Ok(stored)
 }
 
-fn read(from: &Location, timeout: Duration) -> anyhow::Result<Stored> {
+fn read(from: &Location, settings: &Settings) -> anyhow::Result<Stored> {
     match from {
-        Location::ZooKeeper(url) => Ok(ZooKeeperStore::open(url.clone(), timeout)?.load()?),
+        Location::ZooKeeper(url) => {
+            Ok(ZooKeeperStore::open(url.clone(), settings.clone())?.load()?)
+        }
         Location::FlockerFile(path) => flocker_file(path),
         Location::Journal(directory) if holds_only_flocker_file(directory) => {
             flocker_file(&directory.join(FLOCKER_CONFIGURATION))

@@ -7,7 +7,7 @@ use clap::Parser;
 
 use crate::limits::Limits;
 use crate::migrate::Location;
-use crate::store::zookeeper::StoreUrl;
+use crate::store::zookeeper::{Credentials, Settings, StoreUrl};
 
 /// The Flocker-compatible control service: the v1 REST API for clients, the agent API for
 /// `flocker-dataset-agent`, and the cluster's desired configuration, stored crash-safely.
@@ -31,6 +31,11 @@ pub struct Options {
     /// view meanwhile.
     #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
     pub store_timeout: f64,
+
+    /// A file (mode 600) holding `user:password`: the control services authenticate to
+    /// ZooKeeper with it, and the configuration's znodes are theirs alone.
+    #[arg(long)]
+    pub store_credentials: Option<PathBuf>,
 
     /// The REST API's endpoint: `4523`, `tcp:4523`, `tcp:4523:interface=ADDR` or `ADDR:PORT`.
     #[arg(long, default_value = "4523", value_parser = parse_endpoint)]
@@ -114,6 +119,15 @@ pub enum Command {
 }
 
 impl Options {
+    /// How to reach ZooKeeper, for `--store` and `migrate`.
+    pub fn zookeeper_settings(&self) -> Result<Settings, String> {
+        let credentials = self.store_credentials.as_deref().map(Credentials::read).transpose()?;
+        Ok(Settings {
+            timeout: std::time::Duration::from_secs_f64(self.store_timeout),
+            credentials,
+        })
+    }
+
     /// The bounds the flags set.
     pub fn limits(&self) -> Limits {
         Limits {

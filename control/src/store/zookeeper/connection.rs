@@ -13,8 +13,18 @@ use std::time::Duration;
 
 use zookeeper_client as zk;
 
+use super::access::{Access, Credentials};
 use super::url::StoreUrl;
 use crate::store::{StoreError, ViewHealth};
+
+/// How to reach the ensemble.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The longest any one call waits.
+    pub timeout: Duration,
+    /// Authenticate, and make every znode ours alone (see `access`).
+    pub credentials: Option<Credentials>,
+}
 
 /// How long a session survives without reaching the ensemble: long enough for one server to
 /// restart, short enough that a dead service's agents show as gone from other services soon.
@@ -27,6 +37,7 @@ pub struct Connection {
     client: Mutex<zk::Client>,
     /// Counts sessions: 1 for the first.
     session: AtomicU64,
+    settings: Settings,
     /// The longest any one call waits.
     timeout: Duration,
     pub health: Arc<ViewHealth>,
@@ -45,19 +56,28 @@ pub enum Failure {
 
 impl Connection {
     /// Connects (waiting at most `timeout`) and makes the root znode if it is missing.
-    pub fn open(url: StoreUrl, timeout: Duration) -> Result<Arc<Self>, StoreError> {
+    pub fn open(url: StoreUrl, settings: Settings) -> Result<Arc<Self>, StoreError> {
+        let timeout = settings.timeout;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("zookeeper")
             .enable_all()
             .build()
             .map_err(|e| unavailable(&url, format!("cannot start its runtime: {e}")))?;
-        let client = runtime.block_on(connect(&url, timeout))?;
+        let client = runtime.block_on(connect(&url, &settings))?;
+        if settings.credentials.is_none() {
+            log::warn!(
+                "the configuration in {url} is open to anything that reaches ZooKeeper (Mesos \
+                 tasks can): give --store-credentials to make it this cluster's control \
+                 services' alone"
+            );
+        }
         let connection = Arc::new(Self {
             runtime: Some(runtime),
             url,
             client: Mutex::new(client),
             session: AtomicU64::new(1),
+            settings,
             timeout,
             health: Arc::new(ViewHealth::default()),
         });
@@ -66,6 +86,11 @@ impl Connection {
 
     fn runtime(&self) -> &tokio::runtime::Runtime {
         self.runtime.as_ref().expect("the runtime lives as long as the connection")
+    }
+
+    /// The ACL of every znode this store makes.
+    pub fn access(&self) -> Access {
+        access_of(&self.settings)
     }
 
     pub fn url(&self) -> &StoreUrl {
@@ -88,8 +113,10 @@ impl Connection {
         F: Future<Output = Result<T, zk::Error>>,
     {
         let client = self.connected()?;
-        let outcome =
-            self.runtime().block_on(tokio::time::timeout(self.timeout, operation(client)));
+        // The deadline is made inside the runtime: it needs that runtime's timer.
+        let outcome = self
+            .runtime()
+            .block_on(async { tokio::time::timeout(self.timeout, operation(client)).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(error)),
@@ -111,7 +138,10 @@ impl Connection {
             zk::SessionState::Disconnected | zk::SessionState::ConnectedReadOnly => {
                 self.runtime().block_on(self.reconnected(client))
             }
-            _ => self.renew(),
+            state => {
+                log::info!("the ZooKeeper session is {state:?}; making a new one");
+                self.renew()
+            }
         }
     }
 
@@ -142,7 +172,7 @@ impl Connection {
 
     /// A new session in place of one that expired or closed.
     async fn runtime_renew(&self) -> Result<zk::Client, Failure> {
-        let client = connect(&self.url, self.timeout)
+        let client = connect(&self.url, &self.settings)
             .await
             .map_err(|e| Failure::Unreachable(e.to_string()))?;
         let mut current = self.lock();
@@ -191,21 +221,37 @@ impl Drop for Connection {
 }
 
 /// A session on the ensemble, rooted at the URL's path (made if missing).
-async fn connect(url: &StoreUrl, timeout: Duration) -> Result<zk::Client, StoreError> {
-    let connecting = zk::Client::connector()
+async fn connect(url: &StoreUrl, settings: &Settings) -> Result<zk::Client, StoreError> {
+    let timeout = settings.timeout;
+    let mut connector = zk::Client::connector()
         .with_session_timeout(SESSION_TIMEOUT)
-        .with_connection_timeout(timeout.min(SESSION_TIMEOUT))
-        .connect(&url.servers);
+        .with_connection_timeout(timeout.min(SESSION_TIMEOUT));
+    if let Some(credentials) = &settings.credentials {
+        connector = connector.with_auth("digest", credentials.as_bytes());
+    }
+    let connecting = connector.connect(&url.servers);
     let client = tokio::time::timeout(timeout, connecting)
         .await
         .map_err(|_| unavailable(url, format!("no server answered in {timeout:?}")))?
         .map_err(|e| unavailable(url, e.to_string()))?;
-    let options = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let options = access_of(settings).options(zk::CreateMode::Persistent);
     tokio::time::timeout(timeout, client.mkdir(&url.root, &options))
         .await
         .map_err(|_| unavailable(url, format!("cannot make {} in {timeout:?}", url.root)))?
         .map_err(|e| unavailable(url, format!("cannot make {}: {e}", url.root)))?;
-    client.chroot(url.root.clone()).map_err(|_| unavailable(url, "a bad root path".into()))
+    let client =
+        client.chroot(url.root.clone()).map_err(|_| unavailable(url, "a bad root path".into()))?;
+    // A new session may land on a server behind the one the last session used: let it catch
+    // up with the leader before this service reads anything through it.
+    tokio::time::timeout(timeout, client.sync("/"))
+        .await
+        .map_err(|_| unavailable(url, format!("no sync in {timeout:?}")))?
+        .map_err(|e| unavailable(url, format!("cannot sync: {e}")))?;
+    Ok(client)
+}
+
+fn access_of(settings: &Settings) -> Access {
+    if settings.credentials.is_some() { Access::Creator } else { Access::Open }
 }
 
 fn classify(error: zk::Error) -> Failure {

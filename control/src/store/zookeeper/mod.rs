@@ -11,6 +11,7 @@
 //! `snapshot` to it, and deletes the changes before the previous snapshot: a service that was
 //! away for longer reloads from the snapshot.
 
+mod access;
 mod connection;
 pub mod layout;
 pub mod nodes;
@@ -19,11 +20,12 @@ mod url;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use zookeeper_client as zk;
 
-pub use connection::{Connection, Failure};
+use access::Access;
+pub use access::Credentials;
+pub use connection::{Connection, Failure, Settings};
 use layout::{ChangeRecord, Head, Identity, SnapshotPointer};
 pub use url::StoreUrl;
 
@@ -48,9 +50,9 @@ pub struct ZooKeeperStore {
 }
 
 impl ZooKeeperStore {
-    /// Connects; `timeout` bounds every call to ZooKeeper.
-    pub fn open(url: StoreUrl, timeout: Duration) -> Result<Self, StoreError> {
-        Ok(Self::over(Connection::open(url, timeout)?))
+    /// Connects; the settings' timeout bounds every call to ZooKeeper.
+    pub fn open(url: StoreUrl, settings: Settings) -> Result<Self, StoreError> {
+        Ok(Self::over(Connection::open(url, settings)?))
     }
 
     pub fn over(connection: Arc<Connection>) -> Self {
@@ -141,8 +143,9 @@ impl ZooKeeperStore {
         let (pointer, chunks) = layout::chunk(&Configuration::default(), 0);
         let pointer_bytes = layout::encode(&pointer).map_err(|e| self.refused(e))?;
         let head = layout::encode(&Head { generation: 0 }).map_err(|e| self.refused(e))?;
+        let access = self.connection.access();
         let made = self.connection.call(|client| async move {
-            let options = persistent();
+            let options = access.options(zk::CreateMode::Persistent);
             let mut writer = client.new_multi_writer();
             writer.add_create(layout::IDENTITY, &identity_bytes, &options)?;
             writer.add_create(layout::HEAD, &head, &options)?;
@@ -277,7 +280,9 @@ impl ZooKeeperStore {
         generation: u64,
     ) -> Result<(), StoreError> {
         let (pointer, chunks) = layout::chunk(configuration, generation);
-        let written = self.connection.call(|client| write_snapshot(client, pointer, chunks));
+        let access = self.connection.access();
+        let written =
+            self.connection.call(|client| write_snapshot(client, access, pointer, chunks));
         written.map_err(|f| self.write_failure(f))?;
         self.snapshot_generation = generation;
         Ok(())
@@ -315,9 +320,10 @@ impl ZooKeeperStore {
         let connection = self.connection.clone();
         let compacting = self.compacting.clone();
         self.snapshot_generation = generation;
+        let access = connection.access();
         std::thread::spawn(move || {
             let outcome = connection.call(|client| async move {
-                match write_snapshot(client.clone(), pointer, chunks).await? {
+                match write_snapshot(client.clone(), access, pointer, chunks).await? {
                     Some(previous) => forget_before(&client, previous).await,
                     None => Ok(()),
                 }
@@ -351,10 +357,11 @@ impl Store for ZooKeeperStore {
         let head = layout::encode(&Head { generation }).map_err(|e| self.refused(e))?;
         let record =
             layout::encode(&ChangeRecord { generation, change }).map_err(|e| self.refused(e))?;
+        let options = self.connection.access().options(zk::CreateMode::Persistent);
         let committed = self.connection.call(|client| async move {
             let mut writer = client.new_multi_writer();
             writer.add_set_data(layout::HEAD, &head, Some(version))?;
-            writer.add_create(&layout::change_path(generation), &record, &persistent())?;
+            writer.add_create(&layout::change_path(generation), &record, &options)?;
             match writer.commit().await {
                 Ok(results) => Ok(Some(results)),
                 Err(zk::MultiWriteError::OperationFailed {
@@ -423,10 +430,6 @@ impl Store for ZooKeeperStore {
     }
 }
 
-fn persistent() -> zk::CreateOptions<'static> {
-    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
-}
-
 fn identity_bytes_of(identity: &Identity) -> Vec<u8> {
     serde_json::to_vec(identity).unwrap_or_default()
 }
@@ -435,10 +438,11 @@ fn identity_bytes_of(identity: &Identity) -> Vec<u8> {
 /// Returns the generation of the snapshot it replaced, if it replaced one.
 async fn write_snapshot(
     client: zk::Client,
+    access: Access,
     pointer: SnapshotPointer,
     chunks: Vec<Vec<u8>>,
 ) -> Result<Option<u64>, zk::Error> {
-    let options = persistent();
+    let options = access.options(zk::CreateMode::Persistent);
     let directory = layout::snapshot_directory(pointer.generation);
     match client.create(&directory, &[], &options).await {
         Ok(_) => {}

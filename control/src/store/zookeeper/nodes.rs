@@ -60,9 +60,10 @@ impl SharedNodes {
         }
         let path = layout::node_path(&node.to_string());
         let ours = self.connection.session_id();
+        let ephemeral = self.connection.access().options(zk::CreateMode::Ephemeral);
         let written = self.connection.call(|client| {
             let bytes = bytes.clone();
-            async move { put_ephemeral(&client, &path, &bytes, ours).await }
+            async move { put_ephemeral(&client, &path, &bytes, ours, &ephemeral).await }
         });
         match written {
             Ok(()) => {
@@ -126,8 +127,8 @@ async fn put_ephemeral(
     path: &str,
     bytes: &[u8],
     ours: i64,
+    ephemeral: &zk::CreateOptions<'_>,
 ) -> Result<(), zk::Error> {
-    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     for _ in 0..3 {
         let outcome = match client.check_stat(path).await? {
             Some(stat) if stat.ephemeral_owner == ours => {
@@ -136,10 +137,10 @@ async fn put_ephemeral(
             Some(stat) => {
                 let mut writer = client.new_multi_writer();
                 writer.add_delete(path, Some(stat.version))?;
-                writer.add_create(path, bytes, &ephemeral)?;
+                writer.add_create(path, bytes, ephemeral)?;
                 writer.commit().await.map(drop).map_err(zk::Error::from)
             }
-            None => client.create(path, bytes, &ephemeral).await.map(drop),
+            None => client.create(path, bytes, ephemeral).await.map(drop),
         };
         match outcome {
             // Someone else changed it between the look and the write: look again.
