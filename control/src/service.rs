@@ -263,10 +263,14 @@ impl ControlService {
 
     /// Drops expired leases and nodes that went quiet; called about once a second.
     pub fn sweep(&self) {
-        let expiry = self
-            .write_unconfirmed(|configuration, _| Ok(((), configuration.plan_expiry(unix_now()))));
-        if let Err(e) = expiry {
-            log::error!("could not store the expiry of leases: {e}");
+        // While a shared store cannot be reached, expiry waits for it (writes would only fail).
+        if self.view_age().is_none() {
+            let expiry = self.write_unconfirmed(|configuration, _| {
+                Ok(((), configuration.plan_expiry(unix_now())))
+            });
+            if let Err(e) = expiry {
+                log::error!("could not store the expiry of leases: {e}");
+            }
         }
         let gone = self.lock_actual().cluster.sweep(Instant::now());
         if let Some(sharing) = &self.sharing {

@@ -29,6 +29,9 @@ pub struct Settings {
 /// How long a session survives without reaching the ensemble: long enough for one server to
 /// restart, short enough that a dead service's agents show as gone from other services soon.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest a read waits: a healthy ensemble answers in milliseconds, and a read that cannot
+/// be confirmed is answered from the last view.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Connection {
     /// Always `Some` until dropped.
@@ -107,20 +110,52 @@ impl Connection {
         self.lock().session_id().0
     }
 
-    /// Runs `operation` on a connected session, at most `timeout`.
+    /// Runs `operation` on a connected session, at most `timeout`; waits that long for a
+    /// session that lost its server to find another. For changes.
     pub fn call<T, F>(&self, operation: impl FnOnce(zk::Client) -> F) -> Result<T, Failure>
     where
         F: Future<Output = Result<T, zk::Error>>,
     {
         let client = self.connected()?;
+        self.run(self.timeout, operation(client))
+    }
+
+    /// Runs a read at once, or fails at once while the session has no server: a read
+    /// answers from the last view rather than wait (see `crate::service`).
+    pub fn read<T, F>(&self, operation: impl FnOnce(zk::Client) -> F) -> Result<T, Failure>
+    where
+        F: Future<Output = Result<T, zk::Error>>,
+    {
+        let client = self.lock().clone();
+        match client.state() {
+            zk::SessionState::SyncConnected => {
+                self.run(self.timeout.min(READ_TIMEOUT), operation(client))
+            }
+            zk::SessionState::Disconnected | zk::SessionState::ConnectedReadOnly => {
+                Err(Failure::Unreachable(format!(
+                    "no ZooKeeper server of {} answers",
+                    self.url.servers
+                )))
+            }
+            _ => {
+                let client = self.connected()?;
+                self.run(self.timeout.min(READ_TIMEOUT), operation(client))
+            }
+        }
+    }
+
+    fn run<T>(
+        &self,
+        deadline: Duration,
+        operation: impl Future<Output = Result<T, zk::Error>>,
+    ) -> Result<T, Failure> {
         // The deadline is made inside the runtime: it needs that runtime's timer.
-        let outcome = self
-            .runtime()
-            .block_on(async { tokio::time::timeout(self.timeout, operation(client)).await });
+        let outcome =
+            self.runtime().block_on(async { tokio::time::timeout(deadline, operation).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(error)),
-            Err(_) => Err(Failure::Unanswered(format!("no answer in {:?}", self.timeout))),
+            Err(_) => Err(Failure::Unanswered(format!("no answer in {deadline:?}"))),
         }
     }
 
@@ -147,6 +182,9 @@ impl Connection {
 
     async fn reconnected(&self, client: zk::Client) -> Result<zk::Client, Failure> {
         let mut states = client.state_watcher();
+        if states.state() == zk::SessionState::SyncConnected {
+            return Ok(client); // it came back before the watcher was made
+        }
         let wait = async {
             loop {
                 match states.changed().await {
