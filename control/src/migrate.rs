@@ -60,8 +60,8 @@ fn read(from: &Location, settings: &Settings) -> anyhow::Result<Stored> {
             flocker_file(&directory.join(FLOCKER_CONFIGURATION))
         }
         Location::Journal(directory) => {
-            if !directory.is_dir() {
-                bail!("{} does not exist", directory.display());
+            if !holds_store(directory) {
+                bail!("{} holds no store of flocker-control", directory.display());
             }
             Ok(FileStore::open(directory)?.load()?)
         }
@@ -75,9 +75,13 @@ fn flocker_file(path: &Path) -> anyhow::Result<Stored> {
 
 /// A directory of Flocker 1.x, not yet opened by a flocker-control of ours.
 fn holds_only_flocker_file(directory: &Path) -> bool {
-    directory.join(FLOCKER_CONFIGURATION).is_file()
-        && !directory.join("configuration.snapshot").exists()
-        && !directory.join("configuration.journal").exists()
+    directory.join(FLOCKER_CONFIGURATION).is_file() && !holds_store(directory)
+}
+
+/// Whether a directory holds our store (reading it must never make one).
+fn holds_store(directory: &Path) -> bool {
+    directory.join("configuration.snapshot").exists()
+        || directory.join("configuration.journal").exists()
 }
 
 pub fn describe(location: &Location) -> String {

@@ -29,12 +29,12 @@ pub struct Options {
 
     /// Seconds a write waits for ZooKeeper before it fails (503); reads answer from the last
     /// view meanwhile.
-    #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+    #[arg(long, global = true, default_value_t = 5.0, value_parser = parse_seconds)]
     pub store_timeout: f64,
 
     /// A file (mode 600) holding `user:password`: the control services authenticate to
     /// ZooKeeper with it, and the configuration's znodes are theirs alone.
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub store_credentials: Option<PathBuf>,
 
     /// The REST API's endpoint: `4523`, `tcp:4523`, `tcp:4523:interface=ADDR` or `ADDR:PORT`.
