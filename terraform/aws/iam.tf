@@ -2,8 +2,10 @@
 # its own SSM parameters, <secret_prefix>/<node name>/*, and decrypt them with the cluster's KMS
 # key only when SSM asks on its behalf for one of those same parameters (kms:ViaService and the
 # PARAMETER_ARN encryption context SSM sets). Nothing else: no wildcard beyond the node's own
-# parameter path. Each master reads the control service's key from a parameter of its own (the
-# same key in each: every master serves the control service with one certificate).
+# parameter path. Each master reads the control service's key and its ZooKeeper credentials from
+# parameters of its own (the same values in each: every master serves the control service with
+# one certificate, and every flocker-control authenticates to ZooKeeper as the same user); no
+# agent's role can read either.
 
 data "aws_iam_policy_document" "ec2_assume" {
   statement {

@@ -121,7 +121,8 @@ resource "aws_instance" "node" {
   key_name                    = var.ssh_key_name
 
   # The plan's cloud-init: it writes the public certificates and configuration, downloads and
-  # checks the release, fetches this node's keys from SSM, and starts the units. No secret in it.
+  # checks the release, fetches this node's keys (and on masters the ZooKeeper credentials) from
+  # SSM, and starts the units. No secret in it.
   user_data                   = each.value.user_data
   user_data_replace_on_change = false
 

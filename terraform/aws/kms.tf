@@ -1,5 +1,6 @@
 # The cluster's customer-managed KMS key, rotated yearly. It encrypts:
-#   - the SSM SecureString parameters holding the private keys (secrets.tf);
+#   - the SSM SecureString parameters holding the private keys and the control services'
+#     ZooKeeper credentials (secrets.tf);
 #   - the EFS file system holding the volumes (storage.tf);
 #   - the nodes' root volumes (instances.tf);
 #   - the VPC flow-log group (network.tf).

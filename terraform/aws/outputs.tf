@@ -28,15 +28,16 @@ output "zookeeper_url" {
 }
 
 output "control_service" {
-  description = "The control service, on every master: public hosts (the masters' Elastic IPs, reachable from admin_cidr) and private hosts, in master order, its ports, its store and, for the ZooKeeper store, its --store URL. Clients are given every host and fail over between them."
+  description = "The control service, on every master: public hosts (the masters' Elastic IPs, reachable from admin_cidr) and private hosts, in master order, its ports, its store and, for the ZooKeeper store, its --store URL and its --store-credentials file on the masters (user flocker; the password is in SSM, /flocker/<cluster_name>/master-N/zookeeper.secret). Clients are given every host and fail over between them."
   value = {
-    public_hosts  = local.control_hosts
-    private_hosts = module.plan.control_service.hosts
-    rest_port     = module.plan.control_service.rest_port
-    agent_port    = module.plan.control_service.agent_port
-    store         = module.plan.control_service.store
-    store_url     = module.plan.control_service_store_url
-    urls          = [for host in local.control_hosts : "https://${host}:${var.ports.control_rest}"]
+    public_hosts      = local.control_hosts
+    private_hosts     = module.plan.control_service.hosts
+    rest_port         = module.plan.control_service.rest_port
+    agent_port        = module.plan.control_service.agent_port
+    store             = module.plan.control_service.store
+    store_url         = module.plan.control_service_store_url
+    store_credentials = module.plan.control_service_store_credentials
+    urls              = [for host in local.control_hosts : "https://${host}:${var.ports.control_rest}"]
   }
 }
 

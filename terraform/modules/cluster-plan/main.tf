@@ -109,9 +109,18 @@ locals {
   control_public_hosts = [for h in coalescelist(var.control_service_public_hosts, local.control_hosts) : h]
   control_store_url    = var.control_service_store == "zookeeper" ? "zk://${local.zookeeper_hosts}/flocker" : null
   control_data_path    = var.control_service_store == "journal" ? "/var/lib/flocker" : null
+  # With the ZooKeeper store, every instance authenticates to ZooKeeper with the same
+  # user:password (digest scheme) from this file, and makes every znode of the store
+  # creator-only: Mesos tasks reach port 2181 but can neither read nor change the configuration.
+  # The file is a secret like the keys: fetched at boot into /etc/flocker, mode 0600, on masters
+  # only (agents, where tasks run, never get it).
+  control_store_credentials = local.control_store_url != null ? "${local.certs_dir}/zookeeper.secret" : null
   control_flags = concat(
     ["--port", tostring(var.ports.control_rest), "--agent-port", tostring(var.ports.control_agent)],
-    local.control_store_url != null ? ["--store", local.control_store_url] : ["--data-path", local.control_data_path],
+    local.control_store_url != null ? [
+      "--store", local.control_store_url,
+      "--store-credentials", local.control_store_credentials,
+    ] : ["--data-path", local.control_data_path],
   )
   # The certificate's names: "control-service" (what the project's clients verify), then every
   # master's private address, the public hosts and the extra names (what other clients dial).
@@ -335,9 +344,14 @@ locals {
       private_ip = m.private_ip
       node_uuid  = null
       files      = local.master_files[m.name]
-      secrets = {
-        "${local.certs_dir}/control-service.key" = "${local.secret_prefix}/${m.name}/control-service.key"
-      }
+      # The control service's key and, with the ZooKeeper store, its credentials: the same
+      # values on every master, each master reading them from secrets of its own.
+      secrets = merge(
+        { "${local.certs_dir}/control-service.key" = "${local.secret_prefix}/${m.name}/control-service.key" },
+        local.control_store_credentials == null ? {} : {
+          (local.control_store_credentials) = "${local.secret_prefix}/${m.name}/${basename(local.control_store_credentials)}"
+        },
+      )
       release_checks = [for k in ["flocker-control", "flockerctl", "control-unit"] : local.release_path[k]]
       release_units  = [local.release_path["control-unit"]]
       start_units    = [local.unit_names.zookeeper, local.unit_names.control, local.unit_names.mesos_master, local.unit_names.marathon]

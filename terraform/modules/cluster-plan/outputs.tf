@@ -44,8 +44,13 @@ output "control_service_store_url" {
 }
 
 output "control_service_flags" {
-  description = "flocker-control's flags on every master (FLOCKER_CONTROL_ARGS in /etc/default/flocker-control): ports, then --store (or --data-path for the journal)."
+  description = "flocker-control's flags on every master (FLOCKER_CONTROL_ARGS in /etc/default/flocker-control): ports, then --store and --store-credentials (or --data-path for the journal)."
   value       = local.control_flags
+}
+
+output "control_service_store_credentials" {
+  description = "flocker-control's --store-credentials on every master: the file (/etc/flocker/zookeeper.secret) each master fetches at boot from its secret <secret_prefix>/<master>/zookeeper.secret, which must hold one line user:password, the same for every master; null with the journal store."
+  value       = local.control_store_credentials
 }
 
 output "control_service_certificate_sans" {

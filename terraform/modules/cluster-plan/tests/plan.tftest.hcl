@@ -106,14 +106,57 @@ run "three_masters_three_agents" {
     error_message = "The store is every master's ZooKeeper, port 2181, node /flocker: ${jsonencode(output.control_service_store_url)}."
   }
   assert {
-    condition     = output.control_service_flags == ["--port", "4523", "--agent-port", "4524", "--store", "zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker"]
+    condition = output.control_service_flags == [
+      "--port", "4523", "--agent-port", "4524",
+      "--store", "zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker",
+      "--store-credentials", "/etc/flocker/zookeeper.secret",
+    ]
     error_message = "Wrong flocker-control flags: ${jsonencode(output.control_service_flags)}."
   }
   assert {
     condition = alltrue([for m in ["master-1", "master-2", "master-3"] : [for f in yamldecode(output.nodes[m].user_data).write_files : f.content if f.path == "/etc/default/flocker-control"] == [
-      "# flocker-control's ports and store (flocker-control.service reads them).\nFLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker\"\n",
+      "# flocker-control's ports and store (flocker-control.service reads them).\nFLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181,10.20.1.11:2181,10.20.1.12:2181/flocker --store-credentials /etc/flocker/zookeeper.secret\"\n",
     ]])
-    error_message = "Every master's /etc/default/flocker-control gives the same ports and store."
+    error_message = "Every master's /etc/default/flocker-control gives the same ports, store and store credentials."
+  }
+
+  # The store's credentials: a secret of every master (the same value in each master's own
+  # parameter), fetched at boot into a root-only file before flocker-control starts; agents,
+  # where Mesos tasks run, never see it.
+  assert {
+    condition     = output.control_service_store_credentials == "/etc/flocker/zookeeper.secret"
+    error_message = "With the ZooKeeper store, flocker-control reads its credentials from /etc/flocker/zookeeper.secret: ${jsonencode(output.control_service_store_credentials)}."
+  }
+  assert {
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] :
+      output.nodes[m].secrets["/etc/flocker/zookeeper.secret"] == "/flocker/prod/${m}/zookeeper.secret"
+    ])
+    error_message = "Every master fetches the ZooKeeper credentials from a secret under its own name."
+  }
+  assert {
+    # runcmd is one sh script, run in order: the step that fetches zookeeper.secret (retried,
+    # under umask 077, then chown root:root and chmod 0600) comes before the step that starts
+    # flocker-control.
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : alltrue([
+      for fetch in [[for i, step in yamldecode(output.nodes[m].user_data).runcmd : { index = i, step = step } if strcontains(step, "fetch_secret '/flocker/prod/${m}/zookeeper.secret' '/etc/flocker/zookeeper.secret'\n")]] :
+      length(fetch) == 1
+      && strcontains(fetch[0].step, "(umask 077 && ${var.secret_fetch_command} \"$1\" > \"$2.part\") && test -s \"$2.part\"; then\n")
+      && strcontains(fetch[0].step, "mv -f \"$2.part\" \"$2\" && chown root:root \"$2\" && chmod 0600 \"$2\" && return 0\n")
+      && fetch[0].index < one([for i, step in yamldecode(output.nodes[m].user_data).runcmd : i if strcontains(step, "systemctl enable --now flocker-control.service\n")])
+    ])])
+    error_message = "Each master must fetch /etc/flocker/zookeeper.secret (root's, mode 0600, made under umask 077) in a step before the one that starts flocker-control."
+  }
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] :
+      !contains(keys(output.nodes[a].secrets), "/etc/flocker/zookeeper.secret")
+      && !strcontains(output.nodes[a].user_data, "zookeeper.secret")
+      && !strcontains(output.nodes[a].user_data, "--store-credentials")
+    ])
+    error_message = "Agents (where Mesos tasks run) must not get the ZooKeeper credentials, nor know where they are."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : !contains([for f in yamldecode(n.user_data).write_files : f.path], "/etc/flocker/zookeeper.secret")])
+    error_message = "The credentials are fetched at boot, never written from user data."
   }
   assert {
     condition     = output.control_service_certificate_sans == { dns_names = ["control-service"], ip_addresses = ["10.20.1.10", "10.20.1.11", "10.20.1.12"] }
@@ -265,8 +308,11 @@ run "three_masters_three_agents" {
     error_message = "User data must stay under AWS's 16 KiB."
   }
   assert {
-    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : output.nodes[m].secrets == { "/etc/flocker/control-service.key" = "/flocker/prod/${m}/control-service.key" }])
-    error_message = "Every master fetches control-service.key only, under its own name: ${jsonencode(output.nodes["master-1"].secrets)}"
+    condition = alltrue([for m in ["master-1", "master-2", "master-3"] : output.nodes[m].secrets == {
+      "/etc/flocker/control-service.key" = "/flocker/prod/${m}/control-service.key"
+      "/etc/flocker/zookeeper.secret"    = "/flocker/prod/${m}/zookeeper.secret"
+    }])
+    error_message = "Every master fetches control-service.key and zookeeper.secret only, under its own name: ${jsonencode(output.nodes["master-1"].secrets)}"
   }
   assert {
     condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : output.nodes[a].secrets == {
@@ -288,7 +334,7 @@ run "three_masters_three_agents" {
     error_message = "Each node must fetch exactly its own secrets, under umask 077, into 0600 files."
   }
   assert {
-    condition     = alltrue([for n in values(output.nodes) : alltrue([for s in values(n.secrets) : startswith(s, "/flocker/prod/")])]) && length(distinct(flatten([for n in values(output.nodes) : values(n.secrets)]))) == 9
+    condition     = alltrue([for n in values(output.nodes) : alltrue([for s in values(n.secrets) : startswith(s, "/flocker/prod/")])]) && length(distinct(flatten([for n in values(output.nodes) : values(n.secrets)]))) == 12
     error_message = "Secret names are <secret_prefix>/<node>/<file>, all different."
   }
 
@@ -415,8 +461,8 @@ run "one_master_one_agent" {
     error_message = "One master: the store is its own ZooKeeper: ${jsonencode(output.control_service_store_url)}."
   }
   assert {
-    condition     = strcontains(output.nodes["master-1"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181/flocker\"\n") && strcontains(output.nodes["master-1"].user_data, "systemctl enable --now flocker-control.service\n")
-    error_message = "The one master runs flocker-control on its ZooKeeper."
+    condition     = strcontains(output.nodes["master-1"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 4523 --agent-port 4524 --store zk://10.20.1.10:2181/flocker --store-credentials /etc/flocker/zookeeper.secret\"\n") && strcontains(output.nodes["master-1"].user_data, "systemctl enable --now flocker-control.service\n")
+    error_message = "The one master runs flocker-control on its ZooKeeper, with the store's credentials."
   }
   assert {
     condition     = output.control_service_certificate_sans == { dns_names = ["control-service"], ip_addresses = ["10.20.1.10"] }
@@ -461,6 +507,14 @@ run "one_master_journal" {
       && !strcontains(output.nodes["master-1"].user_data, "--store zk://10.")
     )
     error_message = "The master makes the journal's directory and runs flocker-control on it."
+  }
+  assert {
+    condition = (
+      output.control_service_store_credentials == null
+      && output.nodes["master-1"].secrets == { "/etc/flocker/control-service.key" = "/flocker/prod/master-1/control-service.key" }
+      && alltrue([for n in values(output.nodes) : !strcontains(n.user_data, "zookeeper.secret") && !strcontains(n.user_data, "--store-credentials")])
+    )
+    error_message = "The journal store needs no ZooKeeper credentials: no --store-credentials, no zookeeper.secret to fetch."
   }
   assert {
     condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] :
@@ -513,7 +567,7 @@ run "directory_backend" {
     error_message = "The dataset agent waits for the mount at shared_root_path; the root is made on it."
   }
   assert {
-    condition     = output.nodes["agent-3"].secrets["/etc/flocker/node.key"] == "/teams/storage/lab-7/agent-3/node.key" && output.nodes["master-2"].secrets["/etc/flocker/control-service.key"] == "/teams/storage/lab-7/master-2/control-service.key"
+    condition     = output.nodes["agent-3"].secrets["/etc/flocker/node.key"] == "/teams/storage/lab-7/agent-3/node.key" && output.nodes["master-2"].secrets["/etc/flocker/control-service.key"] == "/teams/storage/lab-7/master-2/control-service.key" && output.nodes["master-3"].secrets["/etc/flocker/zookeeper.secret"] == "/teams/storage/lab-7/master-3/zookeeper.secret"
     error_message = "Secret names follow secret_prefix."
   }
   assert {
@@ -590,7 +644,7 @@ run "custom_ports" {
     error_message = "ZooKeeper's client port follows ports."
   }
   assert {
-    condition     = strcontains(output.nodes["master-2"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 8443 --agent-port 8444 --store zk://172.31.64.10:2281,172.31.64.11:2281,172.31.64.12:2281/flocker\"") && strcontains(output.nodes["agent-2"].user_data, "FLOCKER_CONTROL_SERVICE=172.31.64.10,172.31.64.11,172.31.64.12\n      FLOCKER_CONTROL_PORT=8443\n")
+    condition     = strcontains(output.nodes["master-2"].user_data, "FLOCKER_CONTROL_ARGS=\"--port 8443 --agent-port 8444 --store zk://172.31.64.10:2281,172.31.64.11:2281,172.31.64.12:2281/flocker --store-credentials /etc/flocker/zookeeper.secret\"") && strcontains(output.nodes["agent-2"].user_data, "FLOCKER_CONTROL_SERVICE=172.31.64.10,172.31.64.11,172.31.64.12\n      FLOCKER_CONTROL_PORT=8443\n")
     error_message = "flocker-control and flocker-node-ready follow ports."
   }
   assert {
