@@ -3,6 +3,8 @@
 //! ```yaml
 //! version: 1
 //! control-service: {hostname: control.example.com, port: 4524}
+//!   # or the control service's instances (one per Mesos master), all on that port, tried in
+//!   # turn: hostname: [m1, m2, m3], or hostname: "m1,m2,m3" (at most 16)
 //! dataset:
 //!   backend: loopback            # or: directory
 //!   root_path: /var/lib/flocker/loopback   # where volumes live; share it between nodes to move them
@@ -21,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flocker_api::client::DEFAULT_AGENT_PORT;
+use flocker_api::client::{DEFAULT_AGENT_PORT, HostList};
 use flocker_api::{ClientConfig, Era};
 use serde::Deserialize;
 
@@ -30,6 +32,8 @@ use serde::Deserialize;
 pub struct AgentConfig {
     /// The file it was read from, for messages.
     pub path: PathBuf,
+    /// The control service's host, or its instances' hosts separated by commas, as
+    /// [`ClientConfig::host`] takes them.
     pub control_host: String,
     pub control_port: u16,
     pub backend: BackendConfig,
@@ -85,7 +89,8 @@ struct File {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ControlService {
-    hostname: String,
+    /// One host, or several (a YAML list, or separated by commas): checked as it is read.
+    hostname: HostList,
     #[serde(default = "default_port")]
     port: u16,
 }
@@ -137,9 +142,6 @@ impl AgentConfig {
         if file.logging.is_some() {
             log::info!("{}: 'logging' is Flocker's; set RUST_LOG instead", path.display());
         }
-        if file.control_service.hostname.trim().is_empty() {
-            return Err(invalid("control-service: hostname is empty".to_owned()));
-        }
         let dataset = file.dataset;
         if dataset.allocation_unit.is_some_and(|unit| unit != 1) {
             log::warn!("{}: allocation_unit is ignored; sizes are used exactly", path.display());
@@ -188,7 +190,7 @@ impl AgentConfig {
         }
         Ok(Self {
             path: path.to_owned(),
-            control_host: file.control_service.hostname,
+            control_host: file.control_service.hostname.joined(),
             control_port: file.control_service.port,
             backend,
             mount_root: dataset.mount_root,
@@ -290,6 +292,34 @@ mod tests {
         ));
         assert_eq!(config.era.unwrap().to_string(), "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
         assert_eq!(config.poll, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_control_service_may_be_several_instances_as_a_list_or_separated_by_commas() {
+        let with = |hostname: &str| {
+            parse(&format!(
+                "version: 1\ncontrol-service: {{hostname: {hostname}, port: 4524}}\n\
+                 dataset: {{backend: loopback}}\n"
+            ))
+        };
+        assert_eq!(with("[m1, m2, m3]").unwrap().control_host, "m1,m2,m3");
+        assert_eq!(with("\"m1, m2,m3\"").unwrap().control_host, "m1,m2,m3");
+        assert_eq!(with("['::1', '[fe80::2]']").unwrap().control_host, "::1,[fe80::2]");
+        let config = with("[m1, m2]").unwrap();
+        assert_eq!(config.client_config().host, "m1,m2");
+        assert_eq!(config.client_config().hosts().unwrap(), ["m1", "m2"]);
+        let many = vec!["m"; 17].join(", ");
+        for (hostname, words) in [
+            ("\"\"", "no control service host"),
+            ("[]", "no control service host"),
+            ("[m1, '']", "host 2 of 2 is empty"),
+            ("\"m1,,m3\"", "host 2 of 3 is empty"),
+            (&format!("[{many}]"), "17 hosts, more than 16"),
+        ] {
+            let message = with(hostname).unwrap_err().to_string();
+            assert!(message.contains("/etc/flocker/agent.yml"), "{message}");
+            assert!(message.contains(words), "{hostname}: {message}");
+        }
     }
 
     #[test]

@@ -94,6 +94,8 @@ struct Reported {
     problems: Vec<ReportedProblem>,
     /// [`Link::hellos`] when it was sent.
     hellos: u64,
+    /// The instance it reached: another may hold an older report of this node.
+    instance: String,
     at: Instant,
 }
 
@@ -200,7 +202,8 @@ impl Converger {
     }
 
     /// Sends the node's state and its refusals when they changed, when the control service may
-    /// have forgotten them (a new hello), or when the heartbeat is due.
+    /// have forgotten them (a new hello) or not have them (another instance answers now), or
+    /// when the heartbeat is due.
     fn report(
         &self,
         discovery: &Discovery,
@@ -214,6 +217,7 @@ impl Converger {
             last.datasets != datasets
                 || last.problems != problems
                 || last.hellos != self.link.hellos()
+                || last.instance != self.link.instance()
                 || last.at.elapsed() >= self.heartbeat
         });
         if !due {
@@ -223,8 +227,9 @@ impl Converger {
             StateReport { era: self.era, datasets: datasets.clone(), problems: problems.clone() };
         match self.link.report(&report) {
             Ok(()) => {
-                let hellos = self.link.hellos();
-                *reported = Some(Reported { datasets, problems, hellos, at: Instant::now() });
+                let (hellos, instance, at) =
+                    (self.link.hellos(), self.link.instance(), Instant::now());
+                *reported = Some(Reported { datasets, problems, hellos, instance, at });
             }
             // Refused outright (4xx): the service will not take this report until something
             // changes, so say so; a service that cannot be reached the poller already says.

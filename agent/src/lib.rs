@@ -41,12 +41,11 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
     };
     let backend = backend(&config.backend, &node.to_string())?;
     log::info!(
-        "node {node}, era {era}: {} backend in {}, mounting under {}, control service {}:{}",
+        "node {node}, era {era}: {} backend in {}, mounting under {}, control service {}",
         backend.name(),
         config.backend.root_path().display(),
         config.mount_root.display(),
-        config.control_host,
-        config.control_port
+        config.client_config().address(),
     );
     let hello = Hello {
         era,

@@ -1,5 +1,11 @@
 //! The agent's side of the agent API: hello, the configuration long-poll, state reports. A
 //! call answered 409 (the service restarted, or forgot this node) says hello again and retries.
+//!
+//! With several control-service instances the client moves on from one that does not answer
+//! (see `flocker_api::client`), the long-poll included: the service answers a poll by itself
+//! once its wait is over, so a poll that times out on our side (the wait and 30 s more) met an
+//! instance that hung or whose machine died, and the poll, a GET, goes on to the next instance.
+//! An instance that does not know the node answers 409, and the node says hello to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +39,11 @@ impl Link {
     /// How many hellos succeeded so far.
     pub fn hellos(&self) -> u64 {
         self.hellos.load(Ordering::SeqCst)
+    }
+
+    /// The control-service instance that answered last (`host:port`).
+    pub fn instance(&self) -> String {
+        self.client.current_address()
     }
 
     pub fn configuration(

@@ -152,6 +152,11 @@ impl AgentClient {
         Self { client }
     }
 
+    /// `host:port` of the control-service instance that answered last.
+    pub fn current_address(&self) -> String {
+        self.client.current_address()
+    }
+
     /// `POST /v1/agent/hello`.
     pub fn hello(&self, hello: &Hello) -> Result<Welcome, ClientError> {
         self.client.call_json("POST", HELLO_PATH, Some(hello), &[200], None)

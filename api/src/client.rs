@@ -5,19 +5,29 @@
 //! that name, while its other names depend on how the operator made it. It does this by asking
 //! for `https://control-service:<port>` and resolving that name to the configured host itself.
 //! Connections are pooled and kept alive; every call has a timeout.
+//!
+//! A control service may run as several instances sharing one configuration (one per Mesos
+//! master); a client given all their hosts moves on from one that does not answer to the next
+//! when that is safe ([`failover`] says when), and starts where the last call was answered.
+
+mod failover;
+mod hosts;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ureq::http::{self, Uri};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig, TlsProvider};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::{Connector, DefaultConnector, NextTimeout};
 use ureq::{Agent, Body};
 
+use self::failover::Verdict;
+pub use self::hosts::{HostList, HostListError, MAXIMUM_HOSTS, host_address, split_hosts};
 use crate::certificates::{self, CertificateError};
 use crate::ids::{DatasetId, Era, NodeUuid};
 use crate::types::{
@@ -51,9 +61,15 @@ pub enum TlsLibrary {
 }
 
 /// Where the control service is and which certificate to present to it.
+///
+/// Time: a call tries each host at most once, spending at most `connect_timeout` on each that
+/// cannot be reached, so it takes at most `hosts × connect_timeout + timeout` in all (with one
+/// host, `timeout`, as the connection is part of it).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The host name or IP address to dial.
+    /// The host name or IP address to dial; or the instances of one control service, separated
+    /// by commas (`10.0.0.1,10.0.0.2,master-3`; an IPv6 literal bare or in brackets), all on
+    /// `port` and with the same certificates: see [`split_hosts`].
     pub host: String,
     pub port: u16,
     /// The cluster CA, the only certificate the client trusts.
@@ -61,9 +77,9 @@ pub struct ClientConfig {
     /// The client's certificate (`user-*` for the REST API, `node-*` for the agent API).
     pub certificate: PathBuf,
     pub key: PathBuf,
-    /// The longest a call may take, connection included.
+    /// The longest a call may take on one host, connection included.
     pub timeout: Duration,
-    /// The longest a new connection may take to open.
+    /// The longest a new connection (TCP and TLS) may take to open, on each host tried.
     pub connect_timeout: Duration,
     pub tls: TlsLibrary,
 }
@@ -84,13 +100,15 @@ impl ClientConfig {
         }
     }
 
-    /// `host:port`, as dialled.
+    /// The hosts to dial, in order; an empty one is an error.
+    pub fn hosts(&self) -> Result<Vec<String>, HostListError> {
+        split_hosts(&self.host)
+    }
+
+    /// `host:port`, as dialled; with several hosts, each, separated by commas.
     pub fn address(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port) // an IPv6 literal
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        let each = self.host.split(',').map(|host| host_address(host.trim(), self.port));
+        each.collect::<Vec<_>>().join(",")
     }
 }
 
@@ -99,6 +117,8 @@ impl ClientConfig {
 pub enum ClientError {
     #[error(transparent)]
     Certificate(#[from] CertificateError),
+    #[error(transparent)]
+    Hosts(#[from] HostListError),
     #[error("{method} {path}: cannot talk to the control service at {address}")]
     Transport {
         method: String,
@@ -117,6 +137,34 @@ pub enum ClientError {
         #[source]
         source: serde_json::Error,
     },
+    /// With several hosts: no instance took the call. Each tried, and why; the last one's
+    /// error is the source. (With one host, that error comes as it is.)
+    #[error(
+        "{method} {path}: no control service instance took the call: {}",
+        each_attempt(attempts)
+    )]
+    Failover {
+        method: String,
+        path: String,
+        attempts: Vec<FailedAttempt>,
+        #[source]
+        last: Box<ClientError>,
+    },
+}
+
+/// One control-service instance a call tried in vain, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedAttempt {
+    /// `host:port`.
+    pub address: String,
+    /// In words: `connection refused`, `unavailable (503): …`.
+    pub reason: String,
+}
+
+fn each_attempt(attempts: &[FailedAttempt]) -> String {
+    let each: Vec<String> =
+        attempts.iter().map(|a| format!("{} ({})", a.address, a.reason)).collect();
+    each.join("; ")
 }
 
 /// Why a call never got an answer, in the terms an operator can act on.
@@ -141,15 +189,27 @@ pub enum TransportProblem {
 impl ClientError {
     /// Why the call never got an answer; `None` if it did, or never started.
     pub fn transport_problem(&self) -> Option<TransportProblem> {
-        let Self::Transport { source, .. } = self else { return None };
-        Some(classify(source.as_ref()))
+        match self {
+            Self::Transport { source, .. } => Some(classify(source.as_ref())),
+            Self::Failover { last, .. } => last.transport_problem(),
+            _ => None,
+        }
     }
 
     /// The HTTP status of an answer the server gave, if it gave one.
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Api { status, .. } | Self::Decode { status, .. } => Some(*status),
+            Self::Failover { last, .. } => last.status(),
             _ => None,
+        }
+    }
+
+    /// The instances a call tried in vain, when it had several.
+    pub fn failed_attempts(&self) -> &[FailedAttempt] {
+        match self {
+            Self::Failover { attempts, .. } => attempts,
+            _ => &[],
         }
     }
 }
@@ -184,35 +244,53 @@ pub enum LeaseOutcome {
     Renewed,
 }
 
-/// A blocking, pooled, mutual-TLS client. Cheap to clone; clones share the pool.
+/// A blocking, pooled, mutual-TLS client. Cheap to clone; clones share the pools and the
+/// current instance.
+///
+/// Given several hosts, it keeps a pool for each and starts every call on the one that
+/// answered last; one that does not answer is left for the next, in order, each tried at most
+/// once per call, as far as that is safe (see the `failover` module: an instance that could
+/// not be reached, or answered 503; a GET or HEAD also when the request was sent and no answer
+/// came). A server with a certificate of another cluster ends the call at once.
 #[derive(Debug, Clone)]
 pub struct Client {
-    agent: Agent,
+    instances: Arc<[Instance]>,
+    /// The index of the instance that answered last, where the next call starts.
+    current: Arc<AtomicUsize>,
     base: String,
+    timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// One instance of the control service: its address and its connection pool.
+#[derive(Debug)]
+struct Instance {
+    agent: Agent,
     address: String,
 }
 
 impl Client {
-    /// Loads the certificates and prepares the connection pool; connects on first use.
+    /// Loads the certificates and prepares the connection pools; connects on first use.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        let agent_config = Agent::config_builder()
-            .tls_config(tls_config(config)?)
-            .https_only(true)
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_global(Some(config.timeout))
-            .timeout_connect(Some(config.connect_timeout))
-            // Many calls at once (a crowd of prepares) should reuse connections, not handshake.
-            .max_idle_connections(64)
-            .max_idle_connections_per_host(64)
-            .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
-            .build();
-        let resolver = ControlServiceResolver { address: config.address() };
+        let hosts = config.hosts()?;
+        let tls = tls_config(config)?;
+        let instances = hosts.iter().map(|host| Instance::new(config, tls.clone(), host));
         Ok(Self {
-            agent: Agent::with_parts(agent_config, DefaultConnector::new(), resolver),
+            instances: instances.collect(),
+            current: Arc::default(),
             base: format!("https://{CONTROL_SERVICE_NAME}:{}", config.port),
-            address: config.address(),
+            timeout: config.timeout,
+            connect_timeout: config.connect_timeout,
         })
+    }
+
+    /// `host:port` of the instance the next call starts with: the one that answered last.
+    pub fn current_address(&self) -> String {
+        self.instances[self.current_index()].address.clone()
+    }
+
+    fn current_index(&self) -> usize {
+        self.current.load(Ordering::Relaxed) % self.instances.len()
     }
 
     /// `GET /v1/version`.
@@ -339,35 +417,8 @@ impl Client {
         body: Option<&[u8]>,
         timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
-        let transport = |source| ClientError::Transport {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            address: self.address.clone(),
-            source: Box::new(source),
-        };
-        let mut builder =
-            http::Request::builder().method(method).uri(format!("{}{path}", self.base));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if body.is_some() {
-            builder = builder.header("content-type", "application/json");
-        }
-        let request = builder
-            .body(body.unwrap_or_default().to_vec())
-            .map_err(|e| transport(ureq::Error::BadUri(format!("{method} {path}: {e}"))))?;
-        let response = match timeout {
-            None => self.agent.run(request),
-            Some(timeout) => {
-                let request = self.agent.configure_request(request).timeout_global(Some(timeout));
-                self.agent.run(request.build())
-            }
-        }
-        .map_err(transport)?;
-        let status = response.status().as_u16();
-        let (parts, body) = response.into_parts();
-        let body = read_body(body).map_err(transport)?;
-        Ok(RawResponse { status, headers: parts.headers, body })
+        let (outcome, failed) = self.exchange(method, path, headers, body, timeout);
+        outcome.map_err(|error| failed_over(method, path, failed, error))
     }
 
     /// Sends `body` as JSON; an answer with a status not in `expected` is an error carrying
@@ -393,11 +444,126 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<RawResponse, ClientError> {
         let bytes = body.map(|b| serde_json::to_vec(b).unwrap_or_default());
-        let response = self.send_with_timeout(method, path, headers, bytes.as_deref(), timeout)?;
-        if expected.contains(&response.status) {
-            Ok(response)
-        } else {
-            Err(api_error(method, path, &response))
+        let (outcome, failed) = self.exchange(method, path, headers, bytes.as_deref(), timeout);
+        match outcome {
+            Ok(response) if expected.contains(&response.status) => Ok(response),
+            Ok(response) => {
+                Err(failed_over(method, path, failed, api_error(method, path, &response)))
+            }
+            Err(error) => Err(failed_over(method, path, failed, error)),
+        }
+    }
+
+    /// Sends one request to each instance in turn, from the current one, until one answers or
+    /// going on would be unsafe; remembers the one that answered. The last outcome, and, if
+    /// that was a failure too and there are several hosts, every instance tried and why.
+    fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+        timeout: Option<Duration>,
+    ) -> (Result<RawResponse, ClientError>, Vec<FailedAttempt>) {
+        let request = match self.request(method, path, headers, body) {
+            Ok(request) => request,
+            Err(error) => {
+                let index = self.current_index();
+                return (Err(self.transport(index, method, path, error)), Vec::new());
+            }
+        };
+        let count = self.instances.len();
+        let first = self.current_index();
+        // Each unreachable host costs at most a connect timeout; the call as a whole is bounded.
+        let budget = timeout.unwrap_or(self.timeout);
+        let allowance = self.connect_timeout.saturating_mul(count as u32).saturating_add(budget);
+        let deadline = Instant::now().checked_add(allowance); // None: too far to matter
+        let mut failed = Vec::new();
+        let mut step = 0;
+        loop {
+            let index = (first + step) % count;
+            step += 1;
+            let left = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
+            // The agent's own timeout unless the call has one, or less time is left.
+            let timeout = (timeout.is_some() || left < budget).then(|| budget.min(left));
+            let (outcome, sent) =
+                failover::watching(|| self.attempt(index, method, path, request.clone(), timeout));
+            let address = self.instances[index].address.clone();
+            let others_left = step < count;
+            let reason = match failover::verdict(method, &outcome, sent, others_left) {
+                Verdict::Answered => {
+                    log::debug!("{method} {path}: answered by the control service at {address}");
+                    self.current.store(index, Ordering::Relaxed);
+                    return (outcome, Vec::new());
+                }
+                Verdict::TryNext { reason } if others_left && left_over(deadline) => {
+                    let next = &self.instances[(index + 1) % count].address;
+                    log::info!(
+                        "control service at {address} did not answer ({reason}); using {next}"
+                    );
+                    failed.push(FailedAttempt { address, reason });
+                    continue;
+                }
+                Verdict::TryNext { reason } if others_left => {
+                    format!("{reason}; no time was left to try the other hosts")
+                }
+                Verdict::TryNext { reason } | Verdict::Stop { reason } => reason,
+            };
+            failed.push(FailedAttempt { address, reason });
+            return (outcome, if count > 1 { failed } else { Vec::new() });
+        }
+    }
+
+    /// The request, ready for any instance.
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<http::Request<Vec<u8>>, ureq::Error> {
+        let mut builder =
+            http::Request::builder().method(method).uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        builder
+            .body(body.unwrap_or_default().to_vec())
+            .map_err(|e| ureq::Error::BadUri(format!("{method} {path}: {e}")))
+    }
+
+    /// One request to one instance, body read; `timeout` replaces the agent's.
+    fn attempt(
+        &self,
+        index: usize,
+        method: &str,
+        path: &str,
+        request: http::Request<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<RawResponse, ClientError> {
+        let agent = &self.instances[index].agent;
+        let response = match timeout {
+            None => agent.run(request),
+            Some(timeout) => {
+                agent.run(agent.configure_request(request).timeout_global(Some(timeout)).build())
+            }
+        }
+        .map_err(|error| self.transport(index, method, path, error))?;
+        let status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        let body = read_body(body).map_err(|error| self.transport(index, method, path, error))?;
+        Ok(RawResponse { status, headers: parts.headers, body })
+    }
+
+    fn transport(&self, index: usize, method: &str, path: &str, error: ureq::Error) -> ClientError {
+        ClientError::Transport {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            address: self.instances[index].address.clone(),
+            source: Box::new(error),
         }
     }
 
@@ -459,6 +625,25 @@ fn classify(error: &ureq::Error) -> TransportProblem {
     }
 }
 
+/// Whether some time is left before `deadline`.
+fn left_over(deadline: Option<Instant>) -> bool {
+    deadline.is_none_or(|deadline| Instant::now() < deadline)
+}
+
+/// `error` as it is with one host; else with every instance tried and why.
+fn failed_over(
+    method: &str,
+    path: &str,
+    attempts: Vec<FailedAttempt>,
+    error: ClientError,
+) -> ClientError {
+    if attempts.is_empty() {
+        return error;
+    }
+    let (method, path) = (method.to_owned(), path.to_owned());
+    ClientError::Failover { method, path, attempts, last: Box::new(error) }
+}
+
 fn condition(if_matches: Option<&ConfigurationTag>) -> Vec<(&'static str, &str)> {
     if_matches.map(|tag| (IF_MATCHES_HEADER, tag.0.as_str())).into_iter().collect()
 }
@@ -483,15 +668,19 @@ fn decode<T: DeserializeOwned>(
 
 /// An unexpected status, with the server's `description` when it sent one.
 fn api_error(method: &str, path: &str, response: &RawResponse) -> ClientError {
-    let description = serde_json::from_slice::<ErrorBody>(&response.body)
-        .map(|e| e.description)
-        .unwrap_or_else(|_| String::from_utf8_lossy(&response.body).chars().take(200).collect());
     ClientError::Api {
         method: method.to_owned(),
         path: path.to_owned(),
         status: response.status,
-        description,
+        description: description(response),
     }
+}
+
+/// The `description` of an error answer, or the start of its body.
+fn description(response: &RawResponse) -> String {
+    serde_json::from_slice::<ErrorBody>(&response.body)
+        .map(|e| e.description)
+        .unwrap_or_else(|_| String::from_utf8_lossy(&response.body).chars().take(200).collect())
 }
 
 /// The trust anchor and the identity to present, for the chosen TLS library. rustls gets the
@@ -538,6 +727,27 @@ fn private_key(
         certificates::pkcs8(key).ok_or_else(|| malformed("an unsupported key type".into()))?;
     let pem = crate::certificates::pem("PRIVATE KEY", &pkcs8);
     PrivateKey::from_pem(pem.as_bytes()).map_err(|e| malformed(e.to_string()))
+}
+
+impl Instance {
+    fn new(config: &ClientConfig, tls: TlsConfig, host: &str) -> Self {
+        let agent_config = Agent::config_builder()
+            .tls_config(tls)
+            .https_only(true)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(config.timeout))
+            .timeout_connect(Some(config.connect_timeout))
+            // Many calls at once (a crowd of prepares) should reuse connections, not handshake.
+            .max_idle_connections(64)
+            .max_idle_connections_per_host(64)
+            .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let address = host_address(host, config.port);
+        let resolver = ControlServiceResolver { address: address.clone() };
+        let connector = DefaultConnector::new().chain(failover::WatchSends);
+        Self { agent: Agent::with_parts(agent_config, connector, resolver), address }
+    }
 }
 
 /// Resolves whatever host a URL names (always `control-service`) to the configured address.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use flocker_api::client::TlsLibrary;
 use flocker_api::{AcquireLease, Client, ClientConfig, DatasetId};
-use flocker_testkit::{BackendKind, ClusterCertificates, LocalCluster, Storage};
+use flocker_testkit::{BackendKind, ClusterCertificates, LocalCluster, Storage, closed_address};
 use serde_json::Value;
 
 const FLOCKERCTL: &str = env!("CARGO_BIN_EXE_flockerctl");
@@ -473,4 +473,54 @@ fn a_flocker_1_cluster_with_x509_v1_certificates_is_reached_with_openssl() {
     assert!(stdout.contains("control service 1.15.0 at 127.0.0.1:"), "{stdout}");
     let refused = one_line_error(&version("rustls"));
     assert!(refused.contains("X.509 v1") && refused.contains("openssl"), "{refused}");
+}
+
+#[test]
+fn several_control_service_instances_are_tried_in_turn_and_the_one_that_answered_is_named() {
+    let cluster = LocalCluster::start(BackendKind::DirectorySymlink, 1, &[]);
+    cluster.certificates.user("ops");
+    let port = cluster.control.rest.port();
+    let dead = closed_address("127.0.0.41", port);
+    let certs = cluster.certificates.authority();
+    let with_hosts = |hosts: &str, args: &[&str]| {
+        let mut command = bare();
+        command.args(["--certs-path", &certs.to_string_lossy(), "--user", "ops"]);
+        command.args(["--control-service", hosts, "--control-port", &port.to_string()]);
+        run(command.args(args))
+    };
+    let answered =
+        format!("note: the control service at 127.0.0.1:{port} answered; {dead} did not");
+
+    let listed = with_hosts("127.0.0.41, 127.0.0.1", &["ls"]);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{stderr}");
+    assert_eq!(stderr.trim(), answered, "one line");
+    let first = with_hosts("127.0.0.1,127.0.0.41", &["ls"]);
+    assert!(first.status.success() && first.stderr.is_empty(), "no note when the first answers");
+
+    let other_dead = closed_address("127.0.0.42", port);
+    let nobody = one_line_error(&with_hosts("127.0.0.41,127.0.0.42", &["list"]));
+    assert!(
+        nobody.contains(&format!("{dead} (connection refused); {other_dead} (connection refused)")),
+        "{nobody}"
+    );
+    assert!(nobody.contains("is flocker-control running there"), "{nobody}");
+    let empty = one_line_error(&with_hosts("127.0.0.1,,127.0.0.41", &["list"]));
+    assert!(
+        empty.contains("host 2 of 3 is empty") && empty.contains("--control-service"),
+        "{empty}"
+    );
+
+    // agent.yml may name them as a YAML list.
+    std::fs::write(
+        certs.join("agent.yml"),
+        "version: 1\ncontrol-service: {hostname: [127.0.0.41, 127.0.0.1], port: 4524}\n",
+    )
+    .expect("agent.yml");
+    let by_agent_yml = run(bare()
+        .args(["list-nodes", "--user", "ops", "--control-port", &port.to_string()])
+        .env("FLOCKER_CERTS_PATH", &certs));
+    std::fs::remove_file(certs.join("agent.yml")).expect("rm agent.yml");
+    assert!(by_agent_yml.status.success(), "{}", String::from_utf8_lossy(&by_agent_yml.stderr));
+    assert_eq!(String::from_utf8_lossy(&by_agent_yml.stderr).trim(), answered);
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use flocker_api::NodeUuid;
-use flocker_api::client::{DEFAULT_REST_PORT, TlsLibrary};
+use flocker_api::client::{DEFAULT_REST_PORT, HostListError, TlsLibrary, split_hosts};
 use flocker_api::validate::{MAXIMUM_SIZE_MULTIPLE, MINIMUM_MAXIMUM_SIZE};
 use serde_json::Value;
 
@@ -25,6 +25,10 @@ pub enum MountCheck {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parameters {
+    /// `control_service_host` (or `ipaddress`): the control service's host, or the hosts of its
+    /// instances separated by commas (`m1,m2,m3`: one per Mesos master, all on the same port),
+    /// which a call tries in turn when one does not answer ([`flocker_api::Client`]). No host
+    /// may be empty.
     pub control_host: String,
     pub control_port: u16,
     pub cluster_certificate: PathBuf,
@@ -167,8 +171,12 @@ impl Parameters {
     }
 
     fn checked(self) -> Result<Self, ParameterError> {
-        if self.control_host.trim().is_empty() {
-            return Err(invalid("control_service_host", "is empty".into()));
+        match split_hosts(&self.control_host) {
+            Ok(_) => {}
+            Err(HostListError::Empty) => {
+                return Err(invalid("control_service_host", "is empty".into()));
+            }
+            Err(error) => return Err(invalid("control_service_host", error.to_string())),
         }
         if !self.state_dir.is_absolute() {
             return Err(invalid(
@@ -307,6 +315,35 @@ mod tests {
         assert_eq!(p.volume_prefixes, VolumePrefixes::parse("web=web-").unwrap());
         let none = Parameters::parse(r#"{"ipaddress": "h", "host_path_roots": ""}"#).unwrap();
         assert_eq!(none.host_path_roots, HostPathRoots::parse("").unwrap(), "empty: no links");
+    }
+
+    #[test]
+    fn the_control_service_may_be_several_instances_separated_by_commas() {
+        let json = r#"{"control_service_host": "m1, 10.0.0.2,::1,[fe80::3]"}"#;
+        let parameters = Parameters::parse(json).unwrap();
+        assert_eq!(parameters.control_host, "m1, 10.0.0.2,::1,[fe80::3]");
+        let hosts = split_hosts(&parameters.control_host).unwrap();
+        assert_eq!(hosts, ["m1", "10.0.0.2", "::1", "[fe80::3]"]);
+        let old_name = Parameters::parse(r#"{"ipaddress": "m1,m2", "port": "4523"}"#).unwrap();
+        assert_eq!(old_name.control_host, "m1,m2");
+    }
+
+    #[test]
+    fn an_empty_host_in_the_list_is_refused() {
+        let cases = [
+            (r#"{"control_service_host": ""}"#, "is empty"),
+            (r#"{"control_service_host": " , "}"#, "host 1 of 2 is empty"),
+            (r#"{"control_service_host": "m1,,m3"}"#, "host 2 of 3 is empty"),
+            (r#"{"ipaddress": "m1,"}"#, "host 2 of 2 is empty"),
+        ];
+        for (json, words) in cases {
+            let message = Parameters::parse(json).unwrap_err().to_string();
+            assert!(message.starts_with("parameter 'control_service_host': "), "{json}: {message}");
+            assert!(message.contains(words), "{json}: {message}");
+        }
+        let many = vec!["m"; 17].join(",");
+        let message = Parameters::parse(&format!(r#"{{"ipaddress": "{many}"}}"#)).unwrap_err();
+        assert!(message.to_string().contains("more than 16"), "{message}");
     }
 
     #[test]

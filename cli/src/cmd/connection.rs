@@ -1,14 +1,17 @@
 //! Where the control service is and who we are to it: the old `flockerctl`'s options, also read
 //! from `FLOCKER_*` variables, and every failure to talk to it turned into one line that says
-//! what to do.
+//! what to do. The control service may be several instances (one per Mesos master): a call
+//! that one of them does not answer goes on to the next (see `flocker_api::client`), and the
+//! command then says on stderr which one answered.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use clap::Args;
 use flocker_api::certificates::CertificateError;
-use flocker_api::client::{DEFAULT_REST_PORT, TlsLibrary};
+use flocker_api::client::{DEFAULT_REST_PORT, HostList, TlsLibrary};
 use flocker_api::{Client, ClientConfig, ClientError, TransportProblem};
 
 #[derive(Args, Clone, Debug)]
@@ -19,8 +22,8 @@ pub struct ConnectionArgs {
     /// The API user whose certificate is presented (flockerctl ca create-api-certificate <user>)
     #[arg(long, env = "FLOCKER_USER", default_value = "user", global = true)]
     pub user: String,
-    /// Host name or address of the control service [default: the control-service hostname in
-    /// <certs-path>/agent.yml]
+    /// Host name or address of the control service, or of its instances separated by commas
+    /// (tried in turn) [default: the control-service hostname in <certs-path>/agent.yml]
     #[arg(long, env = "FLOCKER_CONTROL_SERVICE", global = true)]
     pub control_service: Option<String>,
     /// Port of the control service's REST API
@@ -42,7 +45,10 @@ pub enum Tls {
 /// A client and what it took to make it, for the error messages.
 pub struct Connection {
     client: Client,
-    address: String,
+    /// Every host's `host:port`, in the order given.
+    addresses: Vec<String>,
+    /// The instance last said to have answered (at first, the first one, said by nobody).
+    announced: RefCell<String>,
     args: ConnectionArgs,
 }
 
@@ -59,7 +65,9 @@ impl ConnectionArgs {
             Tls::Openssl => TlsLibrary::OpenSsl,
         };
         let client = Client::new(&config).map_err(|e| anyhow!(self.certificate_advice(&e)))?;
-        Ok(Connection { client, address: config.address(), args: self.clone() })
+        let addresses: Vec<String> = config.address().split(',').map(str::to_owned).collect();
+        let announced = RefCell::new(client.current_address());
+        Ok(Connection { client, addresses, announced, args: self.clone() })
     }
 
     /// A certificate that cannot be used, and what to do about it.
@@ -68,6 +76,10 @@ impl ConnectionArgs {
             ClientError::Certificate(CertificateError::VersionOne { .. }) => {
                 format!("{error}; or keep them and use --tls-library openssl")
             }
+            ClientError::Hosts(_) => format!(
+                "{error}: give --control-service (or FLOCKER_CONTROL_SERVICE) one host, or several \
+                 separated by commas"
+            ),
             _ => format!(
                 "{error}; make an API user's certificate with `flockerctl ca create-api-certificate {user}` \
                  and put {user}.crt, {user}.key and cluster.crt in {dir}, or point --certs-path and --user at yours",
@@ -94,7 +106,8 @@ impl ConnectionArgs {
     }
 }
 
-/// `control-service: {hostname: …}` from an `agent.yml`.
+/// `control-service: {hostname: …}` from an `agent.yml`: one host, or several (a list, or
+/// separated by commas), as `--control-service` takes them.
 fn control_host_from(path: &Path) -> anyhow::Result<String> {
     #[derive(serde::Deserialize)]
     struct AgentYml {
@@ -103,13 +116,13 @@ fn control_host_from(path: &Path) -> anyhow::Result<String> {
     }
     #[derive(serde::Deserialize)]
     struct ControlService {
-        hostname: String,
+        hostname: HostList,
     }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let parsed: AgentYml = serde_yaml_ng::from_str(&text)
         .with_context(|| format!("{} has no control-service hostname", path.display()))?;
-    Ok(parsed.control_service.hostname)
+    Ok(parsed.control_service.hostname.joined())
 }
 
 impl Connection {
@@ -118,7 +131,9 @@ impl Connection {
         &self,
         call: impl FnOnce(&Client) -> Result<T, ClientError>,
     ) -> anyhow::Result<T> {
-        call(&self.client).map_err(|e| anyhow!(self.explain(&e)))
+        let result = call(&self.client);
+        self.announce();
+        result.map_err(|e| anyhow!(self.explain(&e)))
     }
 
     /// The client itself, for calls whose errors the caller reads (a 409, say).
@@ -126,14 +141,38 @@ impl Connection {
         &self.client
     }
 
-    /// The address dialled, `host:port`.
-    pub fn address(&self) -> &str {
-        &self.address
+    /// The instance that answered last, `host:port`.
+    pub fn address(&self) -> String {
+        self.client.current_address()
+    }
+
+    /// Once the call went to another instance than before, says so on stderr: which one
+    /// answered, and which were passed over (every one between them, in the order given).
+    fn announce(&self) {
+        let answered = self.client.current_address();
+        let mut announced = self.announced.borrow_mut();
+        if *announced == answered {
+            return;
+        }
+        let position = |address: &str| self.addresses.iter().position(|a| a == address);
+        let (Some(from), Some(to)) = (position(&announced), position(&answered)) else { return };
+        let count = self.addresses.len();
+        let skipped: Vec<&str> = (from..from + (to + count - from) % count)
+            .map(|i| &*self.addresses[i % count])
+            .collect();
+        eprintln!(
+            "note: the control service at {answered} answered; {} did not",
+            skipped.join(", ")
+        );
+        *announced = answered;
     }
 
     /// One line: what failed, and what to do about it.
     pub fn explain(&self, error: &ClientError) -> String {
-        let (address, user) = (&self.address, &self.args.user);
+        if !error.failed_attempts().is_empty() {
+            return self.explain_several(error);
+        }
+        let (address, user) = (&self.address(), &self.args.user);
         let certs = self.args.certs_path.display();
         match error.transport_problem() {
             None => error.to_string(),
@@ -159,6 +198,36 @@ impl Connection {
                 format!("{}: {}", error, source_chain(error))
             }
         }
+    }
+
+    /// One line for a call that no instance took: each one and why (the error says it), and
+    /// what to do about the last one's failure.
+    fn explain_several(&self, error: &ClientError) -> String {
+        let (user, port) = (&self.args.user, self.args.control_port);
+        let certs = self.args.certs_path.display();
+        let advice = match error.transport_problem() {
+            None if error.status() == Some(503) => {
+                "no instance can reach the cluster's store now; try again when one can".to_owned()
+            }
+            None => return error.to_string(),
+            Some(TransportProblem::UntrustedServer) => {
+                format!("check --control-service, and that {certs}/cluster.crt is this cluster's")
+            }
+            Some(TransportProblem::CertificateRefused) => format!(
+                "use an API user's certificate from this cluster's CA (`flockerctl ca create-api-certificate {user}`)"
+            ),
+            Some(_) => format!(
+                "is flocker-control running there, are --control-service and --control-port right, and is port {port} open to this machine?"
+            ),
+        };
+        format!("{error}: {advice}")
+    }
+}
+
+impl Drop for Connection {
+    /// A command whose last call went to another instance says so before it ends.
+    fn drop(&mut self) {
+        self.announce();
     }
 }
 
