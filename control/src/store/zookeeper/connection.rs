@@ -120,9 +120,10 @@ impl Connection {
         self.run(self.timeout, operation(client))
     }
 
-    /// Runs a read at once, or fails at once while the session has no server: a read
-    /// answers from the last view rather than wait (see `crate::service`).
-    pub fn read<T, F>(&self, operation: impl FnOnce(zk::Client) -> F) -> Result<T, Failure>
+    /// Runs `operation` at once, or fails at once while the session has no server: for reads,
+    /// which answer from the last view rather than wait (see `crate::service`), and for the
+    /// agents' soft state, which is published again once the session is back.
+    pub fn call_at_once<T, F>(&self, operation: impl FnOnce(zk::Client) -> F) -> Result<T, Failure>
     where
         F: Future<Output = Result<T, zk::Error>>,
     {

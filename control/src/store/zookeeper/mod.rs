@@ -99,7 +99,7 @@ impl ZooKeeperStore {
 
     /// Makes the layout if the root holds nothing; checks it is ours if it holds something.
     fn initialize(&mut self) -> Result<(), StoreError> {
-        let found = self.connection.read(|client| async move {
+        let found = self.connection.call_at_once(|client| async move {
             match client.get_data(layout::IDENTITY).await {
                 Ok((bytes, _)) => Ok(Some(bytes)),
                 Err(zk::Error::NoNode) => Ok(None),
@@ -196,7 +196,7 @@ impl ZooKeeperStore {
 
     /// `Ok(Err(_))`: a part was gone (compacted while this read), worth reading again.
     fn try_read_all(&mut self) -> Result<Result<Stored, String>, StoreError> {
-        let read = self.connection.read(|client| async move {
+        let read = self.connection.call_at_once(|client| async move {
             let (pointer, _) = client.get_data(layout::SNAPSHOT).await?;
             let (head, stat) = client.get_data(layout::HEAD).await?;
             Ok((pointer, head, stat.version))
@@ -257,7 +257,7 @@ impl ZooKeeperStore {
     /// Reads many znodes in one round trip (the requests are all sent before any answer is
     /// awaited); `None` if one of them is missing.
     fn read_many(&self, paths: Vec<String>) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
-        let read = self.connection.read(|client| async move {
+        let read = self.connection.call_at_once(|client| async move {
             let pending: Vec<_> = paths.iter().map(|path| client.get_data(path)).collect();
             let mut found = Vec::with_capacity(pending.len());
             for reading in pending {
@@ -394,7 +394,7 @@ impl Store for ZooKeeperStore {
     }
 
     fn catch_up(&mut self, generation: u64, confirm: bool) -> Result<CatchUp, StoreError> {
-        let read = self.connection.read(|client| async move {
+        let read = self.connection.call_at_once(|client| async move {
             if confirm {
                 client.sync(layout::HEAD).await?;
             }

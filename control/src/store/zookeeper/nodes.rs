@@ -42,8 +42,9 @@ impl SharedNodes {
         self.connection.session_id()
     }
 
-    /// Publishes `record` unless this session already did. A failure is logged: the agent's
-    /// next report tries again, and this service's own view has the record meanwhile.
+    /// Publishes `record` unless this session already did. One that cannot be published now
+    /// (the ensemble is away) is published when the session is back ([`Self::republish`]); a
+    /// failure is logged, and this service's own view has the record meanwhile.
     pub fn publish(&self, node: &NodeUuid, record: &SharedNode) {
         let bytes = match layout::encode(record) {
             Ok(bytes) => bytes,
@@ -55,21 +56,29 @@ impl SharedNodes {
             }
         };
         let session = self.connection.session_number();
-        if self.lock().get(node).is_some_and(|(s, b)| *s == session && *b == bytes) {
-            return;
+        {
+            let mut published = self.lock();
+            if published.get(node).is_some_and(|(s, b)| *s == session && *b == bytes) {
+                return;
+            }
+            // Session 0: wanted, not yet written.
+            published.insert(*node, (0, bytes.clone()));
         }
         let path = layout::node_path(&node.to_string());
         let ours = self.connection.session_id();
         let ephemeral = self.connection.access().options(zk::CreateMode::Ephemeral);
-        let written = self.connection.call(|client| {
+        let written = self.connection.call_at_once(|client| {
             let bytes = bytes.clone();
             async move { put_ephemeral(&client, &path, &bytes, ours, &ephemeral).await }
         });
         match written {
             Ok(()) => {
-                self.lock().insert(*node, (session, bytes));
+                let mut published = self.lock();
+                if let Some(entry) = published.get_mut(node).filter(|(_, b)| *b == bytes) {
+                    entry.0 = session;
+                }
             }
-            Err(failure) => log::warn!("could not share node {node}'s state: {failure:?}"),
+            Err(failure) => log::debug!("node {node}'s state is not shared yet: {failure:?}"),
         }
     }
 
@@ -94,7 +103,8 @@ impl SharedNodes {
         }
     }
 
-    /// Publishes again what an earlier session published (its ephemeral znodes went with it).
+    /// Publishes again what an earlier session published (its ephemeral znodes went with it),
+    /// and what could not be published while the ensemble was away.
     pub fn republish(&self) {
         let session = self.connection.session_number();
         let stale: Vec<(NodeUuid, Vec<u8>)> = self
