@@ -1,6 +1,8 @@
 //! The cluster's actual state, as the agents report it: which nodes are alive, their eras, and
 //! what each has. Kept in memory only and rebuilt from reports after a restart, as Flocker did.
-//! Pure: the time is an argument, so liveness rules are unit tests.
+//! With a store shared by several control services, the nodes that report to another service
+//! are mirrored here as that service shares them (`store::zookeeper::nodes`), alive as long as
+//! it does. Pure: the time is an argument, so liveness rules are unit tests.
 //!
 //! Each node's problems (why its agent leaves some of its datasets as they are) are kept the
 //! same way: replaced by each report, forgotten with the node's era or when it goes quiet.
@@ -528,5 +530,56 @@ mod tests {
         cluster.touch(&b, now + EXPIRY).unwrap();
         cluster.sweep(now + EXPIRY);
         assert!(cluster.problems().is_empty(), "a quiet node's problems leave with it");
+    }
+
+    fn shared(era: Era, datasets: Vec<ReportedDataset>) -> SharedNode {
+        SharedNode { era, host: "10.0.0.9".into(), datasets, problems: BTreeMap::new() }
+    }
+
+    #[test]
+    fn a_mirrored_node_lives_while_it_is_shared_and_leaves_when_it_is_not() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, era, id) = (NodeUuid::random(), Era::random(), DatasetId::random());
+        cluster.mirror(node, shared(era, vec![mounted(id)]), &on(node, &[id]), now);
+        assert_eq!(cluster.node_by_era(&era), Some(node));
+        assert_eq!(cluster.dataset_states(|_| Some(node))[0].path, Some(format!("/flocker/{id}")));
+        assert!(cluster.shared(&node).is_none(), "another service's, not ours to share");
+        assert!(cluster.sweep(now + EXPIRY * 3).is_empty(), "alive while shared");
+        assert!(cluster.forget_mirrored(&node));
+        assert!(cluster.nodes().is_empty());
+    }
+
+    #[test]
+    fn a_node_that_calls_here_is_ours_again_and_a_local_one_is_never_forgotten_as_mirrored() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, era) = (NodeUuid::random(), Era::random());
+        cluster.mirror(node, shared(era, vec![]), &Primaries::new(), now);
+        cluster.check_era(&node, era).unwrap();
+        assert!(cluster.touch(&node, now).unwrap(), "the agent came here: it reports here now");
+        assert!(cluster.shared(&node).is_some());
+        assert!(!cluster.forget_mirrored(&node), "a node reporting here stays");
+        assert!(!cluster.touch(&node, now).unwrap());
+        assert_eq!(cluster.sweep(now + EXPIRY), vec![node], "ours expires as any node does");
+    }
+
+    #[test]
+    fn a_mirrored_report_is_held_to_this_services_configuration() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, other, era) = (NodeUuid::random(), NodeUuid::random(), Era::random());
+        let (its, not_its) = (DatasetId::random(), DatasetId::random());
+        let mut record = shared(era, vec![mounted(its), mounted(not_its)]);
+        record.problems = BTreeMap::from([(not_its, "not its to report".to_owned())]);
+        let primaries = Primaries::from([(its, node), (not_its, other)]);
+        cluster.mirror(node, record, &primaries, now);
+        let listed: Vec<DatasetId> = cluster
+            .dataset_states(|id| primaries.get(id).copied())
+            .iter()
+            .map(|s| s.dataset_id)
+            .collect();
+        assert_eq!(listed, vec![its], "another node's dataset is not listed as this one's");
+        assert!(cluster.problems().is_empty(), "nor are its problems kept");
     }
 }
