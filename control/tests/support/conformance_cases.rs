@@ -1,44 +1,75 @@
 //! The conformance cases of the Flocker v1 API reference (section 13), one test each, against
-//! the real `flocker-control` over mutual TLS.
+//! the real `flocker-control` over mutual TLS. Written once against [`Control`]; each test file
+//! that includes this module provides `start()`: `tests/conformance.rs` one service on its
+//! journal, `tests/conformance_zookeeper.rs` two services sharing a ZooKeeper store, the REST
+//! requests alternating between them.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use flocker_api::NodeUuid;
 use flocker_api::agent_protocol::{HELLO_PATH, STATE_PATH};
-use flocker_testkit::{RunningControl, tls_handshake};
+use flocker_api::{NodeUuid, RawResponse};
+use flocker_testkit::{ClusterCertificates, tls_handshake};
 use serde_json::{Value, json};
+
+use super::start;
 
 const TAG: &str = "x-configuration-tag";
 const IF_MATCHES: &str = "x-if-configuration-matches";
 const DATASETS: &str = "/v1/configuration/datasets";
 const LEASES: &str = "/v1/configuration/leases";
 
-fn start() -> RunningControl {
-    RunningControl::start(env!("CARGO_BIN_EXE_flocker-control").as_ref())
+/// What the cases need of the service(s) under test.
+pub trait Control {
+    /// One request on a REST port (with two services, the next in turn); the answer whatever
+    /// its status.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> RawResponse;
+
+    /// The current `X-Configuration-Tag`.
+    fn tag(&self) -> String;
+
+    fn certificates(&self) -> &ClusterCertificates;
+
+    /// The agent port the cases' agents call: one service's, as a real agent sticks to one.
+    fn agent_address(&self) -> SocketAddr;
+
+    /// Every service's REST port.
+    fn rest_addresses(&self) -> Vec<SocketAddr>;
+
+    /// How long what an agent said may take to show on every REST port: nothing for one
+    /// service; with two, the agents' soft state reaches the other one through ZooKeeper's
+    /// watches, so it is eventually consistent (normally within milliseconds).
+    fn soft_state_delay(&self) -> Duration;
 }
 
 fn node() -> String {
     NodeUuid::random().to_string()
 }
 
-fn json_of(response: &flocker_api::RawResponse) -> Value {
+fn json_of(response: &RawResponse) -> Value {
     assert_eq!(response.header("content-type"), Some("application/json"));
     response.json().unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", response.body))
 }
 
 /// POSTs `body` to the create endpoint and returns (status, JSON).
-fn create(control: &RunningControl, body: Value) -> (u16, Value) {
+fn create(control: &impl Control, body: Value) -> (u16, Value) {
     let response = control.send("POST", DATASETS, &[], Some(&body.to_string()));
     (response.status, json_of(&response))
 }
 
-fn created(control: &RunningControl, body: Value) -> Value {
+fn created(control: &impl Control, body: Value) -> Value {
     let (status, dataset) = create(control, body);
     assert_eq!(status, 201, "{dataset}");
     dataset
 }
 
-fn list(control: &RunningControl) -> Value {
+fn list(control: &impl Control) -> Value {
     json_of(&control.send("GET", DATASETS, &[], None))
 }
 
@@ -49,6 +80,19 @@ fn description(value: &Value) -> &str {
 fn assert_lowercase_v4(id: &str) {
     assert!(flocker_api::ids::is_v4_pattern(id), "{id}");
     assert_eq!(id, id.to_lowercase());
+}
+
+/// GETs `path` until it answers `expected` or [`Control::soft_state_delay`] is over (with one
+/// service, a single GET); the last answer, for the caller to compare.
+fn read_settled(control: &impl Control, path: &str, expected: &Value) -> Value {
+    let deadline = Instant::now() + control.soft_state_delay();
+    loop {
+        let found = json_of(&control.send("GET", path, &[], None));
+        if found == *expected || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -466,9 +510,9 @@ fn case_35_without_agents_there_are_no_nodes_and_no_eras() {
 #[test]
 fn case_36_dataset_states_carry_only_the_four_keys_and_unmounted_ones_only_two() {
     let control = start();
-    let agent_node = control.certificates.node();
-    let agent = control.certificates.client_with(
-        control.process.agent,
+    let agent_node = control.certificates().node();
+    let agent = control.certificates().client_with(
+        control.agent_address(),
         &agent_node.certificate,
         &agent_node.key,
     );
@@ -491,18 +535,16 @@ fn case_36_dataset_states_carry_only_the_four_keys_and_unmounted_ones_only_two()
     ]});
     let answer = agent.send("PUT", STATE_PATH, &[], Some(report.to_string().as_bytes())).unwrap();
     assert_eq!(answer.status, 204);
-    let states = json_of(&control.send("GET", "/v1/state/datasets", &[], None));
-    assert_eq!(
-        states,
-        json!([
-            {"dataset_id": mounted, "primary": agent_node.uuid.to_string(), "path": format!("/flocker/{mounted}"), "maximum_size": 67108864},
-            {"dataset_id": unmounted, "maximum_size": 67108864},
-        ])
-    );
-    let nodes = json_of(&control.send("GET", "/v1/state/nodes", &[], None));
-    assert_eq!(nodes, json!([{"uuid": agent_node.uuid.to_string(), "host": "127.0.0.1"}]));
-    let by_era = json_of(&control.send("GET", &format!("/v1/state/nodes/by_era/{era}"), &[], None));
-    assert_eq!(by_era, json!({"uuid": agent_node.uuid.to_string()}));
+    let expected = json!([
+        {"dataset_id": mounted, "primary": agent_node.uuid.to_string(), "path": format!("/flocker/{mounted}"), "maximum_size": 67108864},
+        {"dataset_id": unmounted, "maximum_size": 67108864},
+    ]);
+    assert_eq!(read_settled(&control, "/v1/state/datasets", &expected), expected);
+    let expected = json!([{"uuid": agent_node.uuid.to_string(), "host": "127.0.0.1"}]);
+    assert_eq!(read_settled(&control, "/v1/state/nodes", &expected), expected);
+    let expected = json!({"uuid": agent_node.uuid.to_string()});
+    let by_era = read_settled(&control, &format!("/v1/state/nodes/by_era/{era}"), &expected);
+    assert_eq!(by_era, expected);
 }
 
 #[test]
@@ -523,15 +565,16 @@ fn case_37_bodies_of_gets_and_deletes_are_ignored() {
 #[test]
 fn case_38_only_user_certificates_of_the_cluster_are_served_and_the_server_is_control_service() {
     let control = start();
-    let cluster = control.certificates.cluster_certificate();
-    let address = control.process.rest;
-    let refused = tls_handshake(address, &cluster, None, "/v1/version");
-    assert!(refused.is_err(), "no certificate was served: {refused:?}");
-    let node = control.certificates.node();
-    let refused =
-        tls_handshake(address, &cluster, Some((&node.certificate, &node.key)), "/v1/version");
-    assert!(refused.is_err(), "a node certificate was served: {refused:?}");
-    let (certificate, key) = control.certificates.user("bob");
-    let served = tls_handshake(address, &cluster, Some((&certificate, &key)), "/v1/version");
-    assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"));
+    let cluster = control.certificates().cluster_certificate();
+    let node = control.certificates().node();
+    let (certificate, key) = control.certificates().user("bob");
+    for address in control.rest_addresses() {
+        let refused = tls_handshake(address, &cluster, None, "/v1/version");
+        assert!(refused.is_err(), "no certificate was served: {refused:?}");
+        let refused =
+            tls_handshake(address, &cluster, Some((&node.certificate, &node.key)), "/v1/version");
+        assert!(refused.is_err(), "a node certificate was served: {refused:?}");
+        let served = tls_handshake(address, &cluster, Some((&certificate, &key)), "/v1/version");
+        assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"));
+    }
 }
