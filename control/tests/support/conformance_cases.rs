@@ -82,16 +82,29 @@ fn assert_lowercase_v4(id: &str) {
     assert_eq!(id, id.to_lowercase());
 }
 
-/// GETs `path` until it answers `expected` or [`Control::soft_state_delay`] is over (with one
-/// service, a single GET); the last answer, for the caller to compare.
+/// GETs `path` until every service in turn answers `expected`, or [`Control::soft_state_delay`]
+/// is over (with one service, a single GET). The answer for the caller to compare: `expected`
+/// once every service gave it, else the last answer that differed.
 fn read_settled(control: &impl Control, path: &str, expected: &Value) -> Value {
+    let services = control.rest_addresses().len();
     let deadline = Instant::now() + control.soft_state_delay();
+    let (mut in_a_row, mut differed) = (0, None);
     loop {
         let found = json_of(&control.send("GET", path, &[], None));
-        if found == *expected || Instant::now() >= deadline {
-            return found;
+        if found == *expected {
+            in_a_row += 1;
+        } else {
+            (in_a_row, differed) = (0, Some(found));
         }
-        std::thread::sleep(Duration::from_millis(20));
+        if in_a_row == services {
+            return expected.clone();
+        }
+        if let Some(differed) = differed.as_ref().filter(|_| Instant::now() >= deadline) {
+            return differed.clone();
+        }
+        if in_a_row == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -88,8 +88,12 @@ impl Connection {
         F: Future<Output = Result<T, zk::Error>>,
     {
         let client = self.connected()?;
-        let outcome =
-            self.runtime().block_on(tokio::time::timeout(self.timeout, operation(client)));
+        let timeout = self.timeout;
+        // The timer is made inside the runtime: the follower, compaction and `migrate` call
+        // from threads outside any runtime, where making one panics.
+        let outcome = self
+            .runtime()
+            .block_on(async move { tokio::time::timeout(timeout, operation(client)).await });
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(classify(error)),
