@@ -113,6 +113,9 @@ fn open_store(options: &Options) -> anyhow::Result<Opened> {
     let timeout = Duration::from_secs_f64(options.store_timeout);
     if let Some(url) = &options.store {
         let mut store = ZooKeeperStore::open(url.clone(), timeout)?;
+        if let Some(changes) = options.store_compact_every {
+            store = store.compact_every(changes);
+        }
         let stored = store.load()?;
         log_loaded(&stored, &url.to_string());
         let connection = store.connection().clone();
