@@ -113,6 +113,9 @@ fn open_store(options: &Options) -> anyhow::Result<Opened> {
     if let Some(url) = &options.store {
         let settings = options.zookeeper_settings().map_err(anyhow::Error::msg)?;
         let mut store = ZooKeeperStore::open(url.clone(), settings)?;
+        if let Some(changes) = options.store_compact_every {
+            store = store.compact_every(changes);
+        }
         let stored = store.load()?;
         log_loaded(&stored, &url.to_string());
         let connection = store.connection().clone();

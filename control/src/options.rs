@@ -37,6 +37,11 @@ pub struct Options {
     #[arg(long, global = true)]
     pub store_credentials: Option<PathBuf>,
 
+    /// Write a snapshot of the ZooKeeper store after this many changes instead of 1,000 (for
+    /// tests of compaction).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..))]
+    pub store_compact_every: Option<u64>,
+
     /// The REST API's endpoint: `4523`, `tcp:4523`, `tcp:4523:interface=ADDR` or `ADDR:PORT`.
     #[arg(long, default_value = "4523", value_parser = parse_endpoint)]
     pub port: SocketAddr,

@@ -333,8 +333,28 @@ impl ControlService {
         if let Some(sharing) = &self.sharing {
             sharing.nodes.given_up(&node);
         }
+        // The agent's service knew every dataset it kept of the report, and wrote the record
+        // after: catching up (on the session that read the record) learns them all.
+        let ids: Vec<DatasetId> = shared.datasets.iter().map(|d| d.dataset_id).collect();
+        self.learn_of(&ids, false);
         let primaries = self.primaries_of(&shared.datasets);
         self.lock_actual().cluster.mirror(node, shared, &primaries, Instant::now());
+    }
+
+    /// With a shared store, catches up if `datasets` names one this service has not heard of
+    /// (another service may have made it a moment ago), so that it is not taken for unknown;
+    /// with `confirm`, it will not miss one acknowledged anywhere before now.
+    fn learn_of(&self, datasets: &[DatasetId], confirm: bool) {
+        if self.sharing.is_none() {
+            return;
+        }
+        let mut desired = self.lock_desired();
+        if datasets.iter().all(|id| desired.configuration.datasets.contains_key(id)) {
+            return;
+        }
+        if let Err(error) = self.catch_up(&mut desired, confirm) {
+            log::debug!("could not catch up with the store: {error}");
+        }
     }
 
     /// Every node the other services share now; mirrored nodes not among them are dropped.
@@ -383,6 +403,7 @@ impl ControlService {
         let StateReport { era, datasets, problems } = report;
         self.lock_actual().cluster.check_era(node, era)?;
         let reported: Vec<DatasetId> = datasets.iter().map(|d| d.dataset_id).collect();
+        self.learn_of(&reported, true);
         // A large report's new volumes are recorded a bounded number at a time.
         while self.write_unconfirmed(|configuration, _| {
             let change = configuration.plan_volumes_reported(reported.iter().copied());

@@ -50,7 +50,7 @@ impl RunningControl {
 }
 
 /// An error and every cause under it, for a failure message.
-fn chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut cause = error.source();
     while let Some(inner) = cause {
