@@ -512,10 +512,10 @@ impl ControlService {
                     if self.commit(&mut desired, change)? {
                         return Ok(answer);
                     }
-                    self.catch_up(&mut desired, false)?;
+                    self.catch_up_to_write(&mut desired, false)?;
                 }
                 unwritten => {
-                    if confirmed || !self.catch_up(&mut desired, true)? {
+                    if confirmed || !self.catch_up_to_write(&mut desired, true)? {
                         return unwritten.map(|(answer, _)| answer);
                     }
                     confirmed = true;
@@ -550,6 +550,15 @@ impl ControlService {
         if change.changes_datasets() {
             self.datasets_version.fetch_add(1, Ordering::Release);
         }
+    }
+
+    /// [`Self::catch_up`] within a write, which waits for the store (a ZooKeeper election, a
+    /// server lost) as long as its change would, where a read answers from the last view.
+    fn catch_up_to_write(&self, desired: &mut Desired, confirm: bool) -> Result<bool, ApiError> {
+        if self.sharing.is_some() {
+            desired.store.wait_until_reachable().map_err(|error| self.store_failed(error))?;
+        }
+        self.catch_up(desired, confirm)
     }
 
     /// Applies what other services wrote; true if there was anything. With `confirm`, first

@@ -616,3 +616,25 @@ fn after_compactions_a_paused_a_restarted_and_a_new_service_all_have_the_configu
         assert!(listed(&pair, i).contains_key(&id), "service {i} does not list {id}");
     }
 }
+
+/// A write that changes nothing (a move to the dataset's own primary) is decided again on a
+/// confirmed view. During a ZooKeeper election that waits for the new leader, as a change does
+/// (`--store-timeout`), rather than failing at once with 503.
+#[test]
+fn a_write_that_changes_nothing_waits_through_a_zookeeper_election() {
+    let mut ensemble = OwnEnsemble::start();
+    let store = ensemble.fresh_store_url();
+    let pair = RunningPair::start_on(binary(), &store, &[]);
+    let (id, node) = (new_id(), new_id());
+    let created = pair.send_to(0, "POST", DATASETS, &[], Some(&create_body(&id, &node)));
+    assert_eq!(created.status, 201, "{}", String::from_utf8_lossy(&created.body));
+    let leader = ensemble.leader().expect("the ensemble has a leader");
+    ensemble.kill(leader);
+    // Every server drops its clients when the leader goes: let the services see theirs go.
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    let same = json!({"primary": node}).to_string();
+    let answer = pair.send_to(0, "POST", &format!("{DATASETS}/{id}"), &[], Some(&same));
+    let (status, body) = status_and_body(&answer);
+    assert_eq!(status, 200, "after {:?}: {body}", started.elapsed());
+}

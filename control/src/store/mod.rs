@@ -68,6 +68,14 @@ pub trait Store: Send {
         Ok(CatchUp::Changes(Vec::new()))
     }
 
+    /// Waits, as a write does, until the store can be reached (a shared store's connection
+    /// found a server again), or fails once it has waited as long as a write would. A write
+    /// calls it before it catches up: [`Store::catch_up`] fails at once while the store cannot
+    /// be reached, so that reads answer from the last view rather than wait.
+    fn wait_until_reachable(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// For a store several services share: its identity, the same for all of them, so that
     /// they give one configuration the same tag. `None` for a store of this service alone.
     fn shared_identity(&self) -> Option<u64> {

@@ -175,8 +175,13 @@ pub struct Ledger {
 impl Ledger {
     /// Checks service `i`'s list against the ledger: every acknowledged dataset with one of its
     /// possible primaries, nothing that was refused, nothing that was never asked for.
+    /// First waits until the service answers from a confirmed view (no `X-Flocker-View-Age`):
+    /// a service whose session is still finding a server answers from its last one, as documented.
     pub fn check(&self, pair: &RunningPair, i: usize) {
         assert!(self.unexpected.is_empty(), "unexpected answers: {:#?}", self.unexpected);
+        eventually(Duration::from_secs(30), "a confirmed view", || {
+            pair.send_to(i, "GET", DATASETS, &[], None).header(VIEW_AGE).is_none().then_some(())
+        });
         let listed = listed(pair, i);
         for (id, primaries) in &self.acknowledged {
             let dataset = listed.get(id).unwrap_or_else(|| {

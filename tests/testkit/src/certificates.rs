@@ -93,9 +93,21 @@ impl ClusterCertificates {
         certificate: &Path,
         key: &Path,
     ) -> Client {
+        self.client_of_hosts(&address.ip().to_string(), address.port(), certificate, key)
+    }
+
+    /// A client of the instances of one control service at `hosts` (comma-separated, as
+    /// [`ClientConfig::host`] takes them) on `port`, presenting `user-<name>`: it fails over
+    /// from one to the next.
+    pub fn client_of_instances(&self, hosts: &str, port: u16, name: &str) -> Client {
+        let (certificate, key) = self.user(name);
+        self.client_of_hosts(hosts, port, &certificate, &key)
+    }
+
+    fn client_of_hosts(&self, hosts: &str, port: u16, certificate: &Path, key: &Path) -> Client {
         let config = ClientConfig {
-            host: address.ip().to_string(),
-            port: address.port(),
+            host: hosts.to_owned(),
+            port,
             cluster_certificate: self.cluster_certificate(),
             certificate: certificate.to_owned(),
             key: key.to_owned(),

@@ -61,7 +61,11 @@ impl ControlProcess {
         (rest, agent): (SocketAddr, SocketAddr),
         extra: &[&str],
     ) -> Result<Self, String> {
-        let log = data_path.with_extension("log");
+        // `<data path>.log`, appended rather than replacing an extension: instances' data paths
+        // (`data-127.0.0.2`, `data-127.0.0.3`) differ only in what looks like one.
+        let mut log = data_path.as_os_str().to_owned();
+        log.push(".log");
+        let log = PathBuf::from(log);
         let mut child = Command::new(binary)
             .arg("--certificates-directory")
             .arg(certificates.control_directory())

@@ -11,14 +11,19 @@ use flocker_api::{Client, CreateDataset, Dataset, DatasetId, DatasetState, NodeU
 use crate::netns::NetworkNamespace;
 use crate::{
     AgentProcess, BackendKind, ClusterCertificates, ControlProcess, agent_binary, control_binary,
-    release_mounts_and_loop_devices,
+    release_mounts_and_loop_devices, start_instances,
 };
 
 /// The size of the test volumes: the smallest the API allows.
 pub const SMALL: u64 = 64 * 1024 * 1024;
 
 pub struct LocalCluster {
+    /// The control service; with [`LocalCluster::start_with_instances`], its first instance.
     pub control: ControlProcess,
+    /// With [`LocalCluster::start_with_instances`], the control service's other instances, in
+    /// order after `control`; none otherwise.
+    pub other_instances: Vec<ControlProcess>,
+    /// A client of every instance of the control service, failing over between them.
     pub client: Client,
     /// Node `i` is `agents[i]`, compute instance `node-<i>`.
     pub agents: Vec<AgentProcess>,
@@ -49,40 +54,69 @@ impl LocalCluster {
     /// Starts a control service (with `control_options`) and `nodes` agents, and waits until
     /// every agent has said hello.
     pub fn start(backend: BackendKind, nodes: usize, control_options: &[&str]) -> Self {
-        Self::start_with(backend, nodes, control_options, false, Storage::Shared)
+        Self::start_with(backend, nodes, control_options, &[], false, Storage::Shared)
+    }
+
+    /// The same with a control service of several instances, one on each of `ips` (loopback
+    /// addresses; the same ports), all with `control_options`: a shared `--store zk://…`, as
+    /// on Mesos masters. The agents (in `agent.yml`), [`LocalCluster::client`] and
+    /// [`LocalCluster::isolator_parameters`] are given every instance, in this order.
+    pub fn start_with_instances(
+        backend: BackendKind,
+        nodes: usize,
+        ips: &[&str],
+        control_options: &[&str],
+    ) -> Self {
+        assert!(!ips.is_empty(), "a control service needs at least one instance");
+        Self::start_with(backend, nodes, control_options, ips, false, Storage::Shared)
     }
 
     /// The same, each node in a network namespace of its own, reaching the control service over
     /// a veth link as a separate host would (needs root).
     pub fn start_in_namespaces(backend: BackendKind, nodes: usize) -> Self {
-        Self::start_with(backend, nodes, &[], true, Storage::Shared)
+        Self::start_with(backend, nodes, &[], &[], true, Storage::Shared)
     }
 
     /// The same as [`LocalCluster::start`], on the storage given.
     pub fn start_on_storage(backend: BackendKind, nodes: usize, storage: Storage) -> Self {
-        Self::start_with(backend, nodes, &[], false, storage)
+        Self::start_with(backend, nodes, &[], &[], false, storage)
     }
 
+    /// With no `instance_ips`, one control service instance on 127.0.0.1 (on every address if
+    /// `separate`); otherwise one on each.
     fn start_with(
         backend: BackendKind,
         nodes: usize,
         control_options: &[&str],
+        instance_ips: &[&str],
         separate: bool,
         storage: Storage,
     ) -> Self {
         let certificates = ClusterCertificates::new();
-        let data = certificates.root().join("control-data");
-        let anywhere = if separate { "0.0.0.0:0" } else { "127.0.0.1:0" };
-        let anywhere = anywhere.parse().unwrap_or_else(|e| panic!("{e}"));
-        let control = ControlProcess::start_on(
-            &control_binary(),
-            &certificates,
-            &data,
-            (anywhere, anywhere),
-            control_options,
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let client = certificates.client(control.rest, "tests");
+        let mut instances = if instance_ips.is_empty() {
+            let data = certificates.root().join("control-data");
+            let anywhere = if separate { "0.0.0.0:0" } else { "127.0.0.1:0" };
+            let anywhere = anywhere.parse().unwrap_or_else(|e| panic!("{e}"));
+            let control = ControlProcess::start_on(
+                &control_binary(),
+                &certificates,
+                &data,
+                (anywhere, anywhere),
+                control_options,
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            vec![control]
+        } else {
+            start_instances(&control_binary(), &certificates, instance_ips, control_options)
+        };
+        let control = instances.remove(0);
+        let other_instances = instances;
+        let hosts = instance_hosts(&control, &other_instances);
+        let client = if other_instances.is_empty() {
+            certificates.client(control.rest, "tests")
+        } else {
+            certificates.client_of_instances(&hosts.join(","), control.rest.port(), "tests")
+        };
         let shared_root = certificates.root().join("shared");
         if storage == Storage::SharedWithoutNoReplace {
             mount_bindfs(&certificates.root().join("shared-below"), &shared_root);
@@ -106,7 +140,11 @@ impl LocalCluster {
                     _ => shared_root.clone(),
                 };
                 let namespace = namespaces.get(i);
-                let host = namespace.map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string());
+                let host = match namespace {
+                    Some(namespace) => namespace.host_address.to_string(),
+                    None if hosts.len() == 1 => hosts[0].clone(),
+                    None => format!("[{}]", hosts.join(", ")),
+                };
                 AgentProcess::start_reaching(
                     &agent_binary(),
                     &certificates,
@@ -121,6 +159,7 @@ impl LocalCluster {
             .collect();
         let cluster = Self {
             control,
+            other_instances,
             client,
             agents,
             backend,
@@ -148,6 +187,50 @@ impl LocalCluster {
         self.control =
             ControlProcess::start_on(&control_binary(), &self.certificates, &data, ports, &[])
                 .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Instance `i` of the control service: 0 is [`LocalCluster::control`], the others
+    /// [`LocalCluster::other_instances`].
+    pub fn control_instance(&self, i: usize) -> &ControlProcess {
+        match i {
+            0 => &self.control,
+            i => &self.other_instances[i - 1],
+        }
+    }
+
+    /// `kill -9` of instance `i` of the control service; the agents go on with the others.
+    pub fn kill_control_instance(&mut self, i: usize) {
+        self.control_instance_mut(i).kill();
+    }
+
+    /// Starts instance `i` of the control service again on its address, ports and data, with
+    /// `control_options` (a shared store's `--store` again).
+    pub fn restart_control_instance(&mut self, i: usize, control_options: &[&str]) {
+        let instance = self.control_instance(i);
+        let (ports, data) = ((instance.rest, instance.agent), instance.data_path.clone());
+        self.kill_control_instance(i);
+        let restarted = ControlProcess::start_on(
+            &control_binary(),
+            &self.certificates,
+            &data,
+            ports,
+            control_options,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        *self.control_instance_mut(i) = restarted;
+    }
+
+    fn control_instance_mut(&mut self, i: usize) -> &mut ControlProcess {
+        match i {
+            0 => &mut self.control,
+            i => &mut self.other_instances[i - 1],
+        }
+    }
+
+    /// The control service's hosts as its clients take them: one, or every instance's,
+    /// comma-separated (for nodes in namespaces, see [`LocalCluster::isolator_parameters`]).
+    pub fn control_hosts(&self) -> String {
+        instance_hosts(&self.control, &self.other_instances).join(",")
     }
 
     pub fn node(&self, index: usize) -> NodeUuid {
@@ -238,7 +321,7 @@ impl LocalCluster {
         let (certificate, key) = self.certificates.user("plugin");
         let agent = &self.agents[index];
         serde_json::json!({
-            "control_service_host": self.namespaces.get(index).map_or("127.0.0.1".to_owned(), |n| n.host_address.to_string()),
+            "control_service_host": self.namespaces.get(index).map_or_else(|| self.control_hosts(), |n| n.host_address.to_string()),
             "control_service_port": self.control.rest.port().to_string(),
             "cluster_certificate": self.certificates.cluster_certificate(),
             "client_certificate": certificate,
@@ -256,12 +339,28 @@ impl LocalCluster {
 
     /// Every process's log, for a failure message.
     pub fn logs(&self) -> String {
-        let mut logs = format!("--- control service\n{}", self.control.log());
+        let mut logs = String::new();
+        if self.other_instances.is_empty() {
+            logs += &format!("--- control service\n{}", self.control.log());
+        } else {
+            for instance in std::iter::once(&self.control).chain(&self.other_instances) {
+                logs += &format!("--- control service at {}\n{}", instance.rest, instance.log());
+            }
+        }
         for agent in &self.agents {
             logs += &format!("--- agent {} ({})\n{}", agent.name, agent.node.uuid, agent.log());
         }
         logs
     }
+}
+
+/// The address of each instance, as a host: 127.0.0.1 for one listening on every address.
+fn instance_hosts(control: &ControlProcess, others: &[ControlProcess]) -> Vec<String> {
+    let host = |instance: &ControlProcess| match instance.rest.ip() {
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    std::iter::once(control).chain(others).map(host).collect()
 }
 
 /// Shows `below` at `at` through bindfs, which answers `RENAME_NOREPLACE` with EINVAL, as NFS

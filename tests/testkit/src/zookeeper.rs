@@ -195,6 +195,12 @@ impl ZooKeeperEnsemble {
         fs::read_to_string(self.server(i).log_path()).unwrap_or_default()
     }
 
+    /// Every server's state and the end of its log, for a failing test.
+    pub fn report_all(&self) -> String {
+        let report: Vec<String> = (0..self.servers.len()).map(|i| self.report(i)).collect();
+        report.join("\n")
+    }
+
     /// Servers on fresh ports, not yet serving.
     fn launch(servers: usize) -> Self {
         let root = tempfile::Builder::new().prefix("zookeeper-test-").tempdir().expect("temp dir");
@@ -251,8 +257,7 @@ impl ZooKeeperEnsemble {
     }
 
     fn fail(&self, reason: &str) -> ! {
-        let report: Vec<String> = (0..self.servers.len()).map(|i| self.report(i)).collect();
-        panic!("ZooKeeper ensemble {}: {reason}\n{}", self.connect_string(), report.join("\n"))
+        panic!("ZooKeeper ensemble {}: {reason}\n{}", self.connect_string(), self.report_all())
     }
 
     /// Server `i`'s state and the end of its log, for a failing test.

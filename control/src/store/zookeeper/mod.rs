@@ -421,6 +421,10 @@ impl Store for ZooKeeperStore {
         }
     }
 
+    fn wait_until_reachable(&mut self) -> Result<(), StoreError> {
+        self.connection.connected().map(drop).map_err(|f| self.connection.write_error(f))
+    }
+
     fn shared_identity(&self) -> Option<u64> {
         // Taken from the id itself, so that every build of every instance agrees.
         Some(self.store_id?.as_u64_pair().0)
