@@ -4,10 +4,12 @@
 //! - a warm prepare (the dataset already mounted here), durable checkpoint included, beside the
 //!   original module's method for the same step: separate `curl` processes, each with a fresh
 //!   mutual-TLS handshake, for nodes, datasets and the move, then the link;
+//! - the same warm prepare through a control service that keeps its configuration in a real
+//!   3-server ZooKeeper ensemble (`--store zk://…`), beside the journal's;
 //! - a cold prepare that creates the volume;
 //! - 50 prepares of distinct volumes at once, against one.
 //!
-//! Prints; asserts nothing. Needs root, curl and release binaries:
+//! Prints; asserts nothing. Needs root, curl, Debian's zookeeper package and release binaries:
 //! `cargo build --release --bins && cargo bench -p flocker-isolator-ffi`.
 
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -22,8 +24,8 @@ use ::flocker_isolator::{
 };
 use flocker_testkit::bench_results::{self, Baseline};
 use flocker_testkit::task::{command_task, container_id};
-use flocker_testkit::{BackendKind, LocalCluster, require_root};
-use serde_json::Value;
+use flocker_testkit::{BackendKind, LocalCluster, ZooKeeperEnsemble, require_root};
+use serde_json::{Value, json};
 
 const SAMPLES: usize = 50;
 const CROWD: usize = 50;
@@ -89,13 +91,40 @@ impl Library {
         answer.unwrap_or_else(|e| panic!("prepare failed: {e}"));
         took
     }
+
+    /// `SAMPLES` warm prepares of `config`, each let go after it; the first, which mounts the
+    /// volume, is not counted.
+    fn warm_prepares(&self, config: &Value) -> Vec<Duration> {
+        let first = container_id();
+        self.timed_prepare(&first, config);
+        self.cleanup(&first);
+        (0..SAMPLES)
+            .map(|_| {
+                let id = container_id();
+                let took = self.timed_prepare(&id, config);
+                self.cleanup(&id);
+                took
+            })
+            .collect()
+    }
+}
+
+impl Drop for Library {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `flocker_isolator_new` and is freed only here.
+        unsafe { ::flocker_isolator::flocker_isolator_free(self.0) };
+    }
+}
+
+fn workers() -> String {
+    std::env::var("WORKERS").unwrap_or("8".into())
 }
 
 fn main() {
     require_root();
     let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
     let mut parameters = cluster.isolator_parameters(0);
-    parameters["workers"] = serde_json::json!(std::env::var("WORKERS").unwrap_or("8".into()));
+    parameters["workers"] = json!(workers());
     let library = Library::new(&parameters);
     if std::env::var_os("DEBUG").is_some() {
         ::flocker_isolator::flocker_set_log_callback(None, std::ptr::null_mut(), 4);
@@ -107,17 +136,13 @@ fn main() {
 
     // Warm: the volume is mounted here already; each task prepares it and lets it go.
     let warm = task("warm");
-    let first = container_id();
-    library.timed_prepare(&first, &warm);
-    library.cleanup(&first);
-    let mut warm_times: Vec<Duration> = (0..SAMPLES)
-        .map(|_| {
-            let id = container_id();
-            let took = library.timed_prepare(&id, &warm);
-            library.cleanup(&id);
-            took
-        })
-        .collect();
+    let mut warm_times = library.warm_prepares(&warm);
+    // Right after, while this machine's mount table is as small: the same through ZooKeeper.
+    let mut zookeeper_times = if std::env::var_os("CROWD_ONLY").is_some() {
+        Vec::new()
+    } else {
+        warm_through_zookeeper()
+    };
     let mut curl_times = old_module_method(&cluster, &links);
 
     // Cold: a new volume each time, created, attached, formatted and mounted.
@@ -153,6 +178,7 @@ fn main() {
 
     let figures = Figures {
         warm: ms(median(&mut warm_times)),
+        warm_zookeeper: ms(median(&mut zookeeper_times)),
         curl: ms(median(&mut curl_times)),
         cold: ms(median(&mut cold_times)),
         warm_crowd: ms(crowd_took),
@@ -165,6 +191,8 @@ fn main() {
 /// What this bench measures, in milliseconds: medians, and one round of the cold crowd.
 struct Figures {
     warm: f64,
+    /// The same through a ZooKeeper-backed control service.
+    warm_zookeeper: f64,
     curl: f64,
     cold: f64,
     warm_crowd: f64,
@@ -185,6 +213,12 @@ impl Figures {
             "  the original module's way: 3 curl processes + ln", self.curl
         );
         println!("{:<58} {:>9.1}×   goal ≥ 20×", "  ours is faster by", self.curl / self.warm);
+        println!(
+            "{:<58} {:>9.2} ms = {:.2}× through the journal",
+            "  through a ZooKeeper-backed service (3 servers)",
+            self.warm_zookeeper,
+            self.warm_zookeeper / self.warm
+        );
         println!(
             "{:<58} {:>9.1} ms   target ≤ 300 ms",
             "cold prepare (create, attach, mkfs, mount)", self.cold
@@ -221,6 +255,18 @@ impl Figures {
             Some("≤ 5 ms, ≥ 20× faster"),
             Some(&curl),
         );
+        let journal = baseline(
+            self.warm,
+            "through the journal",
+            self.warm_zookeeper / self.warm,
+            "× the journal",
+        );
+        record(
+            "warm prepare through a ZooKeeper-backed control service (3 servers), median",
+            self.warm_zookeeper,
+            None,
+            Some(&journal),
+        );
         record(
             "cold prepare (create, attach, mkfs, mount), median",
             self.cold,
@@ -236,6 +282,22 @@ impl Figures {
         );
         record(&crowd("cold"), self.cold_crowd, None, Some(&cold));
     }
+}
+
+/// The warm prepare of a cluster whose control service keeps its configuration in a real
+/// 3-server ZooKeeper ensemble on loopback (`--store zk://…`): every write is a ZooKeeper
+/// transaction, every read of the configuration a `sync` and a read. Everything is let go after.
+fn warm_through_zookeeper() -> Vec<Duration> {
+    let ensemble = ZooKeeperEnsemble::start(3);
+    let store = format!("zk://{}/flocker", ensemble.connect_string());
+    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &["--store", &store]);
+    let mut parameters = cluster.isolator_parameters(0);
+    parameters["workers"] = json!(workers());
+    let library = Library::new(&parameters);
+    let links = cluster.certificates.root().join("links");
+    std::fs::create_dir_all(&links).expect("the links directory");
+    let warm = command_task(&[("warm", links.join("warm").to_str().unwrap())]);
+    library.warm_prepares(&warm)
 }
 
 /// Starts every prepare at once; the time until the last answer.
