@@ -1,8 +1,10 @@
 //! A client given several instances of one control service, against real `flocker-control`
-//! processes sharing one cluster's certificates and ports (each on its own loopback address)
-//! and stand-ins with the real certificate that fail in a chosen way: it moves on from an
-//! instance that did nothing, never repeats a write that may have been done, and starts each
-//! call where the last one was answered.
+//! processes sharing one cluster's certificates and ports (each on its own loopback address;
+//! one whose ZooKeeper ensemble lost its quorum answers writes with 503), and stand-ins with
+//! the real certificate for what no real instance does at will (take a request and never
+//! answer it; answer 503 to a `GET /v1/version`): it moves on from an instance that did
+//! nothing, never repeats a write that may have been done, and starts each call where the
+//! last one was answered.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
@@ -11,8 +13,8 @@ use std::time::{Duration, Instant};
 use flocker_api::client::TlsLibrary;
 use flocker_api::{Client, ClientConfig, ClientError, CreateDataset, NodeUuid, TransportProblem};
 use flocker_testkit::{
-    ClusterCertificates, ControlProcess, StandIn, StandInBehaviour, closed_address, control_binary,
-    start_instances,
+    ClusterCertificates, ControlProcess, StandIn, StandInBehaviour, ZooKeeperEnsemble,
+    closed_address, control_binary, start_instances,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -163,26 +165,47 @@ fn a_request_sent_and_never_answered_is_repeated_elsewhere_only_if_it_is_a_get()
     );
 }
 
+/// A real instance whose ZooKeeper ensemble has lost its quorum answers a write with 503
+/// (nothing changed): the client goes on to the next instance, even with a POST.
 #[test]
 fn an_instance_answering_503_is_passed_over_whatever_the_method() {
     let certificates = ClusterCertificates::new();
-    let live = start_instances(&control_binary(), &certificates, &["127.0.0.12"], &[]);
-    let port = live[0].rest.port();
-    let unavailable = StandIn::start(
-        &certificates,
-        address("127.0.0.11", port),
-        StandInBehaviour::Answer {
-            status: 503,
-            body: r#"{"description": "no ZooKeeper quorum"}"#.into(),
-        },
-    );
+    let mut ensemble = ZooKeeperEnsemble::start(3);
+    let store = format!("zk://{}/flocker", ensemble.connect_string());
+    let on_zookeeper = ["--store", &store, "--store-timeout", "1"];
+    let without_quorum =
+        start_instances(&control_binary(), &certificates, &["127.0.0.11"], &on_zookeeper);
+    let (port, agent_port) = (without_quorum[0].rest.port(), without_quorum[0].agent.port());
+    let ports = (address("127.0.0.12", port), address("127.0.0.12", agent_port));
+    let data = certificates.root().join("data-live");
+    let _live = ControlProcess::start_on(&control_binary(), &certificates, &data, ports, &[])
+        .unwrap_or_else(|error| panic!("{error}"));
+    ensemble.kill(0);
+    ensemble.kill(1);
+    // Until the instance has noticed (its answers then say how old its view is), a write may
+    // still go out on its session and end unconfirmed (504), which no client repeats.
+    let only_that_one = self::client(&certificates, "127.0.0.11", port);
+    let noticed = Instant::now() + Duration::from_secs(30);
+    while only_that_one
+        .send("GET", "/v1/version", &[], None)
+        .ok()
+        .and_then(|answer| answer.header("x-flocker-view-age").map(drop))
+        .is_none()
+    {
+        assert!(Instant::now() < noticed, "the instance never noticed the quorum was lost");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     let client = client(&certificates, "127.0.0.11,127.0.0.12", port);
     let created = client.create_dataset(&create_request(), None).expect("the POST goes on");
     assert_eq!(client.current_address(), format!("127.0.0.12:{port}"));
-    assert_eq!(unavailable.requests(), ["POST /v1/configuration/datasets"]);
     let (datasets, _) = client.list_datasets().expect("list");
     assert_eq!(datasets.len(), 1);
     assert_eq!(datasets[0].dataset_id, created.dataset_id);
+    let log = without_quorum[0].log();
+    assert!(log.contains("is not available"), "the instance without a quorum: {log}");
+    let (datasets, _) = only_that_one.list_datasets().expect("its last view");
+    assert!(datasets.is_empty(), "the instance without a quorum made nothing: {datasets:?}");
 }
 
 #[test]
