@@ -480,7 +480,7 @@ fn check_writes(ha: &Ha, writes: &[Vec<Write>], chaos: Chaos) -> BTreeMap<Datase
     let acknowledged = all.len() - failed.len();
     println!("{acknowledged} writes acknowledged, {} failed:", failed.len());
     for write in &failed {
-        let failure = write.outcome.as_ref().err().expect("a failure");
+        let failure = write.outcome.as_ref().expect_err("a failure");
         println!(
             "  {:?} {} at {:?} (took {:?}): {}",
             write.kind, write.dataset, write.at, write.took, failure.message
