@@ -182,10 +182,15 @@ fn an_instance_answering_503_is_passed_over_whatever_the_method() {
         .unwrap_or_else(|error| panic!("{error}"));
     ensemble.kill(0);
     ensemble.kill(1);
-    // Until the instance has noticed (its answers then say how old its view is), a write may
-    // still go out on its session and end unconfirmed (504), which no client repeats.
-    let only_that_one = self::client(&certificates, "127.0.0.11", port);
+    // Until the last server stops serving and the instance has noticed (its answers then say
+    // how old its view is), a write may still go out on its session and end unconfirmed
+    // (504), which no client repeats.
     let noticed = Instant::now() + Duration::from_secs(30);
+    while ensemble.server_mode(2).is_some() {
+        assert!(Instant::now() < noticed, "the last ZooKeeper server never stopped serving");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let only_that_one = self::client(&certificates, "127.0.0.11", port);
     while only_that_one
         .send("GET", "/v1/version", &[], None)
         .ok()
