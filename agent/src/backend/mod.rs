@@ -93,8 +93,15 @@ impl BackendError {
 }
 
 pub trait Backend: Send {
-    /// `loopback`, `directory`.
+    /// `loopback`, `directory`, `btrfs`.
     fn name(&self) -> &'static str;
+
+    /// Whether a volume reaches another node as a copy, its storage being this node's alone
+    /// (btrfs), rather than by a detach here and an attach there on shared storage. Such a
+    /// volume is never detached, and is kept here until it has been copied.
+    fn moves_by_copy(&self) -> bool {
+        false
+    }
 
     /// The id under which the control service records a dataset's volume.
     fn blockdevice_id(&self, dataset_id: &DatasetId) -> String;
