@@ -1,5 +1,6 @@
-//! Where volumes live, behind one trait: [`loopback`] (a sparse file, a loop device, ext4) and
-//! [`directory`] (a plain directory). Both keep Flocker's layout under `root_path`:
+//! Where volumes live, behind one trait: [`loopback`] (a sparse file, a loop device, ext4),
+//! [`directory`] (a plain directory) and [`btrfs`] (a subvolume in the node's own pool, see
+//! there). The first two keep Flocker's layout under `root_path`:
 //!
 //! ```text
 //! <root_path>/unattached/<volume>                       exists, attached to no node
@@ -11,6 +12,7 @@
 //! when `root_path` is shared by several nodes a move is a detach on one and an attach on the
 //! other, with real block-device semantics: a volume is attached to one node at a time.
 
+pub mod btrfs;
 pub mod directory;
 mod layout;
 pub mod loopback;
@@ -136,4 +138,12 @@ pub trait Backend: Send {
 
     /// Whether `target` really shows `source` now.
     fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool;
+}
+
+/// A path as a command's argument: the tools take UTF-8 here.
+pub(crate) fn path_str(path: &Path) -> Result<&str, BackendError> {
+    path.to_str().ok_or_else(|| BackendError::Refused {
+        path: path.to_owned(),
+        problem: "the path is not UTF-8".into(),
+    })
 }
