@@ -16,6 +16,7 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
