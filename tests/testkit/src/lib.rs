@@ -4,6 +4,7 @@
 
 mod agent;
 pub mod bench_results;
+pub mod btrfs;
 mod certificates;
 mod cleanup;
 mod control;
