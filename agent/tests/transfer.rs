@@ -304,3 +304,48 @@ fn at_start_partial_receives_and_half_made_volumes_are_deleted_and_complete_ones
     assert_eq!(b.incoming(&dataset), ["0000000001"]);
     assert!(cleanup_incoming(&b.pool).unwrap().is_empty());
 }
+
+#[test]
+fn a_difference_whose_parent_the_receiver_lacks_is_refused_and_leaves_nothing() {
+    require_root();
+    let (a, b) = (Node::new(512 * MIB), Node::new(512 * MIB));
+    let (dataset, volume, first) = first_snapshot(&a, 4);
+    write_random(&volume, MIB);
+    let step = push_step(Phase::Final, &[first.held()], &[]);
+    let second = take_snapshot(&a.pool, &volume, &dataset, step.take).unwrap();
+    let error = receive(&b.pool, &dataset, &stream(&second, Some(&first))[..], None).unwrap_err();
+    let TransferError::Receive { source: CommandError::Failed { stderr, .. }, .. } = &error else {
+        panic!("{error}")
+    };
+    assert!(stderr.contains("cannot find parent subvolume"), "{stderr}");
+    assert_eq!(b.incoming(&dataset), Vec::<String>::new());
+}
+
+/// The origin design: a copy received from A is the parent of a difference B sends back, and A
+/// finds its own snapshot as that parent.
+#[test]
+fn a_volume_moves_back_by_a_difference_from_the_snapshot_both_nodes_hold() {
+    require_root();
+    let (a, b) = (Node::new(512 * MIB), Node::new(512 * MIB));
+    let (dataset, _, first) = first_snapshot(&a, 8);
+    let on_b = receive(&b.pool, &dataset, &stream(&first, None)[..], None).unwrap();
+    let volume_on_b =
+        promote(&b.pool, &on_b.snapshot, &format!("{dataset}_{}", 1u64 << 30)).unwrap();
+    write_random(&volume_on_b, MIB);
+
+    let b_holds = [on_b.snapshot.held()];
+    let a_holds: Vec<_> =
+        snapshots::taken(&a.pool, &dataset).unwrap().iter().map(Snapshot::held).collect();
+    let step = push_step(Phase::Final, &b_holds, &a_holds);
+    assert_eq!(
+        step.send,
+        Send::Incremental { parent: on_b.snapshot.generation, snapshot: step.take }
+    );
+    let back = take_snapshot(&b.pool, &volume_on_b, &dataset, step.take).unwrap();
+    let difference = stream(&back, Some(&on_b.snapshot));
+    assert!((difference.len() as u64) < 2 * MIB, "{}", difference.len());
+    let on_a = receive(&a.pool, &dataset, &difference[..], None).unwrap();
+    assert_eq!(on_a.parent, Some(first.subvolume.uuid));
+    let volume_on_a = promote(&a.pool, &on_a.snapshot, "back").unwrap();
+    assert_eq!(sha256_of(&volume_on_a.join("data")), sha256_of(&volume_on_b.join("data")));
+}
