@@ -8,7 +8,7 @@ use std::process::Command;
 
 use flocker_api::DatasetId;
 use flocker_dataset_agent::command::CommandError;
-use flocker_dataset_agent::transfer::plan::{Phase, Send, choose_send, push_step};
+use flocker_dataset_agent::transfer::plan::{Generation, Phase, Send, choose_send, push_step};
 use flocker_dataset_agent::transfer::stream::Digest;
 use flocker_dataset_agent::transfer::{
     Pool, Progress, Snapshot, TransferError, cleanup_incoming, promote, receive, send, snapshots,
@@ -22,7 +22,7 @@ const MIB: u64 = 1 << 20;
 
 /// A node's pool and a dataset's writable volume in it.
 struct Node {
-    _disk: BtrfsPool,
+    disk: BtrfsPool,
     pool: Pool,
 }
 
@@ -30,7 +30,7 @@ impl Node {
     fn new(size: u64) -> Self {
         let disk = BtrfsPool::new(size);
         let pool = Pool::new(disk.path());
-        Self { _disk: disk, pool }
+        Self { disk, pool }
     }
 
     fn volume(&self, dataset: &DatasetId) -> PathBuf {
@@ -38,6 +38,10 @@ impl Node {
         fs::create_dir_all(self.pool.volumes()).unwrap();
         btrfs(&["subvolume", "create", volume.to_str().unwrap()]);
         volume
+    }
+
+    fn disk_path(&self) -> &Path {
+        self.disk.path()
     }
 
     /// What is left under `incoming/<dataset>/`.
@@ -68,6 +72,13 @@ fn write_random(volume: &Path, bytes: u64) {
     let copied = io::copy(&mut fs::File::open("/dev/urandom").unwrap().take(bytes), &mut file);
     assert_eq!(copied.unwrap(), bytes);
     file.sync_all().unwrap();
+}
+
+/// The "Limit referenced" line of `btrfs subvolume show`.
+fn limit_of(volume: &Path) -> String {
+    let output = Command::new("btrfs").args(["subvolume", "show"]).arg(volume).output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.lines().find(|line| line.contains("Limit referenced")).unwrap_or_default().to_owned()
 }
 
 fn sha256_of(file: &Path) -> String {
@@ -125,7 +136,8 @@ fn a_volume_moves_whole_by_a_full_send_then_a_difference() {
     assert!(received.snapshot.subvolume.readonly);
 
     let name = format!("{dataset}_{}", 1u64 << 30);
-    let on_b = promote(&b.pool, &received.snapshot, &name).unwrap();
+    let on_b = promote(&b.pool, &received.snapshot, &name, Some(1 << 30)).unwrap();
+    assert!(limit_of(&on_b).contains("1.00GiB"), "{}", limit_of(&on_b));
     assert_eq!(sha256_of(&on_b.join("data")), sha256_of(&first.path.join("data")));
     fs::write(on_b.join("written-on-b"), "the promoted volume is writable").unwrap();
 
@@ -147,10 +159,10 @@ fn a_volume_moves_whole_by_a_full_send_then_a_difference() {
     let digest = Digest(Sha256::digest(&difference).into());
     let latest = receive(&b.pool, &dataset, &difference[..], Some(digest)).unwrap();
     assert_eq!(latest.parent, Some(first.subvolume.uuid));
-    let error = promote(&b.pool, &latest.snapshot, &name).unwrap_err();
+    let error = promote(&b.pool, &latest.snapshot, &name, None).unwrap_err();
     assert!(matches!(error, TransferError::VolumeExists { .. }), "{error}");
     assert!(on_b.join("written-on-b").exists(), "the existing volume was touched");
-    let again = promote(&b.pool, &latest.snapshot, &format!("{name}-2")).unwrap();
+    let again = promote(&b.pool, &latest.snapshot, &format!("{name}-2"), None).unwrap();
     assert_eq!(sha256_of(&again.join("data")), sha256_of(&volume.join("data")));
 
     let ours = [first.held(), second.held()];
@@ -330,7 +342,7 @@ fn a_volume_moves_back_by_a_difference_from_the_snapshot_both_nodes_hold() {
     let (dataset, _, first) = first_snapshot(&a, 8);
     let on_b = receive(&b.pool, &dataset, &stream(&first, None)[..], None).unwrap();
     let volume_on_b =
-        promote(&b.pool, &on_b.snapshot, &format!("{dataset}_{}", 1u64 << 30)).unwrap();
+        promote(&b.pool, &on_b.snapshot, &format!("{dataset}_{}", 1u64 << 30), None).unwrap();
     write_random(&volume_on_b, MIB);
 
     let b_holds = [on_b.snapshot.held()];
@@ -346,6 +358,22 @@ fn a_volume_moves_back_by_a_difference_from_the_snapshot_both_nodes_hold() {
     assert!((difference.len() as u64) < 2 * MIB, "{}", difference.len());
     let on_a = receive(&a.pool, &dataset, &difference[..], None).unwrap();
     assert_eq!(on_a.parent, Some(first.subvolume.uuid));
-    let volume_on_a = promote(&a.pool, &on_a.snapshot, "back").unwrap();
+    let volume_on_a = promote(&a.pool, &on_a.snapshot, "back", None).unwrap();
     assert_eq!(sha256_of(&volume_on_a.join("data")), sha256_of(&volume_on_b.join("data")));
+}
+
+#[test]
+fn a_stream_that_would_make_anything_but_a_snapshot_name_is_refused_before_btrfs_sees_it() {
+    require_root();
+    let (a, b) = (Node::new(512 * MIB), Node::new(512 * MIB));
+    let dataset = DatasetId::random();
+    let volume = a.volume(&dataset);
+    write_random(&volume, MIB);
+    let path = a.disk_path().join("not-a-generation");
+    btrfs(&["subvolume", "snapshot", "-r", volume.to_str().unwrap(), path.to_str().unwrap()]);
+    let subvolume = snapshots::show(&path).unwrap();
+    let odd = Snapshot { path, dataset_id: dataset, generation: Generation(1), subvolume };
+    let error = receive(&b.pool, &dataset, &stream(&odd, None)[..], None).unwrap_err();
+    assert!(matches!(&error, TransferError::BadName { name, .. } if name == "not-a-generation"));
+    assert_eq!(b.incoming(&dataset), Vec::<String>::new());
 }

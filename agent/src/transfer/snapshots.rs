@@ -110,10 +110,17 @@ pub fn remove_snapshot(snapshot: &Snapshot) -> Result<(), TransferError> {
     delete_subvolume(&snapshot.path)
 }
 
-/// Makes `<pool>/volumes/<volume>` a writable snapshot of `received`. It is made under a
-/// temporary name in `incoming/` and renamed without replacing, so a crash leaves either no
-/// volume or the whole one, and an existing volume is never touched.
-pub fn promote(pool: &Pool, received: &Snapshot, volume: &str) -> Result<PathBuf, TransferError> {
+/// Makes `<pool>/volumes/<volume>` a writable snapshot of `received`, its quota group limited to
+/// `limit` bytes if given (the backend limits each volume to its `maximum_size`). It is made and
+/// limited under a temporary name in `incoming/`, then renamed without replacing, so a crash
+/// leaves either no volume or the whole one, never an unlimited one, and an existing volume is
+/// never touched.
+pub fn promote(
+    pool: &Pool,
+    received: &Snapshot,
+    volume: &str,
+    limit: Option<u64>,
+) -> Result<PathBuf, TransferError> {
     if volume.is_empty() || volume.starts_with('.') || volume.contains('/') {
         return Err(TransferError::BadVolumeName { name: volume.to_owned() });
     }
@@ -130,6 +137,13 @@ pub fn promote(pool: &Pool, received: &Snapshot, volume: &str) -> Result<PathBuf
     }
     let (from, to) = (text(&received.path)?, text(&temporary)?);
     command::run("btrfs", &["subvolume", "snapshot", from, to], QUICK)?;
+    if let Some(limit) = limit {
+        let limited = command::run("btrfs", &["qgroup", "limit", &limit.to_string(), to], QUICK);
+        if let Err(e) = limited {
+            discard(&temporary);
+            return Err(e.into());
+        }
+    }
     if let Err(e) = no_replace::rename(&temporary, &target) {
         discard(&temporary);
         return Err(match e.kind() {
