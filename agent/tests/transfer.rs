@@ -8,11 +8,13 @@ use std::process::Command;
 
 use flocker_api::DatasetId;
 use flocker_dataset_agent::command::CommandError;
-use flocker_dataset_agent::transfer::plan::{Generation, Phase, Send, choose_send, push_step};
+use flocker_dataset_agent::transfer::plan::{
+    Generation, Handoff, Phase, Send, choose_send, deletable, push_step,
+};
 use flocker_dataset_agent::transfer::stream::Digest;
 use flocker_dataset_agent::transfer::{
-    Pool, Progress, Snapshot, TransferError, cleanup_incoming, promote, receive, send, snapshots,
-    take_snapshot,
+    Pool, Progress, Snapshot, TransferError, cleanup_incoming, promote, receive, remove_snapshot,
+    send, snapshots, take_snapshot,
 };
 use flocker_testkit::btrfs::BtrfsPool;
 use flocker_testkit::require_root;
@@ -170,6 +172,13 @@ fn a_volume_moves_whole_by_a_full_send_then_a_difference() {
         snapshots::received(&b.pool, &dataset).unwrap().iter().map(Snapshot::held).collect();
     assert_eq!(choose_send(&ours, &theirs), Send::Nothing);
     assert!(b.incoming(&dataset).iter().all(|name| name.parse::<u32>().is_ok()));
+
+    // B confirmed both: A lets go of the first and keeps the common parent until the handoff.
+    assert_eq!(deletable(&ours, &theirs, Handoff::InProgress), [first.generation]);
+    remove_snapshot(&first).unwrap();
+    let left: Vec<_> =
+        snapshots::taken(&a.pool, &dataset).unwrap().iter().map(Snapshot::held).collect();
+    assert_eq!(left, [second.held()]);
 }
 
 /// Fails every write once `left` bytes went through, as a connection that breaks does.
