@@ -13,7 +13,7 @@ use crate::discover::{Found, mount_point};
 pub enum Outcome {
     /// It changed something: look again at once.
     Progressed,
-    /// Nothing to do now: waiting for another node, or pinned by a lease.
+    /// Nothing to do now: waiting for another node, pinned by a lease, or kept for a copy.
     Waiting,
     /// It cannot be done, and the agent will not try (the loop says so in the log).
     Refused,
@@ -48,7 +48,7 @@ pub fn act(
         Step::Unmount => backend.unmount(&target)?,
         Step::Detach => backend.detach(volume()?)?,
         Step::Destroy => backend.destroy(volume()?)?,
-        Step::WaitForRelease | Step::Hold => return Ok(Outcome::Waiting),
+        Step::WaitForRelease | Step::Hold | Step::KeepUntilPushed => return Ok(Outcome::Waiting),
         Step::Refuse(_) => return Ok(Outcome::Refused),
         Step::Done => return Ok(Outcome::Waiting),
     }

@@ -38,6 +38,15 @@ pub enum Have {
     Mounted,
 }
 
+/// How the backend's volumes reach another node ([`crate::backend::Backend::moves_by_copy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moves {
+    /// Detached here, attached there: storage the nodes share (loopback, directory).
+    ByAttach,
+    /// Copied there: storage of this node's alone (btrfs). Nothing is ever detached.
+    ByCopy,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     Create {
@@ -53,6 +62,9 @@ pub enum Step {
     WaitForRelease,
     /// A lease of this node pins it here as it is.
     Hold,
+    /// Wanted on another node, and the only copy is here: kept, unmounted, until it has been
+    /// copied there (not done by this agent yet). Never detached nor destroyed meanwhile.
+    KeepUntilPushed,
     /// Something the agent must not touch; said in the log and reported, never acted on.
     Refuse(Refusal),
     Done,
@@ -85,8 +97,8 @@ impl Refusal {
     }
 }
 
-/// One step toward `want` for one dataset.
-pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
+/// One step toward `want` for one dataset, on a backend whose volumes move as `moves` says.
+pub fn next_step(want: &Want, have: &Have, leased_here: bool, moves: Moves) -> Step {
     use Have::*;
     match (want, have) {
         (Want::Here { size, had_volume: false }, Missing) => Step::Create { size: *size },
@@ -107,6 +119,8 @@ pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
             Step::Hold
         }
         (Want::Away | Want::Deleted, Mounted) => Step::Unmount,
+        (Want::Away, Attaching | Attached(_)) if moves == Moves::ByCopy => Step::KeepUntilPushed,
+        (Want::Deleted, Attaching | Attached(_)) if moves == Moves::ByCopy => Step::Destroy,
         (Want::Away | Want::Deleted, Attaching | Attached(_)) => Step::Detach,
         (Want::Deleted, Detached) => Step::Destroy,
     }
@@ -117,6 +131,7 @@ pub fn next_step(want: &Want, have: &Have, leased_here: bool) -> Step {
 pub fn plan(
     desired: &AgentConfiguration,
     have: &BTreeMap<DatasetId, Have>,
+    moves: Moves,
 ) -> Vec<(DatasetId, Step)> {
     let leases: BTreeSet<&DatasetId> = desired.leases.iter().collect();
     let wants: BTreeMap<DatasetId, Want> = desired
@@ -139,7 +154,7 @@ pub fn plan(
         .map(|id| {
             let want = wants.get(id).unwrap_or(&Want::Away);
             let found = have.get(id).unwrap_or(&Have::Missing);
-            (*id, next_step(want, found, leases.contains(id)))
+            (*id, next_step(want, found, leases.contains(id), moves))
         })
         .filter(|(_, step)| *step != Step::Done)
         .collect()
@@ -151,28 +166,38 @@ mod tests {
     use flocker_api::{Dataset, NodeUuid};
 
     const HERE: Want = Want::Here { size: 1 << 30, had_volume: false };
+
+    /// The next step on shared storage (loopback, directory).
+    fn shared(want: &Want, have: &Have, leased_here: bool) -> Step {
+        next_step(want, have, leased_here, Moves::ByAttach)
+    }
+
+    /// The next step on storage of the node's own (btrfs).
+    fn own(want: &Want, have: &Have, leased_here: bool) -> Step {
+        next_step(want, have, leased_here, Moves::ByCopy)
+    }
     const BACK: Want = Want::Here { size: 1 << 30, had_volume: true };
 
     #[test]
     fn a_wanted_dataset_goes_create_attach_format_mount() {
-        assert_eq!(next_step(&HERE, &Have::Missing, false), Step::Create { size: 1 << 30 });
-        assert_eq!(next_step(&HERE, &Have::Detached, false), Step::Attach);
-        assert_eq!(next_step(&HERE, &Have::Attaching, false), Step::Attach);
-        assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Empty), false), Step::Format);
-        assert_eq!(next_step(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
-        assert_eq!(next_step(&HERE, &Have::Mounted, false), Step::Done);
+        assert_eq!(shared(&HERE, &Have::Missing, false), Step::Create { size: 1 << 30 });
+        assert_eq!(shared(&HERE, &Have::Detached, false), Step::Attach);
+        assert_eq!(shared(&HERE, &Have::Attaching, false), Step::Attach);
+        assert_eq!(shared(&HERE, &Have::Attached(Filesystem::Empty), false), Step::Format);
+        assert_eq!(shared(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
+        assert_eq!(shared(&HERE, &Have::Mounted, false), Step::Done);
     }
 
     #[test]
     fn a_dataset_that_had_a_volume_is_never_given_a_new_one() {
-        assert_eq!(next_step(&BACK, &Have::Missing, false), Step::Refuse(Refusal::NotVisible));
-        assert_eq!(next_step(&BACK, &Have::Detached, false), Step::Attach);
-        assert_eq!(next_step(&BACK, &Have::Elsewhere, false), Step::WaitForRelease);
+        assert_eq!(shared(&BACK, &Have::Missing, false), Step::Refuse(Refusal::NotVisible));
+        assert_eq!(shared(&BACK, &Have::Detached, false), Step::Attach);
+        assert_eq!(shared(&BACK, &Have::Elsewhere, false), Step::WaitForRelease);
     }
 
     #[test]
     fn a_volume_holding_another_file_system_is_never_formatted_nor_mounted() {
-        let step = next_step(&HERE, &Have::Attached(Filesystem::Foreign("xfs".into())), false);
+        let step = shared(&HERE, &Have::Attached(Filesystem::Foreign("xfs".into())), false);
         assert_eq!(step, Step::Refuse(Refusal::ForeignFilesystem("xfs".into())));
     }
 
@@ -188,42 +213,39 @@ mod tests {
 
     #[test]
     fn a_volume_attached_to_another_node_is_waited_for_not_taken() {
-        assert_eq!(next_step(&HERE, &Have::Elsewhere, false), Step::WaitForRelease);
+        assert_eq!(shared(&HERE, &Have::Elsewhere, false), Step::WaitForRelease);
     }
 
     #[test]
     fn a_dataset_that_moved_away_is_unmounted_then_detached() {
-        assert_eq!(next_step(&Want::Away, &Have::Mounted, false), Step::Unmount);
-        assert_eq!(next_step(&Want::Away, &Have::Attached(Filesystem::Ours), false), Step::Detach);
-        assert_eq!(next_step(&Want::Away, &Have::Attaching, false), Step::Detach);
-        assert_eq!(next_step(&Want::Away, &Have::Detached, false), Step::Done);
+        assert_eq!(shared(&Want::Away, &Have::Mounted, false), Step::Unmount);
+        assert_eq!(shared(&Want::Away, &Have::Attached(Filesystem::Ours), false), Step::Detach);
+        assert_eq!(shared(&Want::Away, &Have::Attaching, false), Step::Detach);
+        assert_eq!(shared(&Want::Away, &Have::Detached, false), Step::Done);
     }
 
     #[test]
     fn a_dataset_leased_here_stays_mounted_when_configuration_moves_or_deletes_it() {
         for want in [Want::Away, Want::Deleted] {
-            assert_eq!(next_step(&want, &Have::Mounted, true), Step::Hold);
-            assert_eq!(next_step(&want, &Have::Attached(Filesystem::Ours), true), Step::Hold);
+            assert_eq!(shared(&want, &Have::Mounted, true), Step::Hold);
+            assert_eq!(shared(&want, &Have::Attached(Filesystem::Ours), true), Step::Hold);
         }
-        assert_eq!(next_step(&Want::Deleted, &Have::Detached, true), Step::Hold);
+        assert_eq!(shared(&Want::Deleted, &Have::Detached, true), Step::Hold);
     }
 
     #[test]
     fn a_lease_never_causes_a_mount_or_a_move() {
-        assert_eq!(next_step(&Want::Away, &Have::Detached, true), Step::Done);
-        assert_eq!(next_step(&Want::Away, &Have::Elsewhere, true), Step::Done);
+        assert_eq!(shared(&Want::Away, &Have::Detached, true), Step::Done);
+        assert_eq!(shared(&Want::Away, &Have::Elsewhere, true), Step::Done);
     }
 
     #[test]
     fn a_deleted_dataset_is_unmounted_detached_then_destroyed() {
-        assert_eq!(next_step(&Want::Deleted, &Have::Mounted, false), Step::Unmount);
-        assert_eq!(
-            next_step(&Want::Deleted, &Have::Attached(Filesystem::Ours), false),
-            Step::Detach
-        );
-        assert_eq!(next_step(&Want::Deleted, &Have::Detached, false), Step::Destroy);
-        assert_eq!(next_step(&Want::Deleted, &Have::Missing, false), Step::Done);
-        assert_eq!(next_step(&Want::Deleted, &Have::Elsewhere, false), Step::Done);
+        assert_eq!(shared(&Want::Deleted, &Have::Mounted, false), Step::Unmount);
+        assert_eq!(shared(&Want::Deleted, &Have::Attached(Filesystem::Ours), false), Step::Detach);
+        assert_eq!(shared(&Want::Deleted, &Have::Detached, false), Step::Destroy);
+        assert_eq!(shared(&Want::Deleted, &Have::Missing, false), Step::Done);
+        assert_eq!(shared(&Want::Deleted, &Have::Elsewhere, false), Step::Done);
     }
 
     fn dataset(id: DatasetId, deleted: bool, size: Option<u64>) -> Dataset {
@@ -268,6 +290,51 @@ mod tests {
             (gone_from_sight, Step::Refuse(Refusal::NotVisible)),
         ];
         expected.sort_by_key(|(id, _)| *id);
-        assert_eq!(plan(&desired, &have), expected);
+        assert_eq!(plan(&desired, &have, Moves::ByAttach), expected);
+    }
+
+    #[test]
+    fn a_volume_of_the_nodes_own_storage_is_mounted_with_no_attach_nor_format() {
+        assert_eq!(own(&HERE, &Have::Missing, false), Step::Create { size: 1 << 30 });
+        assert_eq!(own(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
+        assert_eq!(own(&HERE, &Have::Mounted, false), Step::Done);
+    }
+
+    #[test]
+    fn a_volume_of_the_nodes_own_storage_moved_away_is_unmounted_and_kept_never_detached() {
+        assert_eq!(own(&Want::Away, &Have::Mounted, false), Step::Unmount);
+        for have in [Have::Attached(Filesystem::Ours), Have::Attaching] {
+            assert_eq!(own(&Want::Away, &have, false), Step::KeepUntilPushed, "{have:?}");
+        }
+        assert_eq!(own(&Want::Away, &Have::Mounted, true), Step::Hold);
+        assert_eq!(own(&Want::Away, &Have::Attached(Filesystem::Ours), true), Step::Hold);
+    }
+
+    #[test]
+    fn a_deleted_volume_of_the_nodes_own_storage_is_unmounted_then_destroyed() {
+        assert_eq!(own(&Want::Deleted, &Have::Mounted, false), Step::Unmount);
+        let attached = Have::Attached(Filesystem::Ours);
+        assert_eq!(own(&Want::Deleted, &attached, false), Step::Destroy);
+        assert_eq!(own(&Want::Deleted, &attached, true), Step::Hold);
+        assert_eq!(own(&Want::Deleted, &Have::Missing, false), Step::Done);
+    }
+
+    #[test]
+    fn the_plan_keeps_a_volume_of_the_nodes_own_storage_that_moved_away() {
+        let (moved_away, unmounted) = (DatasetId::random(), DatasetId::random());
+        let desired = AgentConfiguration {
+            etag: String::new(),
+            datasets: vec![],
+            leases: vec![],
+            blockdevice_ids: Default::default(),
+            had_volume: Default::default(),
+        };
+        let have = BTreeMap::from([
+            (moved_away, Have::Mounted),
+            (unmounted, Have::Attached(Filesystem::Ours)),
+        ]);
+        let mut expected = vec![(moved_away, Step::Unmount), (unmounted, Step::KeepUntilPushed)];
+        expected.sort_by_key(|(id, _)| *id);
+        assert_eq!(plan(&desired, &have, Moves::ByCopy), expected);
     }
 }

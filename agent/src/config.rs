@@ -6,11 +6,20 @@
 //!   # or the control service's instances (one per Mesos master), all on that port, tried in
 //!   # turn: hostname: [m1, m2, m3], or hostname: "m1,m2,m3" (at most 16)
 //! dataset:
-//!   backend: loopback            # or: directory
+//!   backend: loopback            # or: directory, btrfs
 //!   root_path: /var/lib/flocker/loopback   # where volumes live; share it between nodes to move them
 //!   compute_instance_id: node-a  # this node's name in root_path (default: its node UUID)
 //!   mount_root: /flocker         # ours: where datasets are mounted, <mount_root>/<dataset_id>
 //!   mount_mode: bind             # ours, directory backend only: bind (root) or symlink
+//! # or, ours: a subvolume per dataset in this node's btrfs pool, mounted at `pool`
+//! dataset:
+//!   backend: btrfs
+//!   pool: /var/lib/flocker/btrfs # where the pool is mounted (made if missing)
+//!   pool_device: /dev/sdb        # what holds it: a device (formatted only if blank), or
+//!   # pool_file: /var/lib/flocker/btrfs.img   # a file of ours on a loop device, made if missing,
+//!   # pool_size: 10737418240                  # of this many bytes (at least 256 MiB);
+//!   # neither: `pool` is a btrfs mounted already
+//!   mount_root: /flocker
 //! agent:                         # ours, all optional
 //!   era: <uuid>                  # instead of the boot id: for several agents on one machine
 //!   poll_seconds: 30             # how long a configuration poll waits for a change
@@ -46,9 +55,36 @@ pub struct AgentConfig {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendConfig {
-    Loopback { root_path: PathBuf, compute_instance_id: Option<String> },
-    Directory { root_path: PathBuf, compute_instance_id: Option<String>, mount_mode: MountMode },
+    Loopback {
+        root_path: PathBuf,
+        compute_instance_id: Option<String>,
+    },
+    Directory {
+        root_path: PathBuf,
+        compute_instance_id: Option<String>,
+        mount_mode: MountMode,
+    },
+    /// A subvolume per dataset in the btrfs mounted at `pool`.
+    Btrfs {
+        pool: PathBuf,
+        source: PoolSource,
+    },
 }
+
+/// What the btrfs pool lives on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolSource {
+    /// Nothing to set up: `pool` is a btrfs mounted already (by the operator).
+    Mounted,
+    /// A block device of the node's, formatted only if it holds nothing.
+    Device(PathBuf),
+    /// A file of ours on a loop device (tests, demos): made sparse if missing.
+    File { path: PathBuf, size: u64 },
+}
+
+/// The smallest `pool_size`: mkfs.btrfs wants room for its metadata and system chunks
+/// twice over, and a pool smaller than this holds little else.
+pub const SMALLEST_POOL: u64 = 256 * 1024 * 1024;
 
 /// How the directory backend makes a dataset appear at its mount point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -106,6 +142,11 @@ struct Dataset {
     mount_mode: Option<MountMode>,
     /// Flocker's loopback key; sizes are used exactly here.
     allocation_unit: Option<u64>,
+    /// Ours, btrfs backend only.
+    pool: Option<PathBuf>,
+    pool_device: Option<PathBuf>,
+    pool_file: Option<PathBuf>,
+    pool_size: Option<u64>,
 }
 
 #[derive(Default, Deserialize)]
@@ -146,6 +187,17 @@ impl AgentConfig {
         if dataset.allocation_unit.is_some_and(|unit| unit != 1) {
             log::warn!("{}: allocation_unit is ignored; sizes are used exactly", path.display());
         }
+        if dataset.backend != "btrfs" {
+            let btrfs_keys = [
+                ("pool", dataset.pool.is_some()),
+                ("pool_device", dataset.pool_device.is_some()),
+                ("pool_file", dataset.pool_file.is_some()),
+                ("pool_size", dataset.pool_size.is_some()),
+            ];
+            if let Some((key, _)) = btrfs_keys.iter().find(|(_, given)| *given) {
+                return Err(invalid(format!("dataset: {key} is for the btrfs backend")));
+            }
+        }
         let backend = match dataset.backend.as_str() {
             "loopback" => {
                 if dataset.mount_mode.is_some() {
@@ -167,9 +219,11 @@ impl AgentConfig {
                     MountMode::Symlink
                 }),
             },
+            "btrfs" => btrfs(&dataset).map_err(invalid)?,
             other => {
                 return Err(invalid(format!(
-                    "dataset: backend '{other}' is not one this agent has (loopback, directory)"
+                    "dataset: backend '{other}' is not one this agent has (loopback, directory, \
+                     btrfs)"
                 )));
             }
         };
@@ -221,10 +275,66 @@ impl AgentConfig {
     }
 }
 
+/// The btrfs backend's keys: `pool`, and at most one of `pool_device` and `pool_file` (with
+/// its `pool_size`); the shared keys that mean nothing to it are refused, not ignored.
+fn btrfs(dataset: &Dataset) -> Result<BackendConfig, String> {
+    for (key, given) in [
+        ("root_path", dataset.root_path.is_some()),
+        ("compute_instance_id", dataset.compute_instance_id.is_some()),
+        ("mount_mode", dataset.mount_mode.is_some()),
+    ] {
+        if given {
+            return Err(format!("dataset: {key} is not for the btrfs backend (it has pool)"));
+        }
+    }
+    let pool = dataset.pool.clone().unwrap_or_else(|| "/var/lib/flocker/btrfs".into());
+    let absolute = |key: &str, path: &Path| {
+        if path.is_absolute() {
+            Ok(())
+        } else {
+            Err(format!("dataset: {key} '{}' is not an absolute path", path.display()))
+        }
+    };
+    absolute("pool", &pool)?;
+    let source = match (&dataset.pool_device, &dataset.pool_file, dataset.pool_size) {
+        (Some(_), Some(_), _) => {
+            return Err("dataset: pool_device and pool_file exclude each other; give one".into());
+        }
+        (Some(_), None, Some(_)) => {
+            return Err("dataset: pool_size is for pool_file (a device has its own size)".into());
+        }
+        (None, None, Some(_)) => return Err("dataset: pool_size needs pool_file".into()),
+        (None, Some(_), None) => {
+            return Err("dataset: pool_file needs pool_size (bytes, at least 256 MiB)".into());
+        }
+        (None, Some(_), Some(size)) if size < SMALLEST_POOL => {
+            return Err(format!(
+                "dataset: pool_size {size} is less than 256 MiB ({SMALLEST_POOL} bytes)"
+            ));
+        }
+        (None, Some(file), Some(size)) => {
+            absolute("pool_file", file)?;
+            if file.starts_with(&pool) {
+                let problem = "is inside pool, which it holds";
+                return Err(format!("dataset: pool_file '{}' {problem}", file.display()));
+            }
+            PoolSource::File { path: file.clone(), size }
+        }
+        (Some(device), None, None) => {
+            absolute("pool_device", device)?;
+            PoolSource::Device(device.clone())
+        }
+        (None, None, None) => PoolSource::Mounted,
+    };
+    Ok(BackendConfig::Btrfs { pool, source })
+}
+
 impl BackendConfig {
+    /// Where the backend keeps its volumes: `root_path`, or the btrfs `pool`.
     pub fn root_path(&self) -> &PathBuf {
         match self {
             Self::Loopback { root_path, .. } | Self::Directory { root_path, .. } => root_path,
+            Self::Btrfs { pool, .. } => pool,
         }
     }
 
@@ -232,6 +342,7 @@ impl BackendConfig {
         match self {
             Self::Loopback { compute_instance_id, .. }
             | Self::Directory { compute_instance_id, .. } => compute_instance_id.as_deref(),
+            Self::Btrfs { .. } => None,
         }
     }
 }
@@ -360,6 +471,92 @@ mod tests {
             let message = parse(text).unwrap_err().to_string();
             assert!(message.contains("/etc/flocker/agent.yml"), "{message}");
             assert!(message.contains(words), "{text}: {message}");
+        }
+    }
+
+    fn btrfs(keys: &str) -> Result<AgentConfig, ConfigError> {
+        parse(&format!(
+            "version: 1\ncontrol-service: {{hostname: c}}\ndataset: {{backend: btrfs{keys}}}\n"
+        ))
+    }
+
+    #[test]
+    fn a_btrfs_pool_is_a_mounted_btrfs_a_device_or_a_file_of_ours() {
+        let backend = |keys| btrfs(keys).unwrap().backend;
+        assert_eq!(
+            backend(""),
+            BackendConfig::Btrfs {
+                pool: "/var/lib/flocker/btrfs".into(),
+                source: PoolSource::Mounted
+            }
+        );
+        assert_eq!(
+            backend(", pool: /srv/pool, pool_device: /dev/sdb"),
+            BackendConfig::Btrfs {
+                pool: "/srv/pool".into(),
+                source: PoolSource::Device("/dev/sdb".into())
+            }
+        );
+        let config = btrfs(
+            ", pool_file: /var/lib/flocker/btrfs.img, pool_size: 268435456, mount_root: /mnt/f",
+        )
+        .unwrap();
+        assert_eq!(
+            config.backend,
+            BackendConfig::Btrfs {
+                pool: "/var/lib/flocker/btrfs".into(),
+                source: PoolSource::File {
+                    path: "/var/lib/flocker/btrfs.img".into(),
+                    size: 1 << 28
+                }
+            }
+        );
+        assert_eq!(config.backend.root_path(), Path::new("/var/lib/flocker/btrfs"));
+        assert_eq!(config.backend.compute_instance_id(), None);
+        assert_eq!(config.mount_root, Path::new("/mnt/f"));
+    }
+
+    #[test]
+    fn btrfs_mistakes_are_refused_naming_the_key() {
+        let cases = [
+            (", pool: pool", "pool 'pool' is not an absolute path"),
+            (", pool_device: sdb", "pool_device 'sdb' is not an absolute path"),
+            (
+                ", pool_file: f.img, pool_size: 268435456",
+                "pool_file 'f.img' is not an absolute path",
+            ),
+            (
+                ", pool_device: /dev/sdb, pool_file: /f.img, pool_size: 268435456",
+                "exclude each other",
+            ),
+            (", pool_file: /f.img", "pool_file needs pool_size"),
+            (", pool_size: 268435456", "pool_size needs pool_file"),
+            (", pool_device: /dev/sdb, pool_size: 268435456", "pool_size is for pool_file"),
+            (
+                ", pool_file: /f.img, pool_size: 268435455",
+                "pool_size 268435455 is less than 256 MiB",
+            ),
+            (
+                ", pool_file: /p/f.img, pool: /p, pool_size: 268435456",
+                "pool_file '/p/f.img' is inside pool",
+            ),
+            (", pool_file: /f.img, pool_size: -1", "pool_size"),
+            (", root_path: /x", "root_path is not for the btrfs backend"),
+            (", compute_instance_id: a", "compute_instance_id is not for the btrfs backend"),
+            (", mount_mode: bind", "mount_mode is not for the btrfs backend"),
+            (", mount_root: flocker", "mount_root 'flocker' is not an absolute path"),
+        ];
+        for (keys, words) in cases {
+            let message = btrfs(keys).unwrap_err().to_string();
+            assert!(message.contains("/etc/flocker/agent.yml"), "{message}");
+            assert!(message.contains(words), "{keys}: {message}");
+        }
+        for key in ["pool: /p", "pool_device: /dev/sdb", "pool_file: /f", "pool_size: 1"] {
+            let text = format!(
+                "version: 1\ncontrol-service: {{hostname: c}}\ndataset: {{backend: loopback, {key}}}\n"
+            );
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(message.contains("is for the btrfs backend"), "{key}: {message}");
         }
     }
 }

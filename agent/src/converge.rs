@@ -19,7 +19,7 @@ use flocker_api::{DatasetId, Era};
 
 use crate::act::{Outcome, act};
 use crate::backend::Backend;
-use crate::calculate::{Have, Step, plan};
+use crate::calculate::{Have, Moves, Step, plan};
 use crate::discover::{Discovery, discover};
 use crate::link::{Backoff, Link};
 
@@ -175,9 +175,10 @@ impl Converger {
     ) -> (bool, bool, bool) {
         let (mut progressed, mut failed, mut wait) = (false, false, false);
         let last_refusals = std::mem::take(refusals);
-        for (id, step) in plan(desired, &discovery.haves()) {
+        let moves = if self.backend.moves_by_copy() { Moves::ByCopy } else { Moves::ByAttach };
+        for (id, step) in plan(desired, &discovery.haves(), moves) {
             match &step {
-                Step::Hold | Step::WaitForRelease => {}
+                Step::Hold | Step::WaitForRelease | Step::KeepUntilPushed => {}
                 Step::Refuse(refusal) => {
                     let message = refusal.message(&id);
                     if last_refusals.get(&id) != Some(&message) {

@@ -4,7 +4,8 @@
 //! - [`link`] talks to the control service's agent API;
 //! - [`discover`] finds what the node has (backend volumes, loop devices, mounts);
 //! - [`calculate`] decides the next step for each dataset (pure);
-//! - [`act`] carries it out on a [`backend`] (loopback or directory, running [`command`]s);
+//! - [`act`] carries it out on a [`backend`] (loopback, directory or btrfs, running
+//!   [`command`]s);
 //! - [`converge`] loops over all of that.
 
 pub mod act;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,7 @@ use flocker_api::agent_protocol::{AgentClient, Hello};
 use flocker_api::{Client, Era, certificates};
 
 use crate::backend::Backend;
+use crate::backend::btrfs::Btrfs;
 use crate::backend::directory::Directory;
 use crate::backend::loopback::Loopback;
 use crate::config::{AgentConfig, BackendConfig};
@@ -82,6 +85,7 @@ fn backend(config: &BackendConfig, node: &str) -> anyhow::Result<Box<dyn Backend
         BackendConfig::Directory { root_path, mount_mode, .. } => {
             Box::new(Directory::new(root_path, instance, *mount_mode)?)
         }
+        BackendConfig::Btrfs { pool, source } => Box::new(Btrfs::new(pool, source)?),
     })
 }
 

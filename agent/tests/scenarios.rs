@@ -31,6 +31,11 @@ fn assert_really_mounted(cluster: &LocalCluster, path: &Path) {
                 mount_at(path).unwrap_or_else(|| panic!("{} is not a mount point", path.display()));
             assert_eq!(kind, "ext4");
         }
+        BackendKind::Btrfs => {
+            let (_, kind) =
+                mount_at(path).unwrap_or_else(|| panic!("{} is not a mount point", path.display()));
+            assert_eq!(kind, "btrfs");
+        }
         BackendKind::Directory => {
             assert!(mount_at(path).is_some(), "{} is not a mount point", path.display())
         }

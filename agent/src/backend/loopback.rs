@@ -20,7 +20,7 @@ use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
 use super::layout::{Layout, sync_directory};
-use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point};
+use super::{Attachment, Backend, BackendError, Filesystem, Volume, mount_point, path_str};
 use crate::command::{self, CommandError};
 use flocker_host::mounts::MountTable;
 
@@ -40,7 +40,7 @@ impl Loopback {
     /// The loop devices serving each file, from `/sys/block/loop*/loop/backing_file`, in
     /// order. A file has two only by accident (a `losetup` by hand, say); the first is used, and
     /// a detach lets go of all.
-    fn loop_devices() -> HashMap<PathBuf, Vec<PathBuf>> {
+    pub(super) fn loop_devices() -> HashMap<PathBuf, Vec<PathBuf>> {
         let Ok(entries) = fs::read_dir("/sys/block") else { return HashMap::new() };
         let mut devices: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
         for entry in entries.filter_map(Result::ok) {
@@ -62,8 +62,8 @@ const MOST_ATTACH_ATTEMPTS: usize = 16;
 /// Attaches `file` to a free loop device. In this process, not by `losetup`: an agent killed
 /// half-way leaves no tool running to attach the file a second time after its successor
 /// looked. The whole file, no flags: `LOOP_SET_FD` alone, for the `LOOP_SET_STATUS64` that
-/// would follow freezes the device's queue and costs milliseconds.
-fn attach_loop_device(file: &Path) -> Result<(), BackendError> {
+/// would follow freezes the device's queue and costs milliseconds. Returns the device.
+pub(super) fn attach_loop_device(file: &Path) -> Result<PathBuf, BackendError> {
     let control_path = Path::new("/dev/loop-control");
     let control = LoopControl::open().map_err(BackendError::io("open", control_path))?;
     let backing = OpenOptions::new()
@@ -74,7 +74,12 @@ fn attach_loop_device(file: &Path) -> Result<(), BackendError> {
     for _ in 0..MOST_ATTACH_ATTEMPTS {
         let device = control.next_free().map_err(BackendError::io("open", control_path))?;
         match device.attach_fd(backing.as_raw_fd()) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                return device.path().ok_or_else(|| BackendError::Refused {
+                    path: file.to_owned(),
+                    problem: "attached to a loop device that has no path".into(),
+                });
+            }
             // Another process took the device between our finding it free and attaching.
             Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => continue,
             Err(e) => return Err(BackendError::io("attach a loop device to", file)(e)),
@@ -138,11 +143,11 @@ impl Backend for Loopback {
 
     fn attach(&self, volume: &Volume) -> Result<(), BackendError> {
         match &volume.attachment {
-            Attachment::Unattached => attach_loop_device(&self.layout.attach(volume)?),
+            Attachment::Unattached => attach_loop_device(&self.layout.attach(volume)?).map(drop),
             Attachment::Here { source: None } => {
                 let here = self.layout.path_of(volume);
                 self.layout.drop_second_name(&here)?;
-                attach_loop_device(&here)
+                attach_loop_device(&here).map(drop)
             }
             Attachment::Here { source: Some(_) } => Ok(()),
             Attachment::Elsewhere(other) => Err(BackendError::Refused {
@@ -275,11 +280,4 @@ fn has_ext_magic(device: &Path) -> Result<bool, BackendError> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
         Err(e) => Err(BackendError::io("read", device)(e)),
     }
-}
-
-fn path_str(path: &Path) -> Result<&str, BackendError> {
-    path.to_str().ok_or_else(|| BackendError::Refused {
-        path: path.to_owned(),
-        problem: "the path is not UTF-8".into(),
-    })
 }

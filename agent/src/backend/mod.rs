@@ -1,5 +1,6 @@
-//! Where volumes live, behind one trait: [`loopback`] (a sparse file, a loop device, ext4) and
-//! [`directory`] (a plain directory). Both keep Flocker's layout under `root_path`:
+//! Where volumes live, behind one trait: [`loopback`] (a sparse file, a loop device, ext4),
+//! [`directory`] (a plain directory) and [`btrfs`] (a subvolume in the node's own pool, see
+//! there). The first two keep Flocker's layout under `root_path`:
 //!
 //! ```text
 //! <root_path>/unattached/<volume>                       exists, attached to no node
@@ -11,6 +12,7 @@
 //! when `root_path` is shared by several nodes a move is a detach on one and an attach on the
 //! other, with real block-device semantics: a volume is attached to one node at a time.
 
+pub mod btrfs;
 pub mod directory;
 mod layout;
 pub mod loopback;
@@ -93,8 +95,15 @@ impl BackendError {
 }
 
 pub trait Backend: Send {
-    /// `loopback`, `directory`.
+    /// `loopback`, `directory`, `btrfs`.
     fn name(&self) -> &'static str;
+
+    /// Whether a volume reaches another node as a copy, its storage being this node's alone
+    /// (btrfs), rather than by a detach here and an attach there on shared storage. Such a
+    /// volume is never detached, and is kept here until it has been copied.
+    fn moves_by_copy(&self) -> bool {
+        false
+    }
 
     /// The id under which the control service records a dataset's volume.
     fn blockdevice_id(&self, dataset_id: &DatasetId) -> String;
@@ -129,4 +138,12 @@ pub trait Backend: Send {
 
     /// Whether `target` really shows `source` now.
     fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool;
+}
+
+/// A path as a command's argument: the tools take UTF-8 here.
+pub(crate) fn path_str(path: &Path) -> Result<&str, BackendError> {
+    path.to_str().ok_or_else(|| BackendError::Refused {
+        path: path.to_owned(),
+        problem: "the path is not UTF-8".into(),
+    })
 }

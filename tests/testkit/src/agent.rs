@@ -21,7 +21,13 @@ pub enum BackendKind {
     Directory,
     /// The directory backend with symbolic links (no root needed).
     DirectorySymlink,
+    /// The btrfs backend, each node with a pool of its own: a 512 MiB file
+    /// `<root_path>/<instance>/pool.img` on a loop device, mounted at `<root_path>/<instance>/pool`.
+    Btrfs,
 }
+
+/// The size of each node's btrfs pool file (sparse).
+pub const BTRFS_POOL_SIZE: u64 = 512 * 1024 * 1024;
 
 impl BackendKind {
     fn yaml(self, root_path: &Path, instance: &str, mount_root: &Path) -> String {
@@ -29,6 +35,15 @@ impl BackendKind {
             Self::Loopback => ("loopback", ""),
             Self::Directory => ("directory", ", mount_mode: bind"),
             Self::DirectorySymlink => ("directory", ", mount_mode: symlink"),
+            Self::Btrfs => {
+                let node = root_path.join(instance);
+                return format!(
+                    "{{backend: btrfs, pool: {}, pool_file: {}, pool_size: {BTRFS_POOL_SIZE}, mount_root: {}}}",
+                    node.join("pool").display(),
+                    node.join("pool.img").display(),
+                    mount_root.display()
+                );
+            }
         };
         format!(
             "{{backend: {backend}, root_path: {}, compute_instance_id: {instance}, mount_root: {}{mode}}}",
@@ -38,6 +53,8 @@ impl BackendKind {
     }
 
     /// The volume file or directory of a dataset, attached to `instance` or (None) to no one.
+    /// A btrfs volume is the subvolume in `instance`'s pool, and is never unattached (the path
+    /// given for None never exists).
     pub fn volume_path(
         self,
         root_path: &Path,
@@ -45,6 +62,10 @@ impl BackendKind {
         dataset: &str,
         size: u64,
     ) -> PathBuf {
+        if let (Self::Btrfs, Some(instance)) = (self, instance) {
+            let volumes = root_path.join(instance).join("pool").join("volumes");
+            return volumes.join(format!("{dataset}_{size}"));
+        }
         let prefix = if self == Self::Loopback { "block-" } else { "dataset-" };
         let directory = match instance {
             Some(instance) => root_path.join("attached").join(instance),
