@@ -75,6 +75,8 @@ pub enum Step {
 pub enum Refusal {
     /// It had a volume, and this node cannot find it: a new one would hide its data.
     NotVisible,
+    /// It had a volume, on another node's own disk (btrfs): this agent cannot copy it yet.
+    OnAnotherNodesDisk,
     /// Its volume holds a file system that is not ours (the kind `blkid` names).
     ForeignFilesystem(String),
 }
@@ -89,6 +91,11 @@ impl Refusal {
                  shared with the node that had it? A new, empty volume is never made in place \
                  of its data"
             ),
+            Self::OnAnotherNodesDisk => format!(
+                "the volume of dataset {dataset_id} is on another node's own disk, and volumes \
+                 are not yet copied between nodes: move the dataset back to the node that has \
+                 it. A new, empty volume is never made in place of its data"
+            ),
             Self::ForeignFilesystem(kind) => format!(
                 "the volume of dataset {dataset_id} holds a file system of its own ({kind}): it \
                  is never formatted nor mounted"
@@ -102,6 +109,9 @@ pub fn next_step(want: &Want, have: &Have, leased_here: bool, moves: Moves) -> S
     use Have::*;
     match (want, have) {
         (Want::Here { size, had_volume: false }, Missing) => Step::Create { size: *size },
+        (Want::Here { had_volume: true, .. }, Missing) if moves == Moves::ByCopy => {
+            Step::Refuse(Refusal::OnAnotherNodesDisk)
+        }
         (Want::Here { had_volume: true, .. }, Missing) => Step::Refuse(Refusal::NotVisible),
         (Want::Here { .. }, Elsewhere) => Step::WaitForRelease,
         (Want::Here { .. }, Detached | Attaching) => Step::Attach,
@@ -193,6 +203,10 @@ mod tests {
         assert_eq!(shared(&BACK, &Have::Missing, false), Step::Refuse(Refusal::NotVisible));
         assert_eq!(shared(&BACK, &Have::Detached, false), Step::Attach);
         assert_eq!(shared(&BACK, &Have::Elsewhere, false), Step::WaitForRelease);
+        let step = own(&BACK, &Have::Missing, false);
+        assert_eq!(step, Step::Refuse(Refusal::OnAnotherNodesDisk));
+        let message = Refusal::OnAnotherNodesDisk.message(&DatasetId::random());
+        assert!(message.contains("move the dataset back"), "{message}");
     }
 
     #[test]
