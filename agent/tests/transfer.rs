@@ -46,9 +46,9 @@ impl Node {
         self.disk.path()
     }
 
-    /// What is left under `incoming/<dataset>/`.
+    /// What is left under `snapshots/<dataset>/`.
     fn incoming(&self, dataset: &DatasetId) -> Vec<String> {
-        let Ok(entries) = fs::read_dir(self.pool.incoming_of(dataset)) else { return vec![] };
+        let Ok(entries) = fs::read_dir(self.pool.snapshots_of(dataset)) else { return vec![] };
         entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
     }
 
@@ -301,7 +301,7 @@ fn at_start_partial_receives_and_half_made_volumes_are_deleted_and_complete_ones
     )
     .unwrap();
     let bytes = stream(&second, Some(&first));
-    let directory = b.pool.incoming_of(&dataset);
+    let directory = b.pool.snapshots_of(&dataset);
     let mut receiver = Command::new("btrfs")
         .args(["receive", directory.to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
@@ -319,11 +319,33 @@ fn at_start_partial_receives_and_half_made_volumes_are_deleted_and_complete_ones
         half_made.to_str().unwrap(),
     ]);
 
+    // And a snapshot B took of its own volume of the dataset, beside the received ones.
+    let own = take_snapshot(&b.pool, &b.volume(&dataset), &dataset, Generation(7)).unwrap();
+
     let mut deleted = cleanup_incoming(&b.pool).unwrap();
     deleted.sort();
     assert_eq!(deleted, [directory.join("0000000002"), half_made]);
-    assert_eq!(b.incoming(&dataset), ["0000000001"]);
+    let mut left = b.incoming(&dataset);
+    left.sort();
+    assert_eq!(left, ["0000000001", "0000000007"]);
+    assert!(own.path.exists());
     assert!(cleanup_incoming(&b.pool).unwrap().is_empty());
+}
+
+/// A stream naming a snapshot B took itself is refused, and B's snapshot is left as it was.
+#[test]
+fn a_receive_never_replaces_a_snapshot_taken_here() {
+    require_root();
+    let (a, b) = (Node::new(512 * MIB), Node::new(512 * MIB));
+    let (dataset, _volume, first) = first_snapshot(&a, 4);
+    let own_volume = b.volume(&dataset);
+    write_random(&own_volume, MIB);
+    let own = take_snapshot(&b.pool, &own_volume, &dataset, first.generation).unwrap();
+    let before = sha256_of(&own.path.join("data"));
+    let error = receive(&b.pool, &dataset, &stream(&first, None)[..], None).unwrap_err();
+    assert!(matches!(error, TransferError::AlreadyReceived { .. }), "{error}");
+    assert_eq!(sha256_of(&own.path.join("data")), before);
+    assert_eq!(b.incoming(&dataset), [first.generation.to_string()]);
 }
 
 #[test]

@@ -9,20 +9,24 @@
 //! - [`snapshots`] takes, lists, promotes and removes subvolumes; [`send()`] and [`receive()`]
 //!   run `btrfs send` and `btrfs receive`.
 //!
-//! In a pool (a mounted btrfs), this module owns two directories:
+//! In a pool (a mounted btrfs), this module owns one directory per dataset:
 //!
 //! ```text
-//! <pool>/snapshots/<dataset_id>/<generation>   read-only snapshots taken here (plan::Generation)
-//! <pool>/incoming/<dataset_id>/<generation>    snapshots received here, under the sender's name;
-//!                                              read-only with a received_uuid once complete
-//! <pool>/incoming/<dataset_id>/promoting-<volume>   a volume being made, until renamed into
+//! <pool>/snapshots/<dataset_id>/<generation>   read-only snapshots, taken here (no received_uuid)
+//!                                              or received (read-only with a received_uuid
+//!                                              once complete), under the sender's name
+//! <pool>/snapshots/<dataset_id>/promoting-<volume>   a volume being made, until renamed into
 //! <pool>/volumes/<volume>                      a writable volume (the backend's)
 //! ```
 //!
-//! A received snapshot stays in `incoming/`: btrfs refuses to move a read-only subvolume to
-//! another directory (its `..` would change), and it must stay read-only to be the parent of the
-//! next difference. Everything under `incoming/<dataset_id>/` that is not a complete receive is
-//! a leftover; one lock per dataset (`flock` on that directory) keeps a receive, a promotion and
+//! Taken and received snapshots live side by side because `btrfs receive` runs confined to the
+//! dataset's directory (`-C`, a chroot): a stream comes from another node, and its paths and
+//! links must not reach anything else. A difference's parent must then be in that directory,
+//! whether it was received (a move on) or taken here (a move back). A received snapshot cannot
+//! be moved elsewhere anyway: btrfs refuses to move a read-only subvolume to another directory
+//! (its `..` would change), and it must stay read-only to be the parent of the next difference.
+//! Everything writable in a dataset's directory is a leftover of a receive or a promotion; one
+//! lock per dataset (`flock` on that directory) keeps a receive, a promotion and
 //! [`cleanup_incoming`] from meeting there.
 
 mod child;
@@ -66,16 +70,14 @@ impl Pool {
         &self.root
     }
 
+    /// Where every snapshot of the pool's datasets is kept.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Where `dataset`'s snapshots are kept, taken and received, and where it is received.
     pub fn snapshots_of(&self, dataset: &DatasetId) -> PathBuf {
-        self.root.join("snapshots").join(dataset.to_string())
-    }
-
-    pub fn incoming(&self) -> PathBuf {
-        self.root.join("incoming")
-    }
-
-    pub fn incoming_of(&self, dataset: &DatasetId) -> PathBuf {
-        self.incoming().join(dataset.to_string())
+        self.snapshots().join(dataset.to_string())
     }
 
     pub fn volumes(&self) -> PathBuf {
@@ -128,7 +130,7 @@ pub enum TransferError {
         #[source]
         source: CommandError,
     },
-    #[error("{} was received already; a snapshot is never received twice", path.display())]
+    #[error("{} is there already (received, or taken here); a snapshot is never replaced", path.display())]
     AlreadyReceived { path: PathBuf },
     #[error("{} is not a complete received snapshot ({problem}); it was deleted", path.display())]
     Incomplete { path: PathBuf, problem: String },

@@ -14,7 +14,7 @@ use super::snapshots::{Snapshot, delete_subvolume, discard, lock, show, sync, te
 use super::stream::{Digest, Framing, Tally};
 use super::{Pool, TransferError};
 
-/// A complete, verified snapshot received into `<pool>/incoming/<dataset_id>/`.
+/// A complete, verified snapshot received into `<pool>/snapshots/<dataset_id>/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
     pub snapshot: Snapshot,
@@ -46,7 +46,7 @@ pub fn receive(
     mut reader: impl Read,
     expected: Option<Digest>,
 ) -> Result<Received, TransferError> {
-    let directory = pool.incoming_of(dataset);
+    let directory = pool.snapshots_of(dataset);
     let _lock = lock(&directory)?;
     let mut framing = Framing::default();
     let mut tally = Tally::default();
@@ -65,13 +65,17 @@ pub fn receive(
         .map_err(|_| TransferError::BadName { dataset: *dataset, name: subvolume.name.clone() })?;
     let path = directory.join(&subvolume.name);
     if path.symlink_metadata().is_ok() {
-        if show(&path)?.is_complete_receive() {
+        // Read-only: a snapshot taken here or received whole, never touched. Writable: what a
+        // crash left of a receive (we hold the lock).
+        if show(&path)?.readonly {
             return Err(TransferError::AlreadyReceived { path });
         }
-        delete_subvolume(&path)?; // a crash's leftover: we hold the lock
+        delete_subvolume(&path)?;
     }
 
-    let arguments = ["-q", "receive", "-e", "--max-errors", "1", text(&directory)?];
+    // -C: confined to the dataset's directory (a chroot), so that no path or link in a stream
+    // from another node reaches anything else; a difference's parent is in there too.
+    let arguments = ["-q", "receive", "-e", "--max-errors", "1", "-C", text(&directory)?];
     let mut child = Child::spawn(&arguments, Stdio::piped(), Stdio::null())?;
     let mut stdin = child.stdin()?;
     let fed = (|| {

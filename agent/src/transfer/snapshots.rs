@@ -1,5 +1,5 @@
 //! Subvolumes as this module keeps them: snapshots taken, snapshots received, volumes promoted
-//! from them, and what a crash left in `incoming/`.
+//! from them, and what a crash left in a dataset's directory.
 
 use std::fs::{self, File};
 use std::io;
@@ -33,6 +33,11 @@ impl Subvolume {
     /// Whether a received subvolume is whole: `btrfs receive` sets both at its very end.
     pub fn is_complete_receive(&self) -> bool {
         self.readonly && self.received_uuid.is_some()
+    }
+
+    /// Whether it is a snapshot taken here: read-only from birth, and never received.
+    pub fn is_taken_here(&self) -> bool {
+        self.readonly && self.received_uuid.is_none()
     }
 }
 
@@ -72,12 +77,13 @@ pub fn take_snapshot(
 
 /// The snapshots taken here of `dataset`, oldest first.
 pub fn taken(pool: &Pool, dataset: &DatasetId) -> Result<Vec<Snapshot>, TransferError> {
-    list(&pool.snapshots_of(dataset), dataset)
+    let all = list(&pool.snapshots_of(dataset), dataset)?;
+    Ok(all.into_iter().filter(|s| s.subvolume.is_taken_here()).collect())
 }
 
 /// The complete snapshots of `dataset` received here, oldest first.
 pub fn received(pool: &Pool, dataset: &DatasetId) -> Result<Vec<Snapshot>, TransferError> {
-    let all = list(&pool.incoming_of(dataset), dataset)?;
+    let all = list(&pool.snapshots_of(dataset), dataset)?;
     Ok(all.into_iter().filter(|s| s.subvolume.is_complete_receive()).collect())
 }
 
@@ -112,7 +118,7 @@ pub fn remove_snapshot(snapshot: &Snapshot) -> Result<(), TransferError> {
 
 /// Makes `<pool>/volumes/<volume>` a writable snapshot of `received`, its quota group limited to
 /// `limit` bytes if given (the backend limits each volume to its `maximum_size`). It is made and
-/// limited under a temporary name in `incoming/`, then renamed without replacing, so a crash
+/// limited under a temporary name in the dataset's directory, then renamed without replacing, so a crash
 /// leaves either no volume or the whole one, never an unlimited one, and an existing volume is
 /// never touched.
 pub fn promote(
@@ -130,8 +136,8 @@ pub fn promote(
     if target.symlink_metadata().is_ok() {
         return Err(TransferError::VolumeExists { path: target });
     }
-    let _lock = lock(&pool.incoming_of(&received.dataset_id))?;
-    let temporary = pool.incoming_of(&received.dataset_id).join(format!("promoting-{volume}"));
+    let _lock = lock(&pool.snapshots_of(&received.dataset_id))?;
+    let temporary = pool.snapshots_of(&received.dataset_id).join(format!("promoting-{volume}"));
     if temporary.symlink_metadata().is_ok() {
         delete_subvolume(&temporary)?; // a crash's leftover: we hold the lock
     }
@@ -155,11 +161,12 @@ pub fn promote(
     Ok(target)
 }
 
-/// Deletes what a crash left under `<pool>/incoming/`: receives that did not complete and
-/// volumes half promoted. Complete receives stay (they are parents of the next difference), and
-/// so does a dataset's directory that a transfer holds now. Returns what it deleted.
+/// Deletes what a crash left under `<pool>/snapshots/`: receives that did not complete and
+/// volumes half promoted, the only writable subvolumes there. Snapshots taken here and complete
+/// receives stay (they are parents of the next difference), and so does a dataset's directory
+/// that a transfer holds now. Returns what it deleted.
 pub fn cleanup_incoming(pool: &Pool) -> Result<Vec<PathBuf>, TransferError> {
-    let incoming = pool.incoming();
+    let incoming = pool.snapshots();
     let datasets = match fs::read_dir(&incoming) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -180,7 +187,7 @@ pub fn cleanup_incoming(pool: &Pool) -> Result<Vec<PathBuf>, TransferError> {
                 log::warn!("{} is not a subvolume; left alone", path.display());
                 continue;
             }
-            if !show(&path)?.is_complete_receive() {
+            if !show(&path)?.readonly {
                 delete_subvolume(&path)?;
                 deleted.push(path);
             }
@@ -271,7 +278,7 @@ pub(super) fn sync(pool: &Pool) -> Result<(), TransferError> {
     Ok(())
 }
 
-/// Holds a dataset's directory under `incoming/` for one transfer (created if need be).
+/// Holds a dataset's directory under `snapshots/` for one transfer (created if need be).
 pub(super) fn lock(directory: &Path) -> Result<Flock<File>, TransferError> {
     fs::create_dir_all(directory).map_err(PathError::at("create", directory))?;
     let file = File::open(directory).map_err(PathError::at("open", directory))?;
