@@ -239,3 +239,35 @@ fn a_pool_device_or_file_holding_ext4_is_refused_and_left_intact() {
         assert_eq!(sha256(&image), before, "the ext4 image changed");
     }
 }
+
+/// What a crash left of a copy (a receive or a promotion cut short: writable subvolumes among a
+/// dataset's snapshots) is deleted when the agent starts; complete snapshots are kept.
+#[test]
+fn at_start_an_unfinished_copy_is_deleted_and_snapshots_are_kept() {
+    let mut cluster = start(1);
+    let dataset = cluster.create_dataset(0).dataset_id;
+    let volume = cluster.wait_mounted(&dataset, 0);
+    cluster.agents[0].kill();
+    let snapshots = pool(&cluster, 0).join("snapshots").join(dataset.to_string());
+    fs::create_dir_all(&snapshots).unwrap();
+    let (unfinished, complete) = (snapshots.join("0000000002"), snapshots.join("0000000001"));
+    let btrfs = |arguments: &[&str]| {
+        let status = Command::new("btrfs").args(arguments).status().unwrap();
+        assert!(status.success(), "btrfs {arguments:?}");
+    };
+    btrfs(&[
+        "-q",
+        "subvolume",
+        "snapshot",
+        "-r",
+        volume.to_str().unwrap(),
+        complete.to_str().unwrap(),
+    ]);
+    btrfs(&["-q", "subvolume", "create", unfinished.to_str().unwrap()]);
+
+    cluster.agents[0].restart().unwrap();
+    cluster.wait_for("the unfinished copy to go", Duration::from_secs(30), || !unfinished.exists());
+    assert!(is_subvolume(&complete), "the complete snapshot was deleted");
+    let log = cluster.agents[0].log();
+    assert!(log.contains("a copy a crash left unfinished"), "{log}");
+}

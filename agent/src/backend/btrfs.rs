@@ -68,6 +68,13 @@ impl Btrfs {
                 delete_subvolume(&path)?;
             }
         }
+        // Receives and promotions a crash cut short: never a copy to build on.
+        match crate::transfer::cleanup_incoming(&crate::transfer::Pool::new(&backend.pool)) {
+            Ok(deleted) => deleted.iter().for_each(|path| {
+                log::info!("deleted {}, a copy a crash left unfinished", path.display())
+            }),
+            Err(error) => log::warn!("cannot look for unfinished copies: {error}"),
+        }
         Ok(backend)
     }
 
