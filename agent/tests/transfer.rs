@@ -408,3 +408,103 @@ fn a_stream_that_would_make_anything_but_a_snapshot_name_is_refused_before_btrfs
     assert!(matches!(&error, TransferError::BadName { name, .. } if name == "not-a-generation"));
     assert_eq!(b.incoming(&dataset), Vec::<String>::new());
 }
+
+/// A stream written by hand, as a hostile node could send one: the btrfs send format (version 1)
+/// with each command's crc32c.
+mod crafted {
+    /// Commands and attributes of the send format (`fs/btrfs/send.h`).
+    pub const SUBVOL: u16 = 1;
+    pub const MKFILE: u16 = 3;
+    pub const SYMLINK: u16 = 8;
+    pub const END: u16 = 21;
+    pub const UUID: u16 = 1;
+    pub const CTRANSID: u16 = 2;
+    pub const INO: u16 = 3;
+    pub const PATH: u16 = 15;
+    pub const PATH_LINK: u16 = 17;
+
+    /// An attribute: its type and value.
+    pub type Attribute = (u16, Vec<u8>);
+    /// A command: its number and attributes.
+    pub type Command = (u16, Vec<Attribute>);
+
+    /// The stream of `commands`, each a command number and its attributes.
+    pub fn stream(commands: &[Command]) -> Vec<u8> {
+        let mut bytes = b"btrfs-stream\0".to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        for (command, attributes) in commands {
+            let mut payload = Vec::new();
+            for (kind, value) in attributes {
+                payload.extend_from_slice(&kind.to_le_bytes());
+                payload.extend_from_slice(&(value.len() as u16).to_le_bytes());
+                payload.extend_from_slice(value);
+            }
+            let mut framed = (payload.len() as u32).to_le_bytes().to_vec();
+            framed.extend_from_slice(&command.to_le_bytes());
+            framed.extend_from_slice(&[0; 4]);
+            framed.extend_from_slice(&payload);
+            let crc = crc32c(&framed);
+            framed[6..10].copy_from_slice(&crc.to_le_bytes());
+            bytes.extend_from_slice(&framed);
+        }
+        bytes
+    }
+
+    /// btrfs's crc32c: Castagnoli, seed 0, no final inversion.
+    fn crc32c(bytes: &[u8]) -> u32 {
+        let mut crc = 0u32;
+        for byte in bytes {
+            crc ^= u32::from(*byte);
+            for _ in 0..8 {
+                crc = (crc >> 1) ^ (0x82f6_3b78 & (crc & 1).wrapping_neg());
+            }
+        }
+        crc
+    }
+
+    /// A new subvolume `name`, then `commands`, then the end.
+    pub fn subvolume(name: &str, commands: Vec<Command>) -> Vec<u8> {
+        let uuid = uuid::Uuid::new_v4().into_bytes().to_vec();
+        let first = (
+            SUBVOL,
+            vec![(PATH, name.into()), (UUID, uuid), (CTRANSID, 7u64.to_le_bytes().to_vec())],
+        );
+        let mut all = vec![first];
+        all.extend(commands);
+        all.push((END, vec![]));
+        stream(&all)
+    }
+
+    pub fn inode(number: u64) -> Attribute {
+        (INO, number.to_le_bytes().to_vec())
+    }
+}
+
+/// A stream that makes a link out of the snapshot and then a file through it must not reach
+/// anything outside: `btrfs receive` runs confined to the dataset's directory. The same stream
+/// written by hand without the link is received, so the refusal is the link's doing.
+#[test]
+fn a_hostile_stream_cannot_write_through_a_link_out_of_the_snapshot() {
+    use crafted::{MKFILE, PATH, PATH_LINK, SYMLINK, inode, subvolume};
+    require_root();
+    let b = Node::new(512 * MIB);
+    let dataset = DatasetId::random();
+
+    let benign = subvolume("0000000001", vec![(MKFILE, vec![(PATH, b"f".to_vec()), inode(257)])]);
+    let received = receive(&b.pool, &dataset, &benign[..], None).expect("a hand-made stream");
+    assert!(received.snapshot.path.join("f").is_file());
+
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().to_str().unwrap().as_bytes().to_vec();
+    let hostile = subvolume(
+        "0000000002",
+        vec![
+            (SYMLINK, vec![(PATH, b"out".to_vec()), inode(257), (PATH_LINK, target)]),
+            (MKFILE, vec![(PATH, b"out/planted".to_vec()), inode(258)]),
+        ],
+    );
+    let outcome = receive(&b.pool, &dataset, &hostile[..], None);
+    assert!(!outside.path().join("planted").exists(), "the stream wrote outside: {outcome:?}");
+    assert!(outcome.is_err(), "a file through the link was received: {outcome:?}");
+    assert_eq!(b.incoming(&dataset), ["0000000001"]);
+}
