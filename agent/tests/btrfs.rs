@@ -11,7 +11,7 @@ use std::time::Duration;
 use flocker_api::DatasetId;
 use flocker_testkit::{
     AgentProcess, BackendKind, ClusterCertificates, LocalCluster, SMALL, agent_binary,
-    release_mounts_and_loop_devices, require_root,
+    release_mounts_and_loop_devices, require_root, run_agent_to_exit,
 };
 
 /// The file system type and per-mount options of whatever is mounted exactly at `path`.
@@ -165,17 +165,6 @@ fn a_link_planted_at_the_mount_point_is_never_followed() {
     assert_eq!(mount_at(&target).map(|(kind, _)| kind).as_deref(), Some("btrfs"));
 }
 
-/// Runs the agent on `agent.yml` in `directory` until it exits; its stderr.
-fn run_to_exit(directory: &Path) -> String {
-    let output = Command::new(agent_binary())
-        .arg("--agent-config")
-        .arg(directory.join("agent.yml"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "the agent started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn sha256(path: &Path) -> String {
     let output = Command::new("sha256sum").arg(path).output().unwrap();
     assert!(output.status.success());
@@ -231,7 +220,7 @@ fn a_pool_device_or_file_holding_ext4_is_refused_and_left_intact() {
             ),
         )
         .unwrap();
-        let message = run_to_exit(&directory);
+        let message = run_agent_to_exit(&directory);
         assert!(message.contains("holds a file system (ext4)"), "{message}");
         assert!(message.contains("never formatted"), "{message}");
         assert!(message.contains(&named), "{named}: {message}");

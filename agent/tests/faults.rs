@@ -9,19 +9,9 @@ use std::time::Duration;
 
 use flocker_api::DatasetId;
 use flocker_testkit::{
-    AgentProcess, BackendKind, ClusterCertificates, LocalCluster, SMALL, agent_binary, require_root,
+    AgentProcess, BackendKind, ClusterCertificates, LocalCluster, SMALL, agent_binary,
+    require_root, run_agent_to_exit,
 };
-
-/// Runs the agent on `agent.yml` in `directory` until it exits; its stderr.
-fn run_to_exit(directory: &Path) -> String {
-    let output = Command::new(agent_binary())
-        .arg("--agent-config")
-        .arg(directory.join("agent.yml"))
-        .output()
-        .unwrap();
-    assert!(!output.status.success(), "the agent started");
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// An agent's directory with a good configuration and certificates, not started.
 fn prepared_agent(certificates: &ClusterCertificates) -> std::path::PathBuf {
@@ -44,13 +34,13 @@ fn an_unreadable_or_wrong_agent_yml_is_named_with_its_problem() {
     let config = directory.join("agent.yml");
     fs::write(&config, "version: 1\ncontrol-service: {hostname: h}\ndataset: {backend: zfs}\n")
         .unwrap();
-    let message = run_to_exit(&directory);
+    let message = run_agent_to_exit(&directory);
     assert!(
         message.contains(&config.display().to_string()) && message.contains("zfs"),
         "{message}"
     );
     fs::remove_file(&config).unwrap();
-    let message = run_to_exit(&directory);
+    let message = run_agent_to_exit(&directory);
     assert!(
         message.contains(&config.display().to_string()) && message.contains("cannot read"),
         "{message}"
@@ -64,7 +54,7 @@ fn a_missing_or_wrong_node_certificate_is_named_with_its_problem() {
     let node_certificate = directory.join("node.crt");
     let (user_certificate, _) = certificates.user("someone");
     fs::copy(&user_certificate, &node_certificate).unwrap();
-    let message = run_to_exit(&directory);
+    let message = run_agent_to_exit(&directory);
     assert!(
         message.contains(&node_certificate.display().to_string())
             && message.contains("user-someone"),
@@ -72,7 +62,7 @@ fn a_missing_or_wrong_node_certificate_is_named_with_its_problem() {
     );
     fs::remove_file(directory.join("node.key")).unwrap();
     fs::copy(certificates.node().certificate, &node_certificate).unwrap();
-    let message = run_to_exit(&directory);
+    let message = run_agent_to_exit(&directory);
     assert!(message.contains("node.key"), "{message}");
 }
 

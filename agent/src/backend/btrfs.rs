@@ -41,7 +41,7 @@ const QUICK: Duration = Duration::from_secs(30);
 const DELETE: Duration = Duration::from_secs(120);
 
 /// The inode number of a subvolume's root directory on btrfs (`BTRFS_FIRST_FREE_OBJECTID`).
-const SUBVOLUME_ROOT_INODE: u64 = 256;
+pub(crate) const SUBVOLUME_ROOT_INODE: u64 = 256;
 
 pub struct Btrfs {
     /// Where the pool is mounted, canonical as in the mount table.

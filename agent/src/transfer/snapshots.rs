@@ -13,10 +13,8 @@ use uuid::Uuid;
 
 use super::plan::{Generation, Held};
 use super::{Pool, QUICK, SLOW, TransferError};
+use crate::backend::btrfs::SUBVOLUME_ROOT_INODE;
 use crate::command;
-
-/// The inode number of every subvolume's root directory (`BTRFS_FIRST_FREE_OBJECTID`).
-const SUBVOLUME_ROOT_INODE: u64 = 256;
 
 /// What `btrfs subvolume show` says of a subvolume, the part we use.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,18 @@ pub fn agent_binary() -> PathBuf {
     crate::control::built_binary("flocker-dataset-agent")
 }
 
+/// Runs the agent on `agent.yml` in `directory`, which must make it exit (a configuration it
+/// refuses); its stderr.
+pub fn run_agent_to_exit(directory: &std::path::Path) -> String {
+    let output = std::process::Command::new(agent_binary())
+        .arg("--agent-config")
+        .arg(directory.join("agent.yml"))
+        .output()
+        .unwrap_or_else(|e| panic!("run the agent: {e}"));
+    assert!(!output.status.success(), "the agent started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// What an agent stores its volumes in, as `agent.yml`'s `dataset` section says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackendKind {

@@ -20,7 +20,7 @@ mod running;
 pub mod task;
 mod zookeeper;
 
-pub use agent::{AgentProcess, BTRFS_POOL_SIZE, BackendKind, agent_binary};
+pub use agent::{AgentProcess, BTRFS_POOL_SIZE, BackendKind, agent_binary, run_agent_to_exit};
 pub use certificates::{ClusterCertificates, NodeCertificate};
 pub use cleanup::{release_mounts_and_loop_devices, require_root};
 pub use control::{ControlProcess, built_binary, control_binary};
