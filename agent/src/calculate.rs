@@ -291,6 +291,7 @@ mod tests {
             leases: vec![],
             blockdevice_ids: Default::default(),
             had_volume: [gone_from_sight].into(),
+            ..Default::default()
         };
         let have = BTreeMap::from([
             (tombstone, Have::Detached),
@@ -336,13 +337,7 @@ mod tests {
     #[test]
     fn the_plan_keeps_a_volume_of_the_nodes_own_storage_that_moved_away() {
         let (moved_away, unmounted) = (DatasetId::random(), DatasetId::random());
-        let desired = AgentConfiguration {
-            etag: String::new(),
-            datasets: vec![],
-            leases: vec![],
-            blockdevice_ids: Default::default(),
-            had_volume: Default::default(),
-        };
+        let desired = AgentConfiguration::default();
         let have = BTreeMap::from([
             (moved_away, Have::Mounted),
             (unmounted, Have::Attached(Filesystem::Ours)),

@@ -224,8 +224,12 @@ impl Converger {
         if !due {
             return;
         }
-        let report =
-            StateReport { era: self.era, datasets: datasets.clone(), problems: problems.clone() };
+        let report = StateReport {
+            era: self.era,
+            datasets: datasets.clone(),
+            problems: problems.clone(),
+            transfers: Vec::new(),
+        };
         match self.link.report(&report) {
             Ok(()) => {
                 let (hellos, instance, at) =

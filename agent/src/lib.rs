@@ -54,6 +54,7 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         era,
         backend: Some(backend.name().to_owned()),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        transfer_port: None,
     };
     let link = Link::new(AgentClient::new(client), hello);
     let welcome = say_hello_until_answered(&link, config.max_backoff);

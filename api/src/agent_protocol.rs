@@ -31,6 +31,10 @@ pub struct Hello {
     /// The agent's version, for operators.
     #[serde(default)]
     pub agent_version: Option<String>,
+    /// The port where this node takes the volumes other nodes push to it (btrfs): on the
+    /// address its connection comes from. None: it takes none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_port: Option<u16>,
 }
 
 /// The answer to [`Hello`].
@@ -45,7 +49,7 @@ pub struct Welcome {
 }
 
 /// What one node should have: its datasets, the leases it holds, their block devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentConfiguration {
     /// Changes whenever anything below changes; send it back to wait for the next change.
     pub etag: String,
@@ -61,6 +65,21 @@ pub struct AgentConfiguration {
     /// one, it must not make a new, empty one in its place.
     #[serde(default)]
     pub had_volume: BTreeSet<DatasetId>,
+    /// Datasets this node reported holding on its own disk whose primary is another live, not
+    /// deleted: push each to the node named. Absent in answers of older services: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pushes: BTreeMap<DatasetId, NodeUuid>,
+    /// Datasets whose primary is this node that other nodes reported holding: they arrive by a
+    /// push, and only from those nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub arriving: BTreeMap<DatasetId, BTreeSet<NodeUuid>>,
+    /// Datasets this node reported holding that are deleted (tombstones whose primary is
+    /// another node): nobody wants their volume any more.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub discard: BTreeSet<DatasetId>,
+    /// Where every other live node that takes pushes takes them: `host:port`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peers: BTreeMap<NodeUuid, String>,
 }
 
 /// `PUT /v1/agent/state`: everything the node has, replacing its previous report.
@@ -74,6 +93,44 @@ pub struct StateReport {
     /// before; absent in reports of older agents: read it as none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<ReportedProblem>,
+    /// The pushes under way from this node (an extension, left out when there is none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<ReportedTransfer>,
+}
+
+/// A push of a dataset's volume from this node to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedTransfer {
+    pub dataset_id: DatasetId,
+    pub to: NodeUuid,
+    pub phase: TransferPhase,
+    /// Bytes of the current send so far.
+    pub sent: u64,
+    /// What the current send is expected to carry, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<u64>,
+    /// Why the last attempt failed, in words for people (the rules of [`ReportedProblem`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// The two phases of a push (Flocker's 2-phase push).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransferPhase {
+    /// The volume is still in use here; most of its bytes are being copied.
+    PreCopy,
+    /// The volume is unmounted here; the last difference is being copied and handed off.
+    Handoff,
+}
+
+impl std::fmt::Display for TransferPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::PreCopy => "pre-copy",
+            Self::Handoff => "handoff",
+        })
+    }
 }
 
 /// One dataset present on a node (or in its backend): mounted at `path`, or not mounted.

@@ -47,6 +47,8 @@ pub struct DatasetState {
 
 /// `GET /v1/state/problems`: an extension of ours, which Flocker 1.x answers with 404.
 pub const DATASET_PROBLEMS_PATH: &str = "/v1/state/problems";
+/// `GET /v1/state/transfers`: the pushes under way (an extension).
+pub const DATASET_TRANSFERS_PATH: &str = "/v1/state/transfers";
 
 /// Why the agent of a dataset's primary node leaves it as it is (it will not make, format or
 /// mount its volume), as that agent last reported it (`/v1/state/problems`).
@@ -57,6 +59,22 @@ pub struct DatasetProblem {
     pub node_uuid: NodeUuid,
     /// In the agent's words, for people, on one line.
     pub problem: String,
+}
+
+/// A push of a dataset's volume between two nodes' own disks under way (`GET
+/// /v1/state/transfers`, an extension: Flocker 1.x answers 404).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetTransfer {
+    pub dataset_id: DatasetId,
+    /// The node pushing: it reported the transfer.
+    pub from: NodeUuid,
+    pub to: NodeUuid,
+    pub phase: crate::agent_protocol::TransferPhase,
+    pub sent: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 /// A node whose agent reports to the control service (`/v1/state/nodes`).

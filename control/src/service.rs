@@ -291,6 +291,10 @@ impl ControlService {
             leases: view.leases,
             blockdevice_ids: view.blockdevice_ids,
             had_volume: view.had_volume,
+            pushes: Default::default(),
+            arriving: Default::default(),
+            discard: Default::default(),
+            peers: Default::default(),
         }
     }
 
@@ -400,7 +404,7 @@ impl ControlService {
     /// shows them: a volume a client can see mounted, and write to, is never one an agent
     /// could take for never made. Its problems are kept only for its own datasets.
     pub fn report(&self, node: &NodeUuid, report: StateReport) -> Result<(), ApiError> {
-        let StateReport { era, datasets, problems } = report;
+        let StateReport { era, datasets, problems, transfers: _ } = report;
         self.lock_actual().cluster.check_era(node, era)?;
         let reported: Vec<DatasetId> = datasets.iter().map(|d| d.dataset_id).collect();
         self.learn_of(&reported, true);

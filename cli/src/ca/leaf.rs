@@ -20,7 +20,7 @@ pub struct LeafSpec {
     pub file_stem: String,
     pub common_name: String,
     pub subject_alt_names: Vec<SanType>,
-    pub usage: ExtendedKeyUsagePurpose,
+    pub usages: Vec<ExtendedKeyUsagePurpose>,
 }
 
 /// The control service: `control-<hostname>`, a TLS server reachable as
@@ -34,18 +34,25 @@ pub fn control_service(hostname: &str) -> Result<LeafSpec, CaError> {
         file_stem: format!("control-{hostname}"),
         common_name: CONTROL_SERVICE_NAME.to_owned(),
         subject_alt_names: vec![SanType::DnsName(service), address],
-        usage: ExtendedKeyUsagePurpose::ServerAuth,
+        usages: vec![ExtendedKeyUsagePurpose::ServerAuth],
     })
 }
 
-/// A node agent: `<node uuid>`, a TLS client named `node-<uuid>`.
-pub fn node(node_id: Uuid) -> LeafSpec {
-    LeafSpec {
+/// A node agent: `<node uuid>`, a TLS client named `node-<uuid>` (to the control service and
+/// to other nodes when it pushes them a volume), and a TLS server of that DNS name (when other
+/// nodes push volumes to it; they dial its address and verify the name they expect).
+pub fn node(node_id: Uuid) -> Result<LeafSpec, CaError> {
+    let common_name = format!("node-{node_id}");
+    let name = common_name
+        .clone()
+        .try_into()
+        .map_err(|source| CaError::Generate { what: "node name", source })?;
+    Ok(LeafSpec {
         file_stem: node_id.to_string(),
-        common_name: format!("node-{node_id}"),
-        subject_alt_names: Vec::new(),
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
-    }
+        common_name,
+        subject_alt_names: vec![SanType::DnsName(name)],
+        usages: vec![ExtendedKeyUsagePurpose::ClientAuth, ExtendedKeyUsagePurpose::ServerAuth],
+    })
 }
 
 /// An API user: `<username>`, a TLS client named `user-<username>`.
@@ -55,7 +62,7 @@ pub fn api_user(username: &str) -> Result<LeafSpec, CaError> {
         file_stem: username.to_owned(),
         common_name: format!("user-{username}"),
         subject_alt_names: Vec::new(),
-        usage: ExtendedKeyUsagePurpose::ClientAuth,
+        usages: vec![ExtendedKeyUsagePurpose::ClientAuth],
     })
 }
 
@@ -74,7 +81,7 @@ pub fn issue(authority: &Authority, spec: &LeafSpec) -> Result<IssuedLeaf, CaErr
     let mut params = base_params(&spec.common_name, authority.cluster_id())?;
     params.is_ca = IsCa::ExplicitNoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![spec.usage.clone()];
+    params.extended_key_usages = spec.usages.clone();
     params.subject_alt_names = spec.subject_alt_names.clone();
     params.use_authority_key_identifier_extension = true;
     let certificate_pem = authority.sign(&params, &key, "certificate")?;

@@ -9,7 +9,7 @@
 //! | function | files | subject CN | extended key usage |
 //! | --- | --- | --- | --- |
 //! | [`create_control_certificate`] | `control-<hostname>.crt/.key` | `control-service` | serverAuth |
-//! | [`create_node_certificate`] | `<node uuid>.crt/.key` | `node-<node uuid>` | clientAuth |
+//! | [`create_node_certificate`] | `<node uuid>.crt/.key` | `node-<node uuid>` (also its DNS name) | clientAuth, serverAuth |
 //! | [`create_api_certificate`] | `<username>.crt/.key` | `user-<username>` | clientAuth |
 //!
 //! Every subject's OU is the cluster uuid. Keys are written with mode 0600
@@ -85,7 +85,7 @@ pub fn create_control_certificate(
 /// as `node.crt` and `node.key`.
 pub fn create_node_certificate(input: &Path, output: &Path) -> Result<(Uuid, Written), CaError> {
     let node_id = Uuid::new_v4();
-    let written = create_leaf(input, output, &leaf::node(node_id))?;
+    let written = create_leaf(input, output, &leaf::node(node_id)?)?;
     Ok((node_id, written))
 }
 
