@@ -31,8 +31,9 @@ pub use self::hosts::{HostList, HostListError, MAXIMUM_HOSTS, host_address, spli
 use crate::certificates::{self, CertificateError};
 use crate::ids::{DatasetId, Era, NodeUuid};
 use crate::types::{
-    AcquireLease, ConfigurationTag, CreateDataset, DATASET_PROBLEMS_PATH, Dataset, DatasetProblem,
-    DatasetState, ErrorBody, Lease, Node, NodeByEra, UpdateDataset, Version,
+    AcquireLease, ConfigurationTag, CreateDataset, DATASET_PROBLEMS_PATH, DATASET_TRANSFERS_PATH,
+    Dataset, DatasetProblem, DatasetState, DatasetTransfer, ErrorBody, Lease, Node, NodeByEra,
+    UpdateDataset, Version,
 };
 
 /// The name every control-service certificate carries, and the one clients verify.
@@ -347,6 +348,18 @@ impl Client {
     /// sorted by dataset. `None` from a service without it (Flocker 1.x answers 404).
     pub fn dataset_problems(&self) -> Result<Option<Vec<DatasetProblem>>, ClientError> {
         let path = DATASET_PROBLEMS_PATH;
+        let response = self.checked("GET", path, &[], None::<&()>, &[200, 404], None)?;
+        match response.status {
+            404 => Ok(None),
+            _ => decode("GET", path, &response).map(Some),
+        }
+    }
+
+    /// `GET /v1/state/transfers`, an extension of ours: the pushes of volumes between nodes'
+    /// own disks under way, as the pushing nodes report them. `None` from a service without it
+    /// (Flocker 1.x answers 404).
+    pub fn dataset_transfers(&self) -> Result<Option<Vec<DatasetTransfer>>, ClientError> {
+        let path = DATASET_TRANSFERS_PATH;
         let response = self.checked("GET", path, &[], None::<&()>, &[200, 404], None)?;
         match response.status {
             404 => Ok(None),
