@@ -430,10 +430,11 @@ fn list_shows_why_an_agent_leaves_a_dataset_as_it_is() {
 
 // ---------------------------------------------------------------- a Flocker 1.x cluster
 
-/// `flockerctl list` asks for problems with the client's `dataset_problems`; a Flocker 1.x
-/// service has no such endpoint, and the client reads its 404 as "no problems to show".
+/// `flockerctl list` asks for problems and pushes with the client's `dataset_problems` and
+/// `dataset_transfers`; a Flocker 1.x service has no such endpoints, and the client reads their
+/// 404s as "nothing to show".
 #[test]
-fn a_flocker_1_service_has_no_problems_to_show() {
+fn a_flocker_1_service_has_no_problems_nor_pushes_to_show() {
     let directory = tempfile::tempdir().expect("tempdir");
     let certificates = flocker_testkit::openssl::flocker_1_certificates(directory.path());
     let service = flocker_testkit::FlockerOneControlService::start(&certificates);
@@ -446,6 +447,7 @@ fn a_flocker_1_service_has_no_problems_to_show() {
     config.tls = TlsLibrary::OpenSsl;
     let client = Client::new(&config).expect("a client");
     assert_eq!(client.dataset_problems().expect("an answer"), None);
+    assert_eq!(client.dataset_transfers().expect("an answer"), None);
 }
 
 #[test]

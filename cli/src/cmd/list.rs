@@ -1,5 +1,5 @@
 //! `flockerctl list` (alias `ls`): one row per dataset, with its status and node, and under the
-//! table, why an agent leaves a dataset as it is.
+//! table, why an agent leaves a dataset as it is and how far a push between nodes has come.
 
 use clap::Args;
 use flocker_cli::ops::table;
@@ -30,9 +30,12 @@ pub fn run(connection: &ConnectionArgs, args: ListArgs) -> anyhow::Result<()> {
     let states = connection.call(|c| c.dataset_states())?;
     // A Flocker 1.x service has no problems to show (None): list as it always did.
     let problems = connection.call(|c| c.dataset_problems())?.unwrap_or_default();
+    // Nor pushes between nodes (None), nor has a service of ours older than them.
+    let transfers = connection.call(|c| c.dataset_transfers())?.unwrap_or_default();
     let leases = connection.call(|c| c.list_leases())?;
     let nodes = lookup::nodes(&connection)?;
-    let rows = dataset_rows(&datasets, &states, &problems, &nodes, &leases, args.deleted);
+    let rows =
+        dataset_rows(&datasets, &states, &problems, &transfers, &nodes, &leases, args.deleted);
     if args.json {
         return print_json(&rows);
     }

@@ -87,8 +87,11 @@ impl Stage<'_> {
             let (datasets, _) = self.client.list_datasets()?;
             let (states, leases) = (self.client.dataset_states()?, self.client.list_leases()?);
             let problems = self.client.dataset_problems()?.unwrap_or_default();
+            let transfers = self.client.dataset_transfers()?.unwrap_or_default();
             let nodes = self.client.list_nodes()?;
-            let rows = view::dataset_rows(&datasets, &states, &problems, &nodes, &leases, false);
+            let rows = view::dataset_rows(
+                &datasets, &states, &problems, &transfers, &nodes, &leases, false,
+            );
             ensure!(
                 rows.iter()
                     .any(|r| r.status == view::Status::Mounted && r.primary == self.uuid(Node::B)),
