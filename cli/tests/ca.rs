@@ -391,11 +391,13 @@ fn node_certificate_is_named_after_a_new_node_uuid() {
 
     let written = written(ca.path(), stem);
     check_leaf(ca.path(), &written, "sslclient");
+    // Also a TLS server of its name, for the pushes of volumes other nodes make to it.
+    check_leaf(ca.path(), &written, "sslserver");
     let leaf_der = der(&written.certificate);
     let leaf = parse(&leaf_der);
     assert_eq!(common_name(&leaf), format!("node-{node_id}"));
-    assert_eq!(key_purposes(&leaf), (false, true));
-    assert!(alternative_names(&leaf).is_empty());
+    assert_eq!(key_purposes(&leaf), (true, true));
+    assert_eq!(alternative_names(&leaf), [format!("DNS:node-{node_id}")]);
 }
 
 #[test]
