@@ -43,8 +43,35 @@ enum Stop {
 pub fn receive(
     pool: &Pool,
     dataset: &DatasetId,
-    mut reader: impl Read,
+    reader: impl Read,
     expected: Option<Digest>,
+) -> Result<Received, TransferError> {
+    receive_then_check(pool, dataset, reader, |_| Ok(expected))
+}
+
+/// [`receive`] of a stream followed by its SHA-256 (32 bytes), as another node sends it: the
+/// sender hashes while it sends, so the digest can only come last.
+pub fn receive_trailed(
+    pool: &Pool,
+    dataset: &DatasetId,
+    reader: impl Read,
+) -> Result<Received, TransferError> {
+    receive_then_check(pool, dataset, reader, |reader| {
+        let mut digest = [0u8; 32];
+        reader.read_exact(&mut digest).map_err(|source| match source.kind() {
+            ErrorKind::UnexpectedEof => TransferError::Truncated { dataset: *dataset, bytes: 0 },
+            _ => TransferError::Read { dataset: *dataset, bytes: 0, source },
+        })?;
+        Ok(Some(Digest(digest)))
+    })
+}
+
+/// [`receive`], learning the expected digest from `expected` once the stream has ended.
+fn receive_then_check<R: Read>(
+    pool: &Pool,
+    dataset: &DatasetId,
+    mut reader: R,
+    expected: impl FnOnce(&mut R) -> Result<Option<Digest>, TransferError>,
 ) -> Result<Received, TransferError> {
     let directory = pool.snapshots_of(dataset);
     let _lock = lock(&directory)?;
@@ -109,6 +136,13 @@ pub fn receive(
     }
 
     let (bytes, digest) = tally.finish();
+    let expected = match expected(&mut reader) {
+        Ok(expected) => expected,
+        Err(error) => {
+            discard(&path);
+            return Err(error);
+        }
+    };
     if let Some(expected) = expected.filter(|expected| *expected != digest) {
         discard(&path);
         return Err(TransferError::DigestMismatch { dataset: *dataset, expected, actual: digest });

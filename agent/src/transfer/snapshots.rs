@@ -20,6 +20,8 @@ use crate::command;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subvolume {
     pub uuid: Uuid,
+    /// The `uuid` of the subvolume it is a snapshot of, if any.
+    pub parent: Option<Uuid>,
     /// The sender's `uuid`, set by `btrfs receive` once the whole stream arrived.
     pub received_uuid: Option<Uuid>,
     pub readonly: bool,
@@ -83,6 +85,50 @@ pub fn taken(pool: &Pool, dataset: &DatasetId) -> Result<Vec<Snapshot>, Transfer
 pub fn received(pool: &Pool, dataset: &DatasetId) -> Result<Vec<Snapshot>, TransferError> {
     let all = list(&pool.snapshots_of(dataset), dataset)?;
     Ok(all.into_iter().filter(|s| s.subvolume.is_complete_receive()).collect())
+}
+
+/// Every complete snapshot of `dataset` here, taken or received, oldest first: what this node
+/// can send from or receive a difference onto.
+pub fn complete(pool: &Pool, dataset: &DatasetId) -> Result<Vec<Snapshot>, TransferError> {
+    let all = list(&pool.snapshots_of(dataset), dataset)?;
+    Ok(all
+        .into_iter()
+        .filter(|s| s.subvolume.is_taken_here() || s.subvolume.is_complete_receive())
+        .collect())
+}
+
+/// Deletes every snapshot of `dataset` and its directory, unless a transfer holds it now
+/// ([`TransferError::Busy`]).
+pub fn remove_all(pool: &Pool, dataset: &DatasetId) -> Result<(), TransferError> {
+    let directory = pool.snapshots_of(dataset);
+    if directory.symlink_metadata().is_err() {
+        return Ok(());
+    }
+    let _lock = lock(&directory)?;
+    for entry in fs::read_dir(&directory).map_err(PathError::at("list", &directory))? {
+        let path = entry.map_err(PathError::at("list", &directory))?.path();
+        let metadata = path.symlink_metadata().map_err(PathError::at("inspect", &path))?;
+        if metadata.is_dir() && metadata.ino() == SUBVOLUME_ROOT_INODE {
+            delete_subvolume(&path)?;
+        } else {
+            log::warn!("{} is not a subvolume; left alone", path.display());
+            return Ok(());
+        }
+    }
+    fs::remove_dir(&directory).map_err(PathError::at("remove", &directory))?;
+    Ok(())
+}
+
+/// The datasets that have a directory of snapshots here.
+pub fn datasets_with_snapshots(pool: &Pool) -> Result<Vec<DatasetId>, TransferError> {
+    let directory = pool.snapshots();
+    let entries = match fs::read_dir(&directory) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(PathError::new("list", &directory, e).into()),
+    };
+    let names = entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok());
+    Ok(names.filter_map(|name| name.parse().ok()).collect())
 }
 
 fn list(directory: &Path, dataset: &DatasetId) -> Result<Vec<Snapshot>, TransferError> {
@@ -244,6 +290,7 @@ fn parse_show(output: &str) -> Result<Subvolume, String> {
     let created = field("Gen at creation")?;
     Ok(Subvolume {
         uuid: uuid("UUID")?.ok_or("no UUID")?,
+        parent: uuid("Parent UUID")?,
         received_uuid: uuid("Received UUID")?,
         readonly: field("Flags")?
             .split(|c: char| c == ',' || c.is_whitespace())
