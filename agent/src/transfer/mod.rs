@@ -30,6 +30,9 @@
 //! [`cleanup_incoming`] from meeting there.
 
 mod child;
+pub mod duties;
+pub mod incoming;
+pub mod outgoing;
 pub mod plan;
 mod receive;
 mod send;
@@ -46,7 +49,7 @@ use flocker_host::PathError;
 
 use crate::command::CommandError;
 
-pub use receive::{Received, receive};
+pub use receive::{Received, receive, receive_trailed};
 pub use send::{Sent, send};
 pub use snapshots::{Snapshot, cleanup_incoming, promote, remove_snapshot, take_snapshot};
 
