@@ -48,7 +48,9 @@ pub fn act(
         Step::Unmount => backend.unmount(&target)?,
         Step::Detach => backend.detach(volume()?)?,
         Step::Destroy => backend.destroy(volume()?)?,
-        Step::WaitForRelease | Step::Hold | Step::KeepUntilPushed => return Ok(Outcome::Waiting),
+        Step::WaitForRelease | Step::Hold | Step::KeepUntilPushed | Step::WaitForCopy => {
+            return Ok(Outcome::Waiting);
+        }
         Step::Refuse(_) => return Ok(Outcome::Refused),
         Step::Done => return Ok(Outcome::Waiting),
     }

@@ -63,8 +63,11 @@ pub enum Step {
     /// A lease of this node pins it here as it is.
     Hold,
     /// Wanted on another node, and the only copy is here: kept, unmounted, until it has been
-    /// copied there (not done by this agent yet). Never detached nor destroyed meanwhile.
+    /// pushed there (the push is not a step of the plan: it runs beside it). Never detached
+    /// nor destroyed meanwhile.
     KeepUntilPushed,
+    /// Wanted here, and another node holding it on its own disk pushes it here: wait for it.
+    WaitForCopy,
     /// Something the agent must not touch; said in the log and reported, never acted on.
     Refuse(Refusal),
     Done,
@@ -75,7 +78,7 @@ pub enum Step {
 pub enum Refusal {
     /// It had a volume, and this node cannot find it: a new one would hide its data.
     NotVisible,
-    /// It had a volume, on another node's own disk (btrfs): this agent cannot copy it yet.
+    /// It had a volume, on another node's own disk (btrfs), and no node says it holds it now.
     OnAnotherNodesDisk,
     /// Its volume holds a file system that is not ours (the kind `blkid` names).
     ForeignFilesystem(String),
@@ -92,9 +95,9 @@ impl Refusal {
                  of its data"
             ),
             Self::OnAnotherNodesDisk => format!(
-                "the volume of dataset {dataset_id} is on another node's own disk, and volumes \
-                 are not yet copied between nodes: move the dataset back to the node that has \
-                 it. A new, empty volume is never made in place of its data"
+                "the volume of dataset {dataset_id} is on another node's own disk, and no live \
+                 node reports holding it (is that node down?): it is pushed here once that node \
+                 is back. A new, empty volume is never made in place of its data"
             ),
             Self::ForeignFilesystem(kind) => format!(
                 "the volume of dataset {dataset_id} holds a file system of its own ({kind}): it \
@@ -137,18 +140,21 @@ pub fn next_step(want: &Want, have: &Have, leased_here: bool, moves: Moves) -> S
 }
 
 /// The steps for every dataset the configuration names for this node or the node has, in
-/// dataset order. `have` holds what discovery found; datasets it lacks are `Missing`.
+/// dataset order. `have` holds what discovery found; datasets it lacks are `Missing`. A
+/// dataset wanted here that another node holds (`arriving`) and this node lacks waits for its
+/// push: never a new volume in its place.
 pub fn plan(
     desired: &AgentConfiguration,
     have: &BTreeMap<DatasetId, Have>,
     moves: Moves,
 ) -> Vec<(DatasetId, Step)> {
     let leases: BTreeSet<&DatasetId> = desired.leases.iter().collect();
+    let arriving = |id: &DatasetId| desired.arriving.get(id).is_some_and(|from| !from.is_empty());
     let wants: BTreeMap<DatasetId, Want> = desired
         .datasets
         .iter()
         .map(|dataset| {
-            let want = if dataset.deleted {
+            let want = if dataset.deleted || desired.discard.contains(&dataset.dataset_id) {
                 Want::Deleted
             } else {
                 Want::Here {
@@ -162,8 +168,15 @@ pub fn plan(
     let ids: BTreeSet<&DatasetId> = wants.keys().chain(have.keys()).collect();
     ids.into_iter()
         .map(|id| {
-            let want = wants.get(id).unwrap_or(&Want::Away);
+            let want = match wants.get(id) {
+                Some(want) => want,
+                None if desired.discard.contains(id) => &Want::Deleted,
+                None => &Want::Away,
+            };
             let found = have.get(id).unwrap_or(&Have::Missing);
+            if matches!(want, Want::Here { .. }) && *found == Have::Missing && arriving(id) {
+                return (*id, Step::WaitForCopy);
+            }
             (*id, next_step(want, found, leases.contains(id), moves))
         })
         .filter(|(_, step)| *step != Step::Done)
@@ -206,7 +219,7 @@ mod tests {
         let step = own(&BACK, &Have::Missing, false);
         assert_eq!(step, Step::Refuse(Refusal::OnAnotherNodesDisk));
         let message = Refusal::OnAnotherNodesDisk.message(&DatasetId::random());
-        assert!(message.contains("move the dataset back"), "{message}");
+        assert!(message.contains("no live node reports holding it"), "{message}");
     }
 
     #[test]
@@ -343,6 +356,31 @@ mod tests {
             (unmounted, Have::Attached(Filesystem::Ours)),
         ]);
         let mut expected = vec![(moved_away, Step::Unmount), (unmounted, Step::KeepUntilPushed)];
+        expected.sort_by_key(|(id, _)| *id);
+        assert_eq!(plan(&desired, &have, Moves::ByCopy), expected);
+    }
+
+    #[test]
+    fn a_dataset_arriving_by_push_is_waited_for_then_mounted_and_a_discarded_one_destroyed() {
+        let (arriving, promoted, discarded) =
+            (DatasetId::random(), DatasetId::random(), DatasetId::random());
+        let from = NodeUuid::random();
+        let desired = AgentConfiguration {
+            datasets: vec![dataset(arriving, false, None), dataset(promoted, false, None)],
+            had_volume: [arriving, promoted].into(),
+            arriving: [(arriving, [from].into()), (promoted, [from].into())].into(),
+            discard: [discarded].into(),
+            ..Default::default()
+        };
+        let have = BTreeMap::from([
+            (promoted, Have::Attached(Filesystem::Ours)),
+            (discarded, Have::Attached(Filesystem::Ours)),
+        ]);
+        let mut expected = vec![
+            (arriving, Step::WaitForCopy),
+            (promoted, Step::Mount),
+            (discarded, Step::Destroy),
+        ];
         expected.sort_by_key(|(id, _)| *id);
         assert_eq!(plan(&desired, &have, Moves::ByCopy), expected);
     }

@@ -19,6 +19,7 @@
 //!   # pool_file: /var/lib/flocker/btrfs.img   # a file of ours on a loop device, made if missing,
 //!   # pool_size: 10737418240                  # of this many bytes (at least 256 MiB);
 //!   # neither: `pool` is a btrfs mounted already
+//!   transfer_port: 4525          # where other nodes push volumes to this one (mutual TLS)
 //!   mount_root: /flocker
 //! agent:                         # ours, all optional
 //!   era: <uuid>                  # instead of the boot id: for several agents on one machine
@@ -68,6 +69,8 @@ pub enum BackendConfig {
     Btrfs {
         pool: PathBuf,
         source: PoolSource,
+        /// Where other nodes push volumes to this one (0: any free port, for tests).
+        transfer_port: u16,
     },
 }
 
@@ -147,6 +150,7 @@ struct Dataset {
     pool_device: Option<PathBuf>,
     pool_file: Option<PathBuf>,
     pool_size: Option<u64>,
+    transfer_port: Option<u16>,
 }
 
 #[derive(Default, Deserialize)]
@@ -193,6 +197,7 @@ impl AgentConfig {
                 ("pool_device", dataset.pool_device.is_some()),
                 ("pool_file", dataset.pool_file.is_some()),
                 ("pool_size", dataset.pool_size.is_some()),
+                ("transfer_port", dataset.transfer_port.is_some()),
             ];
             if let Some((key, _)) = btrfs_keys.iter().find(|(_, given)| *given) {
                 return Err(invalid(format!("dataset: {key} is for the btrfs backend")));
@@ -326,7 +331,8 @@ fn btrfs(dataset: &Dataset) -> Result<BackendConfig, String> {
         }
         (None, None, None) => PoolSource::Mounted,
     };
-    Ok(BackendConfig::Btrfs { pool, source })
+    let transfer_port = dataset.transfer_port.unwrap_or(crate::peer::DEFAULT_TRANSFER_PORT);
+    Ok(BackendConfig::Btrfs { pool, source, transfer_port })
 }
 
 impl BackendConfig {
@@ -487,14 +493,16 @@ mod tests {
             backend(""),
             BackendConfig::Btrfs {
                 pool: "/var/lib/flocker/btrfs".into(),
-                source: PoolSource::Mounted
+                source: PoolSource::Mounted,
+                transfer_port: 4525,
             }
         );
         assert_eq!(
             backend(", pool: /srv/pool, pool_device: /dev/sdb"),
             BackendConfig::Btrfs {
                 pool: "/srv/pool".into(),
-                source: PoolSource::Device("/dev/sdb".into())
+                source: PoolSource::Device("/dev/sdb".into()),
+                transfer_port: 4525,
             }
         );
         let config = btrfs(
@@ -508,10 +516,13 @@ mod tests {
                 source: PoolSource::File {
                     path: "/var/lib/flocker/btrfs.img".into(),
                     size: 1 << 28
-                }
+                },
+                transfer_port: 4525,
             }
         );
         assert_eq!(config.backend.root_path(), Path::new("/var/lib/flocker/btrfs"));
+        let config = btrfs(", transfer_port: 0").unwrap();
+        assert!(matches!(config.backend, BackendConfig::Btrfs { transfer_port: 0, .. }));
         assert_eq!(config.backend.compute_instance_id(), None);
         assert_eq!(config.mount_root, Path::new("/mnt/f"));
     }

@@ -13,7 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::{
-    AgentConfiguration, BlockDeviceOwnership, ReportedDataset, ReportedProblem, StateReport,
+    AgentConfiguration, BlockDeviceOwnership, ReportedDataset, ReportedProblem, ReportedTransfer,
+    StateReport,
 };
 use flocker_api::{DatasetId, Era};
 
@@ -42,6 +43,19 @@ impl Mailbox {
         let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         *latest = (Some(Arc::new(configuration)), true);
         self.arrived.notify_all();
+    }
+
+    /// Wakes the loop without a new configuration: something it looks at changed (a push ended,
+    /// a volume arrived).
+    pub fn poke(&self) {
+        let mut latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        latest.1 = true;
+        self.arrived.notify_all();
+    }
+
+    /// The latest configuration, without waiting.
+    pub fn latest(&self) -> Option<Arc<AgentConfiguration>> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
     }
 
     /// Waits up to `timeout` for a new configuration; the latest one either way.
@@ -92,6 +106,7 @@ pub fn poll_forever(link: Link, mailbox: Arc<Mailbox>, wait: Duration, longest_p
 struct Reported {
     datasets: Vec<ReportedDataset>,
     problems: Vec<ReportedProblem>,
+    transfers: Vec<ReportedTransfer>,
     /// [`Link::hellos`] when it was sent.
     hellos: u64,
     /// The instance it reached: another may hold an older report of this node.
@@ -109,7 +124,12 @@ pub struct Converger {
     pub longest_pause: Duration,
     /// Report at least this often, even when nothing changed.
     pub heartbeat: Duration,
+    /// Pushes of volumes to and from other nodes (btrfs).
+    pub transfers: Option<crate::Transfers>,
 }
+
+/// While a push runs, its progress is reported this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Converger {
     pub fn run(self) -> ! {
@@ -141,6 +161,9 @@ impl Converger {
             self.record_blockdevices(&desired, &discovery, &mut recorded);
             let last_refusals = refusals.clone();
             let (progressed, failed, wait) = self.carry_out(&desired, &discovery, &mut refusals);
+            if let Some(transfers) = &self.transfers {
+                transfers.outgoing.tend(&desired, &discovery);
+            }
             streak = if progressed { streak + 1 } else { 0 };
             if streak == MOST_STEPS_IN_A_ROW + 1 {
                 log::warn!(
@@ -156,6 +179,8 @@ impl Converger {
                 failures.pause()
             } else if wait {
                 waiting.pause()
+            } else if self.transfers.as_ref().is_some_and(|t| t.outgoing.busy()) {
+                PROGRESS_EVERY
             } else {
                 failures.reset();
                 waiting.reset();
@@ -176,9 +201,21 @@ impl Converger {
         let (mut progressed, mut failed, mut wait) = (false, false, false);
         let last_refusals = std::mem::take(refusals);
         let moves = if self.backend.moves_by_copy() { Moves::ByCopy } else { Moves::ByAttach };
+        let moving =
+            |id: &DatasetId| self.transfers.as_ref().is_some_and(|t| t.outgoing.moving(id));
+        let copy_failures =
+            self.transfers.as_ref().map(|t| t.incoming.failures()).unwrap_or_default();
         for (id, step) in plan(desired, &discovery.haves(), moves) {
+            if moving(&id) {
+                continue; // its push has it
+            }
+            if step == Step::WaitForCopy
+                && let Some(failure) = copy_failures.get(&id)
+            {
+                refusals.insert(id, failure.clone());
+            }
             match &step {
-                Step::Hold | Step::WaitForRelease | Step::KeepUntilPushed => {}
+                Step::Hold | Step::WaitForRelease | Step::KeepUntilPushed | Step::WaitForCopy => {}
                 Step::Refuse(refusal) => {
                     let message = refusal.message(&id);
                     if last_refusals.get(&id) != Some(&message) {
@@ -211,12 +248,21 @@ impl Converger {
         refusals: &BTreeMap<DatasetId, String>,
         reported: &mut Option<Reported>,
     ) {
-        let datasets = discovery.report(&self.mount_root);
+        let mut datasets = discovery.report(&self.mount_root);
+        let transfers = match &self.transfers {
+            Some(transfers) => {
+                datasets.extend(transfers.outgoing.reported());
+                transfers.outgoing.transfers()
+            }
+            None => Vec::new(),
+        };
         let problems: Vec<ReportedProblem> =
             refusals.iter().map(|(id, message)| ReportedProblem::new(*id, message)).collect();
         let due = reported.as_ref().is_none_or(|last| {
             last.datasets != datasets
                 || last.problems != problems
+                || (last.transfers != transfers && last.at.elapsed() >= PROGRESS_EVERY)
+                || shape(&last.transfers) != shape(&transfers)
                 || last.hellos != self.link.hellos()
                 || last.instance != self.link.instance()
                 || last.at.elapsed() >= self.heartbeat
@@ -228,13 +274,13 @@ impl Converger {
             era: self.era,
             datasets: datasets.clone(),
             problems: problems.clone(),
-            transfers: Vec::new(),
+            transfers: transfers.clone(),
         };
         match self.link.report(&report) {
             Ok(()) => {
                 let (hellos, instance, at) =
                     (self.link.hellos(), self.link.instance(), Instant::now());
-                *reported = Some(Reported { datasets, problems, hellos, instance, at });
+                *reported = Some(Reported { datasets, problems, transfers, hellos, instance, at });
             }
             // Refused outright (4xx): the service will not take this report until something
             // changes, so say so; a service that cannot be reached the poller already says.
@@ -270,4 +316,15 @@ impl Converger {
             }
         }
     }
+}
+
+/// What of the pushes a report must carry at once: which run, in which phase, and their
+/// problems (progress alone waits for [`PROGRESS_EVERY`]).
+fn shape(
+    transfers: &[ReportedTransfer],
+) -> Vec<(DatasetId, flocker_api::NodeUuid, String, Option<&str>)> {
+    transfers
+        .iter()
+        .map(|t| (t.dataset_id, t.to, t.phase.to_string(), t.problem.as_deref()))
+        .collect()
 }

@@ -16,6 +16,7 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
+pub mod peer;
 pub mod transfer;
 
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use anyhow::Context;
 use flocker_api::agent_protocol::{AgentClient, Hello};
 use flocker_api::{Client, Era, certificates};
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
 use crate::backend::Backend;
 use crate::backend::btrfs::Btrfs;
 use crate::backend::directory::Directory;
@@ -32,6 +35,9 @@ use crate::backend::loopback::Loopback;
 use crate::config::{AgentConfig, BackendConfig};
 use crate::converge::{Converger, Mailbox, poll_forever};
 use crate::link::{Backoff, Link};
+use crate::peer::client::PeerClient;
+use crate::transfer::incoming::Incoming;
+use crate::transfer::outgoing::Outgoing;
 
 /// Runs the agent; returns only if it cannot start.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
@@ -42,7 +48,8 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         Some(era) => era,
         None => boot_id()?,
     };
-    let backend = backend(&config.backend, &node.to_string())?;
+    let mailbox = Arc::new(Mailbox::default());
+    let (backend, transfers) = backend(&config, &node.to_string(), &mailbox)?;
     log::info!(
         "node {node}, era {era}: {} backend in {}, mounting under {}, control service {}",
         backend.name(),
@@ -54,11 +61,10 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         era,
         backend: Some(backend.name().to_owned()),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
-        transfer_port: None,
+        transfer_port: transfers.as_ref().map(|t| t.port),
     };
     let link = Link::new(AgentClient::new(client), hello);
     let welcome = say_hello_until_answered(&link, config.max_backoff);
-    let mailbox = Arc::new(Mailbox::default());
     let poll = config.poll.min(Duration::from_secs_f64(welcome.longest_poll_seconds.max(1.0)));
     std::thread::Builder::new()
         .name("configuration-poll".into())
@@ -75,18 +81,51 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         mailbox,
         longest_pause: config.max_backoff,
         heartbeat: Duration::from_secs_f64((welcome.node_expiry_seconds / 3.0).max(1.0)),
+        transfers,
     }
     .run()
 }
 
-fn backend(config: &BackendConfig, node: &str) -> anyhow::Result<Box<dyn Backend>> {
-    let instance = config.compute_instance_id().unwrap_or(node);
-    Ok(match config {
-        BackendConfig::Loopback { root_path, .. } => Box::new(Loopback::new(root_path, instance)?),
-        BackendConfig::Directory { root_path, mount_mode, .. } => {
-            Box::new(Directory::new(root_path, instance, *mount_mode)?)
+/// The pushes of a btrfs node: its two sides, and the port it takes them on.
+pub struct Transfers {
+    pub outgoing: Arc<Outgoing>,
+    pub incoming: Arc<Incoming>,
+    pub port: u16,
+}
+
+fn backend(
+    config: &AgentConfig,
+    node: &str,
+    mailbox: &Arc<Mailbox>,
+) -> anyhow::Result<(Box<dyn Backend>, Option<Transfers>)> {
+    let instance = config.backend.compute_instance_id().unwrap_or(node);
+    Ok(match &config.backend {
+        BackendConfig::Loopback { root_path, .. } => {
+            (Box::new(Loopback::new(root_path, instance)?), None)
         }
-        BackendConfig::Btrfs { pool, source } => Box::new(Btrfs::new(pool, source)?),
+        BackendConfig::Directory { root_path, mount_mode, .. } => {
+            (Box::new(Directory::new(root_path, instance, *mount_mode)?), None)
+        }
+        BackendConfig::Btrfs { pool, source, transfer_port } => {
+            let btrfs = Btrfs::new(pool, source)?;
+            let pool = transfer::Pool::new(btrfs.pool());
+            let incoming = Arc::new(Incoming::new(pool.clone(), mailbox.clone()));
+            // Every address, IPv6 and IPv4; IPv4 alone where IPv6 is off.
+            let any = |ip: IpAddr| SocketAddr::new(ip, *transfer_port);
+            let receiver: Arc<dyn peer::server::Receiver> = incoming.clone();
+            let port = peer::server::start(
+                any(Ipv6Addr::UNSPECIFIED.into()),
+                config.directory(),
+                receiver.clone(),
+            )
+            .or_else(|_| {
+                peer::server::start(any(Ipv4Addr::UNSPECIFIED.into()), config.directory(), receiver)
+            })?;
+            log::info!("taking pushes of volumes from other nodes on port {port}");
+            let peers = PeerClient::new(config.directory())?;
+            let outgoing = Arc::new(Outgoing::new(pool, peers, mailbox.clone()));
+            (Box::new(btrfs), Some(Transfers { outgoing, incoming, port }))
+        }
     })
 }
 

@@ -126,21 +126,6 @@ fn deleting_a_dataset_unmounts_it_and_deletes_its_subvolume() {
 }
 
 #[test]
-fn a_dataset_moved_to_another_node_is_unmounted_here_and_kept_until_it_can_be_copied() {
-    let cluster = start(2);
-    let dataset = cluster.create_dataset(0).dataset_id;
-    let path = cluster.wait_mounted(&dataset, 0);
-    fs::write(path.join("only-copy.txt"), b"never lost").unwrap();
-    cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
-    cluster.wait_for("node-0 to unmount it", Duration::from_secs(30), || mount_at(&path).is_none());
-    std::thread::sleep(Duration::from_secs(2));
-    let volume = cluster.volume_path(&dataset, Some(0));
-    assert_eq!(fs::read(volume.join("only-copy.txt")).unwrap(), b"never lost");
-    assert!(cluster.mounted_path(&dataset, 1).is_none(), "node-1 made a new, empty volume");
-    assert!(!cluster.volume_path(&dataset, Some(1)).exists());
-}
-
-#[test]
 fn a_link_planted_at_the_mount_point_is_never_followed() {
     let cluster = start(1);
     let dataset = DatasetId::random();

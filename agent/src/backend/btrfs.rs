@@ -99,23 +99,37 @@ impl Btrfs {
         path.parent() == Some(self.volumes().as_path()) && is_subvolume(path)
     }
 
-    /// A mount in this mount namespace that shows the subvolume at `path` in the pool, if any.
     fn mount_showing<'a>(&self, path: &Path, mounts: &'a MountTable) -> Option<&'a Path> {
-        let pool = mounts.at(&self.pool)?;
-        let root = pool.root.join(path.strip_prefix(&self.pool).ok()?);
-        mounts
-            .under(Path::new("/"))
-            .find(|mount| mount.device == pool.device && mount.root == root)
-            .map(|mount| mount.mount_point.as_path())
+        mount_showing(&self.pool, path, mounts)
+    }
+
+    /// Where the pool is mounted.
+    pub fn pool(&self) -> &Path {
+        &self.pool
     }
 }
 
+/// A mount in this mount namespace that shows the subvolume at `path` in the pool mounted at
+/// `pool`, if any.
+pub(crate) fn mount_showing<'a>(
+    pool: &Path,
+    path: &Path,
+    mounts: &'a MountTable,
+) -> Option<&'a Path> {
+    let pool_mount = mounts.at(pool)?;
+    let root = pool_mount.root.join(path.strip_prefix(pool).ok()?);
+    mounts
+        .under(Path::new("/"))
+        .find(|mount| mount.device == pool_mount.device && mount.root == root)
+        .map(|mount| mount.mount_point.as_path())
+}
+
 /// `<dataset_id>_<bytes>`.
-fn name(dataset_id: &DatasetId, size: u64) -> String {
+pub(crate) fn name(dataset_id: &DatasetId, size: u64) -> String {
     format!("{dataset_id}_{size}")
 }
 
-fn parse_name(name: &str) -> Option<(DatasetId, u64)> {
+pub(crate) fn parse_name(name: &str) -> Option<(DatasetId, u64)> {
     let (id, size) = name.split_once('_')?;
     Some((id.parse().ok()?, size.parse().ok()?))
 }

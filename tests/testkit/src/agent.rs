@@ -50,7 +50,7 @@ impl BackendKind {
             Self::Btrfs => {
                 let node = root_path.join(instance);
                 return format!(
-                    "{{backend: btrfs, pool: {}, pool_file: {}, pool_size: {BTRFS_POOL_SIZE}, mount_root: {}}}",
+                    "{{backend: btrfs, pool: {}, pool_file: {}, pool_size: {BTRFS_POOL_SIZE}, transfer_port: 0, mount_root: {}}}",
                     node.join("pool").display(),
                     node.join("pool.img").display(),
                     mount_root.display()
