@@ -13,6 +13,7 @@ use flocker_api::{
 };
 use flocker_host::mounts::MountTable;
 
+use crate::arrival::{self, Line};
 use crate::error::{CreateError, IsolatorError};
 use crate::params::{MountCheck, Parameters};
 use crate::plan::{self, Seen};
@@ -197,7 +198,8 @@ impl ControlService {
             .map_err(|source| IsolatorError::control(id, "move the dataset here")(source))
     }
 
-    /// Waits until the cluster state shows the dataset mounted here, and it really is.
+    /// Waits until the cluster state shows the dataset mounted here, and it really is. A wait
+    /// that lasts logs how far a copy of the volume to this node has come, if one is under way.
     pub fn wait_mounted(
         &self,
         id: &FlockerId,
@@ -210,6 +212,7 @@ impl ControlService {
         // Asked once the first look did not find it mounted; dropped against a service
         // without the extension (Flocker 1.x).
         let mut ask_for_problems = false;
+        let mut push = arrival::Watch::new(dataset, node, Instant::now());
         loop {
             let states = self
                 .client
@@ -225,15 +228,12 @@ impl ControlService {
                 ask_for_problems = self.refused_here(id, dataset, node)?;
             }
             ask_for_problems |= pause.is_zero();
+            let now = Instant::now();
+            if push.due(now) {
+                self.watch_push(id, &mut push, now);
+            }
             if Instant::now() >= deadline {
-                let mut last_seen = seen.describe();
-                if let Seen::Here(path) = &seen {
-                    last_seen = format!(
-                        "reported at {}, which is not {} here",
-                        path.display(),
-                        self.expected()
-                    );
-                }
+                let last_seen = arrival::last_seen(&seen, push.last(), self.expected());
                 let waited = started.elapsed();
                 return Err(IsolatorError::NotMounted {
                     id: id.clone(),
@@ -244,6 +244,29 @@ impl ControlService {
             }
             pause = plan::next_poll(pause);
             std::thread::sleep(pause.min(deadline.saturating_duration_since(Instant::now())));
+        }
+    }
+
+    /// Asks for the pushes under way and logs what `push` makes of them. Only for the log: an
+    /// error is logged and the wait goes on; a service without them is not asked again.
+    fn watch_push(&self, id: &FlockerId, push: &mut arrival::Watch, now: Instant) {
+        match self.client.dataset_transfers() {
+            Ok(Some(transfers)) => {
+                for line in push.answered(&transfers, now) {
+                    match line {
+                        Line::Info(text) => log::info!("volume '{id}': {text}"),
+                        Line::Warning(text) => log::warn!("volume '{id}': {text}"),
+                    }
+                }
+            }
+            Ok(None) => push.unserved(),
+            Err(error) => {
+                push.failed(now);
+                log::debug!(
+                    "volume '{id}': cannot read the pushes under way: {}",
+                    error_chain(&error)
+                );
+            }
         }
     }
 

@@ -57,7 +57,7 @@ pub enum IsolatorError {
         host.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
     )]
     LeasedElsewhere { id: FlockerId, dataset: DatasetId, node: NodeUuid, host: Option<String> },
-    #[error("volume '{id}' (dataset {dataset}) was not mounted here within {} s: it was last {last_seen}", waited.as_secs())]
+    #[error("volume '{id}' (dataset {dataset}) was not mounted here within {} s; last seen: {last_seen}", waited.as_secs())]
     NotMounted { id: FlockerId, dataset: DatasetId, waited: Duration, last_seen: String },
     #[error(
         "volume '{id}' (dataset {dataset}) will not be mounted here: this node's agent says {problem}"

@@ -4,6 +4,7 @@
 //! - [`params`]: the module's parameters; [`request`]: the task's volumes, from its
 //!   ContainerConfig; [`container`]: Mesos container ids;
 //! - [`plan`]: the decisions (pure); [`placement`]: where a volume goes for the task;
+//!   [`arrival`]: what a long wait for a mount says of a volume being copied here (pure);
 //! - [`control`]: the control service; [`checkpoint`]: what was done, on persistent disk;
 //! - [`locks`] and [`pool`]: one volume at a time, on the core's own threads.
 //!
@@ -13,6 +14,7 @@
 //! goes when the last container using the volume on this node does. A recover keeps what known
 //! containers use and cleans up what nobody owns.
 
+pub mod arrival;
 pub mod checkpoint;
 pub mod container;
 pub mod control;

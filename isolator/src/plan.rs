@@ -79,7 +79,9 @@ impl Seen {
     pub fn describe(&self) -> String {
         match self {
             Self::Here(path) => format!("mounted here at {}", path.display()),
-            Self::Elsewhere { node, path } => format!("still mounted on node {node} at {path}"),
+            Self::Elsewhere { node, path } => {
+                format!("still mounted on node {node} at {path} (not yet released by that node)")
+            }
             Self::NotMounted => "present but mounted nowhere".to_owned(),
             Self::Unreported => {
                 "not reported by any dataset agent (is flocker-dataset-agent running on this node?)"
