@@ -4,8 +4,10 @@
 //! are mirrored here as that service shares them (`store::zookeeper::nodes`), alive as long as
 //! it does. Pure: the time is an argument, so liveness rules are unit tests.
 //!
-//! Each node's problems (why its agent leaves some of its datasets as they are) are kept the
-//! same way: replaced by each report, forgotten with the node's era or when it goes quiet.
+//! Each node's problems (why its agent leaves some of its datasets as they are) and the pushes
+//! under way from it (its transfers) are kept the same way: replaced by each report, forgotten
+//! with the node's era or when it goes quiet. So is the port where it takes pushes, from its
+//! hello.
 //!
 //! A node speaks only for itself, and `/v1/state/datasets` lists each dataset once:
 //! - mounted: where its configured primary reports it mounted, or else where the node that last
@@ -21,7 +23,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use flocker_api::agent_protocol::ReportedDataset;
+use flocker_api::agent_protocol::{ReportedDataset, ReportedTransfer};
+use flocker_api::client::host_address;
+use flocker_api::types::DatasetTransfer;
 use flocker_api::{DatasetId, DatasetProblem, DatasetState, Era, Node, NodeUuid};
 
 use crate::error::ApiError;
@@ -30,11 +34,15 @@ use crate::store::zookeeper::nodes::SharedNode;
 struct NodeRecord {
     era: Era,
     host: String,
+    /// Where on `host` it takes pushes from other nodes, as its hello said.
+    transfer_port: Option<u16>,
     last_seen: Instant,
     /// The datasets of the configuration its last report named.
     datasets: Vec<ReportedDataset>,
     /// Problems of the node's own datasets, one each, as its last report said.
     problems: BTreeMap<DatasetId, String>,
+    /// The pushes under way from it, one per dataset of the configuration, by dataset.
+    transfers: Vec<ReportedTransfer>,
     /// When its last report came, in report order.
     reported: u64,
     /// What its last report claimed that was not its to claim, to log each change once.
@@ -47,6 +55,15 @@ struct NodeRecord {
 /// For each reported dataset, its configured primary; a dataset missing here is unknown.
 pub type Primaries = BTreeMap<DatasetId, NodeUuid>;
 
+/// What one state report says, once checked: the node's datasets, its problems (only those
+/// of its own datasets) and its transfers.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub datasets: Vec<ReportedDataset>,
+    pub problems: BTreeMap<DatasetId, String>,
+    pub transfers: Vec<ReportedTransfer>,
+}
+
 pub struct ClusterState {
     nodes: BTreeMap<NodeUuid, NodeRecord>,
     /// The node that last reported each dataset mounted while being its primary.
@@ -57,6 +74,10 @@ pub struct ClusterState {
     expiry: Duration,
     /// Counts changes to what `/v1/state/*` shows, so answers can be cached.
     pub generation: u64,
+    /// Counts changes to what the agents' views depend on besides the configuration: which
+    /// nodes are alive, which datasets each lists, where each takes pushes. A report that only
+    /// mounts or unmounts changes none of it.
+    pub views: u64,
 }
 
 impl ClusterState {
@@ -68,35 +89,68 @@ impl ClusterState {
             eras: HashMap::new(),
             expiry,
             generation: 0,
+            views: 0,
         }
     }
 
-    /// An agent's hello. A new era (a reboot) drops what the node reported before.
-    pub fn hello(&mut self, node: NodeUuid, era: Era, host: String, now: Instant) {
-        self.upsert(node, era, host, now).remote = false;
+    /// An agent's hello, from `host`, taking pushes on `transfer_port` if it gives one. A new
+    /// era (a reboot) drops what the node reported before.
+    pub fn hello(
+        &mut self,
+        node: NodeUuid,
+        era: Era,
+        host: String,
+        transfer_port: Option<u16>,
+        now: Instant,
+    ) {
+        self.upsert(node, era, host, transfer_port, now).remote = false;
     }
 
-    fn upsert(&mut self, node: NodeUuid, era: Era, host: String, now: Instant) -> &mut NodeRecord {
-        let record = self.nodes.entry(node).or_insert_with(|| NodeRecord {
-            era,
-            host: host.clone(),
-            last_seen: now,
-            datasets: Vec::new(),
-            problems: BTreeMap::new(),
-            reported: 0,
-            ignored: BTreeSet::new(),
-            remote: false,
+    fn upsert(
+        &mut self,
+        node: NodeUuid,
+        era: Era,
+        host: String,
+        transfer_port: Option<u16>,
+        now: Instant,
+    ) -> &mut NodeRecord {
+        let mut new = false;
+        let record = self.nodes.entry(node).or_insert_with(|| {
+            new = true;
+            NodeRecord {
+                era,
+                host: host.clone(),
+                transfer_port,
+                last_seen: now,
+                datasets: Vec::new(),
+                problems: BTreeMap::new(),
+                transfers: Vec::new(),
+                reported: 0,
+                ignored: BTreeSet::new(),
+                remote: false,
+            }
         });
+        // A new node changes the views if it takes pushes (below); what it holds comes later.
+        let mut views_change = new && transfer_port.is_some();
         if record.era != era {
             self.eras.remove(&record.era);
             record.era = era;
+            views_change |= !record.datasets.is_empty();
             record.datasets.clear();
             record.problems.clear();
+            record.transfers.clear();
         }
+        let takes_pushes = record.transfer_port.is_some() || transfer_port.is_some();
+        views_change |=
+            takes_pushes && (record.host != host || record.transfer_port != transfer_port);
         record.host = host;
+        record.transfer_port = transfer_port;
         record.last_seen = now;
         self.eras.insert(era, node);
         self.generation += 1;
+        if views_change {
+            self.views += 1;
+        }
         record
     }
 
@@ -108,11 +162,12 @@ impl ClusterState {
         primaries: &Primaries,
         now: Instant,
     ) {
-        let SharedNode { era, host, datasets, problems } = shared;
-        self.upsert(node, era, host, now);
+        let SharedNode { era, host, transfer_port, datasets, problems, transfers } = shared;
+        self.upsert(node, era, host, transfer_port, now);
         // Checked against this service's configuration, as a report here would be.
         let problems = problems.into_iter().filter(|(id, _)| primaries.get(id) == Some(&node));
-        let _ = self.report(&node, era, datasets, problems.collect(), primaries, now);
+        let report = Report { datasets, problems: problems.collect(), transfers };
+        let _ = self.report(&node, era, report, primaries, now);
         if let Some(record) = self.nodes.get_mut(&node) {
             record.remote = true;
         }
@@ -125,6 +180,7 @@ impl ClusterState {
         }
         self.nodes.remove(node);
         self.generation += 1;
+        self.views += 1;
         true
     }
 
@@ -139,8 +195,10 @@ impl ClusterState {
         Some(SharedNode {
             era: record.era,
             host: record.host.clone(),
+            transfer_port: record.transfer_port,
             datasets: record.datasets.clone(),
             problems: record.problems.clone(),
+            transfers: record.transfers.clone(),
         })
     }
 
@@ -160,19 +218,23 @@ impl ClusterState {
         }
     }
 
-    /// Replaces what a node reported: its datasets (those `primaries` knows) and its problems
-    /// (already checked to be about its own datasets). A report from another era is refused:
-    /// the agent must say hello again, so stale reports from before a reboot never count.
+    /// Replaces what a node reported: its datasets and transfers (those of datasets
+    /// `primaries` knows; the first transfer of each) and its problems (already checked to be
+    /// about its own datasets). A report from another era is refused: the agent must say hello
+    /// again, so stale reports from before a reboot never count.
     pub fn report(
         &mut self,
         node: &NodeUuid,
         era: Era,
-        mut datasets: Vec<ReportedDataset>,
-        problems: BTreeMap<DatasetId, String>,
+        report: Report,
         primaries: &Primaries,
         now: Instant,
     ) -> Result<(), ApiError> {
         self.check_era(node, era)?;
+        let Report { mut datasets, problems, mut transfers } = report;
+        transfers.retain(|t| primaries.contains_key(&t.dataset_id));
+        transfers.sort_by_key(|t| t.dataset_id);
+        transfers.dedup_by_key(|t| t.dataset_id);
         let mut ignored: BTreeSet<DatasetId> = BTreeSet::new();
         datasets.retain(|d| {
             let known = primaries.contains_key(&d.dataset_id);
@@ -203,8 +265,12 @@ impl ClusterState {
         record.last_seen = now;
         record.remote = false;
         record.problems = problems;
+        record.transfers = transfers;
         record.reported = reported;
         if record.datasets != datasets {
+            if ids_of(&record.datasets) != ids_of(&datasets) {
+                self.views += 1;
+            }
             record.datasets = datasets;
             self.generation += 1;
         }
@@ -229,8 +295,51 @@ impl ClusterState {
         });
         if !gone.is_empty() {
             self.generation += 1;
+            self.views += 1;
         }
         gone
+    }
+
+    /// Every live node with the ids of the datasets its latest report lists (those of the
+    /// configuration), for the agents' views.
+    pub fn holdings(
+        &self,
+    ) -> impl Iterator<Item = (NodeUuid, impl Iterator<Item = DatasetId> + '_)> + '_ {
+        self.nodes
+            .iter()
+            .map(|(uuid, record)| (*uuid, record.datasets.iter().map(|d| d.dataset_id)))
+    }
+
+    /// Where every live node but `node` that takes pushes takes them: `host:port`.
+    pub fn peers(&self, node: &NodeUuid) -> BTreeMap<NodeUuid, String> {
+        self.nodes
+            .iter()
+            .filter(|(uuid, _)| *uuid != node)
+            .filter_map(|(uuid, record)| {
+                Some((*uuid, host_address(&record.host, record.transfer_port?)))
+            })
+            .collect()
+    }
+
+    /// `/v1/state/transfers`: every live node's transfers, by dataset, then node.
+    pub fn transfers(&self) -> Vec<DatasetTransfer> {
+        let mut transfers: Vec<DatasetTransfer> = self
+            .nodes
+            .iter()
+            .flat_map(|(uuid, record)| {
+                record.transfers.iter().map(|t| DatasetTransfer {
+                    dataset_id: t.dataset_id,
+                    from: *uuid,
+                    to: t.to,
+                    phase: t.phase,
+                    sent: t.sent,
+                    estimate: t.estimate,
+                    problem: t.problem.clone(),
+                })
+            })
+            .collect();
+        transfers.sort_by_key(|t| (t.dataset_id, t.from));
+        transfers
     }
 
     /// `/v1/state/nodes`.
@@ -292,6 +401,11 @@ impl ClusterState {
         mounted.extend(unmounted);
         mounted
     }
+}
+
+/// The ids a report lists, as a set.
+fn ids_of(datasets: &[ReportedDataset]) -> BTreeSet<DatasetId> {
+    datasets.iter().map(|d| d.dataset_id).collect()
 }
 
 /// One node's report of a dataset.
@@ -356,6 +470,10 @@ mod tests {
         BTreeMap::new()
     }
 
+    fn said(datasets: Vec<ReportedDataset>, problems: BTreeMap<DatasetId, String>) -> Report {
+        Report { datasets, problems, transfers: Vec::new() }
+    }
+
     /// The configuration's primaries: every dataset of `datasets` on `node`.
     fn on(node: NodeUuid, datasets: &[DatasetId]) -> Primaries {
         datasets.iter().map(|id| (*id, node)).collect()
@@ -366,7 +484,7 @@ mod tests {
         let start = Instant::now();
         let mut cluster = ClusterState::new(EXPIRY);
         let (node, era) = (NodeUuid::random(), Era::random());
-        cluster.hello(node, era, "192.0.2.1".into(), start);
+        cluster.hello(node, era, "192.0.2.1".into(), None, start);
         assert_eq!(cluster.nodes(), [Node { uuid: node, host: "192.0.2.1".into() }]);
         assert!(cluster.sweep(start + Duration::from_secs(119)).is_empty());
         assert!(!cluster.sweep(start + Duration::from_secs(120)).is_empty());
@@ -382,13 +500,13 @@ mod tests {
         let (node, before, after) = (NodeUuid::random(), Era::random(), Era::random());
         let id = DatasetId::random();
         let primaries = on(node, &[id]);
-        cluster.hello(node, before, "h".into(), now);
-        cluster.report(&node, before, vec![mounted(id)], none(), &primaries, now).unwrap();
-        cluster.hello(node, after, "h".into(), now);
+        cluster.hello(node, before, "h".into(), None, now);
+        cluster.report(&node, before, said(vec![mounted(id)], none()), &primaries, now).unwrap();
+        cluster.hello(node, after, "h".into(), None, now);
         assert!(cluster.dataset_states(|id| primaries.get(id).copied()).is_empty());
         assert_eq!(cluster.node_by_era(&before), None);
         assert_eq!(cluster.node_by_era(&after), Some(node));
-        let late = cluster.report(&node, before, vec![mounted(id)], none(), &primaries, now);
+        let late = cluster.report(&node, before, said(vec![mounted(id)], none()), &primaries, now);
         assert_eq!(late, Err(ApiError::UnknownNode));
     }
 
@@ -398,7 +516,7 @@ mod tests {
         let nodes: Vec<(NodeUuid, Era)> =
             (0..n).map(|_| (NodeUuid::random(), Era::random())).collect();
         for (node, era) in &nodes {
-            cluster.hello(*node, *era, "h".into(), now);
+            cluster.hello(*node, *era, "h".into(), None, now);
         }
         (cluster, nodes)
     }
@@ -411,12 +529,24 @@ mod tests {
         let (moving, idle) = (DatasetId::random(), DatasetId::random());
         let mut primaries = on(a, &[moving, idle]);
         cluster
-            .report(&a, era_a, vec![mounted(moving), unmounted(idle)], none(), &primaries, now)
+            .report(
+                &a,
+                era_a,
+                said(vec![mounted(moving), unmounted(idle)], none()),
+                &primaries,
+                now,
+            )
             .unwrap();
         // The move to B: A still has it mounted, B sees it on the shared storage.
         primaries.insert(moving, b);
         cluster
-            .report(&b, era_b, vec![unmounted(moving), unmounted(idle)], none(), &primaries, now)
+            .report(
+                &b,
+                era_b,
+                said(vec![unmounted(moving), unmounted(idle)], none()),
+                &primaries,
+                now,
+            )
             .unwrap();
         let states = cluster.dataset_states(|id| primaries.get(id).copied());
         assert_eq!(states.len(), 2);
@@ -435,11 +565,11 @@ mod tests {
         let gone = DatasetId::random();
         let primaries = on(b, &[gone]);
         let primary_of = |id: &DatasetId| primaries.get(id).copied();
-        cluster.report(&b, era_b, vec![unmounted(gone)], none(), &primaries, now).unwrap();
-        cluster.report(&a, era_a, vec![unmounted(gone)], none(), &primaries, now).unwrap();
+        cluster.report(&b, era_b, said(vec![unmounted(gone)], none()), &primaries, now).unwrap();
+        cluster.report(&a, era_a, said(vec![unmounted(gone)], none()), &primaries, now).unwrap();
         assert_eq!(cluster.dataset_states(primary_of).len(), 1);
         let generation = cluster.generation;
-        cluster.report(&b, era_b, vec![], none(), &primaries, now).unwrap();
+        cluster.report(&b, era_b, said(vec![], none()), &primaries, now).unwrap();
         assert!(cluster.dataset_states(primary_of).is_empty());
         assert!(cluster.generation > generation, "cached answers must be dropped");
     }
@@ -453,9 +583,9 @@ mod tests {
         let mut primaries = on(a, &[on_a]);
         primaries.insert(on_b, b);
         let primary_of = |id: &DatasetId| primaries.get(id).copied();
-        cluster.report(&a, era_a, vec![unmounted(on_a)], none(), &primaries, now).unwrap();
-        cluster.report(&b, era_b, vec![unmounted(on_b)], none(), &primaries, now).unwrap();
-        cluster.report(&rogue, era_r, vec![], none(), &primaries, now).unwrap();
+        cluster.report(&a, era_a, said(vec![unmounted(on_a)], none()), &primaries, now).unwrap();
+        cluster.report(&b, era_b, said(vec![unmounted(on_b)], none()), &primaries, now).unwrap();
+        cluster.report(&rogue, era_r, said(vec![], none()), &primaries, now).unwrap();
         let listed: Vec<DatasetId> =
             cluster.dataset_states(primary_of).iter().map(|s| s.dataset_id).collect();
         let mut expected = vec![on_a, on_b];
@@ -471,10 +601,10 @@ mod tests {
         let (id, invented) = (DatasetId::random(), DatasetId::random());
         let primaries = on(a, &[id]);
         let primary_of = |id: &DatasetId| primaries.get(id).copied();
-        cluster.report(&a, era_a, vec![mounted(id)], none(), &primaries, now).unwrap();
+        cluster.report(&a, era_a, said(vec![mounted(id)], none()), &primaries, now).unwrap();
         let claim = ReportedDataset { path: Some("/evil".into()), ..mounted(id) };
         cluster
-            .report(&rogue, era_r, vec![claim, mounted(invented)], none(), &primaries, now)
+            .report(&rogue, era_r, said(vec![claim, mounted(invented)], none()), &primaries, now)
             .unwrap();
         let states = cluster.dataset_states(primary_of);
         assert_eq!(states.len(), 1, "{states:?}");
@@ -484,7 +614,7 @@ mod tests {
         );
         assert_eq!(cluster.nodes[&rogue].ignored, [id, invented].into_iter().collect());
         // Even while the primary has it unmounted, the rogue's claim does not count.
-        cluster.report(&a, era_a, vec![unmounted(id)], none(), &primaries, now).unwrap();
+        cluster.report(&a, era_a, said(vec![unmounted(id)], none()), &primaries, now).unwrap();
         let states = cluster.dataset_states(primary_of);
         assert_eq!((states.len(), states[0].primary, &states[0].path), (1, None, &None));
     }
@@ -496,9 +626,9 @@ mod tests {
         let (node, era) = nodes[0];
         let id = DatasetId::random();
         let primaries = on(node, &[id]);
-        cluster.report(&node, era, vec![mounted(id)], none(), &primaries, now).unwrap();
+        cluster.report(&node, era, said(vec![mounted(id)], none()), &primaries, now).unwrap();
         let generation = cluster.generation;
-        cluster.report(&node, era, vec![mounted(id)], none(), &primaries, now).unwrap();
+        cluster.report(&node, era, said(vec![mounted(id)], none()), &primaries, now).unwrap();
         assert_eq!(cluster.generation, generation);
     }
 
@@ -508,24 +638,36 @@ mod tests {
         let mut cluster = ClusterState::new(EXPIRY);
         let (a, b, era) = (NodeUuid::random(), NodeUuid::random(), Era::random());
         let (first, second) = (DatasetId::random(), DatasetId::random());
-        cluster.hello(a, era, "a".into(), now);
-        cluster.hello(b, Era::random(), "b".into(), now);
+        cluster.hello(a, era, "a".into(), None, now);
+        cluster.hello(b, Era::random(), "b".into(), None, now);
         let problems = BTreeMap::from([(second, "2".to_owned()), (first, "1".to_owned())]);
-        cluster.report(&a, era, vec![], problems, &Primaries::new(), now).unwrap();
+        cluster.report(&a, era, said(vec![], problems), &Primaries::new(), now).unwrap();
         let listed: Vec<(DatasetId, NodeUuid)> =
             cluster.problems().iter().map(|p| (p.dataset_id, p.node_uuid)).collect();
         let mut expected = vec![(first, a), (second, a)];
         expected.sort();
         assert_eq!(listed, expected, "sorted by dataset");
         cluster
-            .report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), &Primaries::new(), now)
+            .report(
+                &a,
+                era,
+                said(vec![], BTreeMap::from([(first, "1".into())])),
+                &Primaries::new(),
+                now,
+            )
             .unwrap();
         assert_eq!(cluster.problems().len(), 1, "the next report replaces them");
-        cluster.hello(a, Era::random(), "a".into(), now);
+        cluster.hello(a, Era::random(), "a".into(), None, now);
         assert!(cluster.problems().is_empty(), "a reboot forgets them");
         let era = cluster.nodes[&a].era;
         cluster
-            .report(&a, era, vec![], BTreeMap::from([(first, "1".into())]), &Primaries::new(), now)
+            .report(
+                &a,
+                era,
+                said(vec![], BTreeMap::from([(first, "1".into())])),
+                &Primaries::new(),
+                now,
+            )
             .unwrap();
         cluster.touch(&b, now + EXPIRY).unwrap();
         cluster.sweep(now + EXPIRY);
@@ -533,7 +675,14 @@ mod tests {
     }
 
     fn shared(era: Era, datasets: Vec<ReportedDataset>) -> SharedNode {
-        SharedNode { era, host: "10.0.0.9".into(), datasets, problems: BTreeMap::new() }
+        SharedNode {
+            era,
+            host: "10.0.0.9".into(),
+            transfer_port: None,
+            datasets,
+            problems: BTreeMap::new(),
+            transfers: Vec::new(),
+        }
     }
 
     #[test]
@@ -581,5 +730,114 @@ mod tests {
             .collect();
         assert_eq!(listed, vec![its], "another node's dataset is not listed as this one's");
         assert!(cluster.problems().is_empty(), "nor are its problems kept");
+    }
+
+    fn transfer(id: DatasetId, to: NodeUuid) -> ReportedTransfer {
+        ReportedTransfer {
+            dataset_id: id,
+            to,
+            phase: flocker_api::agent_protocol::TransferPhase::PreCopy,
+            sent: 1,
+            estimate: None,
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn peers_are_the_other_live_nodes_that_take_pushes_and_a_hello_without_a_port_clears_it() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (a, b, c) = (NodeUuid::random(), NodeUuid::random(), NodeUuid::random());
+        let era_b = Era::random();
+        cluster.hello(a, Era::random(), "192.0.2.1".into(), Some(7000), now);
+        cluster.hello(b, era_b, "2001:db8::2".into(), Some(7001), now);
+        cluster.hello(c, Era::random(), "192.0.2.3".into(), None, now);
+        let expected = BTreeMap::from([(b, "[2001:db8::2]:7001".to_owned())]);
+        assert_eq!(cluster.peers(&a), expected, "not itself, nor a node without a port");
+        assert_eq!(cluster.peers(&c).len(), 2);
+        let views = cluster.views;
+        cluster.hello(b, era_b, "2001:db8::2".into(), None, now);
+        assert!(cluster.views > views, "the views depend on where nodes take pushes");
+        assert!(cluster.peers(&a).is_empty());
+        let views = cluster.views;
+        cluster.hello(c, Era::random(), "192.0.2.4".into(), None, now);
+        cluster.hello(NodeUuid::random(), Era::random(), "192.0.2.5".into(), None, now);
+        assert_eq!(cluster.views, views, "nothing any view shows changed");
+        cluster.hello(NodeUuid::random(), Era::random(), "192.0.2.6".into(), Some(7002), now);
+        assert!(cluster.views > views, "a new node taking pushes is a peer");
+    }
+
+    #[test]
+    fn the_views_change_with_what_nodes_hold_and_which_nodes_live_not_with_mounts() {
+        let now = Instant::now();
+        let (mut cluster, nodes) = nodes(2, now);
+        let ((a, era_a), (b, _)) = (nodes[0], nodes[1]);
+        let id = DatasetId::random();
+        let primaries = on(b, &[id]);
+        let views = cluster.views;
+        cluster.report(&a, era_a, said(vec![unmounted(id)], none()), &primaries, now).unwrap();
+        assert!(cluster.views > views, "a node holds a dataset it did not");
+        let views = cluster.views;
+        cluster.report(&a, era_a, said(vec![mounted(id)], none()), &primaries, now).unwrap();
+        assert_eq!(cluster.views, views, "mounting it changes no view");
+        let holdings: Vec<(NodeUuid, Vec<DatasetId>)> =
+            cluster.holdings().map(|(node, ids)| (node, ids.collect())).collect();
+        assert!(holdings.contains(&(a, vec![id])) && holdings.contains(&(b, vec![])));
+        cluster.touch(&b, now + EXPIRY).unwrap();
+        cluster.sweep(now + EXPIRY);
+        assert!(cluster.views > views, "a node that leaves holds nothing any more");
+        assert_eq!(cluster.holdings().count(), 1);
+    }
+
+    #[test]
+    fn transfers_are_kept_for_known_datasets_one_each_until_the_next_report_or_era() {
+        let now = Instant::now();
+        let (mut cluster, nodes) = nodes(2, now);
+        let ((a, era_a), (b, _)) = (nodes[0], nodes[1]);
+        let (first, second, stranger) =
+            (DatasetId::random(), DatasetId::random(), DatasetId::random());
+        let primaries = on(b, &[first, second]);
+        let mut duplicate = transfer(first, b);
+        duplicate.sent = 2;
+        let report = Report {
+            datasets: vec![unmounted(first), unmounted(second)],
+            problems: none(),
+            transfers: vec![
+                transfer(second, b),
+                transfer(stranger, b),
+                transfer(first, b),
+                duplicate,
+            ],
+        };
+        cluster.report(&a, era_a, report, &primaries, now).unwrap();
+        let transfers = cluster.transfers();
+        let listed: Vec<(DatasetId, NodeUuid, u64)> =
+            transfers.iter().map(|t| (t.dataset_id, t.from, t.sent)).collect();
+        let mut expected = vec![(first, a, 1), (second, a, 1)];
+        expected.sort();
+        assert_eq!(listed, expected, "by dataset, the first of each, none of unknown datasets");
+        assert_eq!(cluster.shared(&a).unwrap().transfers.len(), 2, "shared with other services");
+        cluster.report(&a, era_a, said(vec![unmounted(first)], none()), &primaries, now).unwrap();
+        assert!(cluster.transfers().is_empty(), "a report without them ends them");
+        let report = Report { transfers: vec![transfer(first, b)], ..Report::default() };
+        cluster.report(&a, era_a, report, &primaries, now).unwrap();
+        cluster.hello(a, Era::random(), "h".into(), None, now);
+        assert!(cluster.transfers().is_empty(), "a reboot forgets them");
+    }
+
+    #[test]
+    fn a_mirrored_node_brings_its_port_and_transfers() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, to, era, id) =
+            (NodeUuid::random(), NodeUuid::random(), Era::random(), DatasetId::random());
+        let mut record = shared(era, vec![unmounted(id)]);
+        record.transfer_port = Some(7000);
+        record.transfers = vec![transfer(id, to), transfer(DatasetId::random(), to)];
+        cluster.mirror(node, record, &on(to, &[id]), now);
+        assert_eq!(cluster.peers(&to), BTreeMap::from([(node, "10.0.0.9:7000".to_owned())]));
+        let transfers = cluster.transfers();
+        assert_eq!(transfers.len(), 1, "held to this service's configuration: {transfers:?}");
+        assert_eq!((transfers[0].from, transfers[0].to), (node, to));
     }
 }

@@ -79,6 +79,18 @@ pub struct NodeView {
     pub had_volume: BTreeSet<DatasetId>,
 }
 
+/// What one node's agent needs to know of the pushes of volumes between nodes' own disks
+/// (btrfs), from the configuration and what the live nodes reported holding.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushView {
+    /// Datasets the node holds whose primary is another node, not deleted: push each there.
+    pub pushes: BTreeMap<DatasetId, NodeUuid>,
+    /// Datasets whose primary is the node, not deleted, that other live nodes hold.
+    pub arriving: BTreeMap<DatasetId, BTreeSet<NodeUuid>>,
+    /// Datasets the node holds that are deleted, whose primary is another node.
+    pub discard: BTreeSet<DatasetId>,
+}
+
 /// The problems a node reported, sorted into those it may report and those it may not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeProblems {
@@ -325,6 +337,32 @@ impl Configuration {
         let had_volume =
             datasets.iter().map(|d| d.dataset_id).filter(|id| self.had_volume(id)).collect();
         NodeView { datasets, leases, blockdevice_ids, had_volume }
+    }
+
+    /// The pushes that concern `node`. `holdings`: every live node with the datasets its latest
+    /// report lists, mounted or not. Datasets the configuration does not have count for
+    /// nothing; a tombstone whose primary is `node` is in its view's datasets already.
+    pub fn push_view<H, I>(&self, node: &NodeUuid, holdings: H) -> PushView
+    where
+        H: IntoIterator<Item = (NodeUuid, I)>,
+        I: IntoIterator<Item = DatasetId>,
+    {
+        let mut view = PushView::default();
+        for (holder, held) in holdings {
+            for id in held {
+                let Some(dataset) = self.datasets.get(&id) else { continue };
+                let (primary, deleted) = (dataset.primary, dataset.deleted);
+                let (held_here, wanted_here) = (holder == *node, primary == *node);
+                if held_here && !wanted_here && deleted {
+                    view.discard.insert(id);
+                } else if held_here && !wanted_here {
+                    view.pushes.insert(id, primary);
+                } else if !held_here && wanted_here && !deleted {
+                    view.arriving.entry(id).or_default().insert(holder);
+                }
+            }
+        }
+        view
     }
 
     /// Every lease as the API shows it, `expires` counted from `now`.
@@ -659,5 +697,42 @@ mod tests {
         config.apply(&moved.1.unwrap());
         let after_move = config.problems_of(&here, vec![problem(dataset_id(1), "late")]);
         assert!(after_move.kept.is_empty(), "it moved away: no longer this node's to report");
+    }
+
+    #[test]
+    fn pushes_arrivals_and_discards_follow_the_primaries_and_what_the_nodes_hold() {
+        let mut config = Configuration::default();
+        let (here, there, third) = (node(1), node(2), node(3));
+        create(&mut config, 1, there); // held here, wanted there: pushed
+        create(&mut config, 2, here); // held here and there, wanted here: arriving from there
+        create(&mut config, 3, there); // held here, deleted there: discarded
+        create(&mut config, 4, here); // held here, deleted here: in the datasets, nothing else
+        create(&mut config, 5, here); // held by the third node, deleted: no arrival
+        for id in [3, 4, 5] {
+            config.apply(&config.plan_delete(&dataset_id(id).to_string()).unwrap().1.unwrap());
+        }
+        let stranger = dataset_id(9);
+        let holdings = vec![
+            (here, vec![dataset_id(1), dataset_id(2), dataset_id(3), dataset_id(4), stranger]),
+            (there, vec![dataset_id(2), dataset_id(1)]),
+            (third, vec![dataset_id(2), dataset_id(5)]),
+        ];
+        let view = config.push_view(&here, holdings.clone());
+        assert_eq!(view.pushes, BTreeMap::from([(dataset_id(1), there)]));
+        assert_eq!(
+            view.arriving,
+            BTreeMap::from([(dataset_id(2), BTreeSet::from([there, third]))])
+        );
+        assert_eq!(view.discard, BTreeSet::from([dataset_id(3)]));
+        // From the other side: there pushes 2 here, and 1 arrives there from here.
+        let theirs = config.push_view(&there, holdings);
+        assert_eq!(theirs.pushes, BTreeMap::from([(dataset_id(2), here)]));
+        assert_eq!(theirs.arriving, BTreeMap::from([(dataset_id(1), BTreeSet::from([here]))]));
+        assert!(theirs.discard.is_empty());
+        // A node holding nothing, with nothing wanted on it, has nothing to do.
+        assert_eq!(
+            config.push_view(&node(4), Vec::<(NodeUuid, Vec<DatasetId>)>::new()),
+            PushView::default()
+        );
     }
 }

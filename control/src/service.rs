@@ -21,13 +21,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use flocker_api::agent_protocol::{AgentConfiguration, StateReport};
+use flocker_api::types::DatasetTransfer;
 use flocker_api::{
     AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, DatasetProblem, Era, Lease,
     Node, NodeUuid, UpdateDataset,
 };
 use tokio::sync::watch;
 
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, Report};
 use crate::error::ApiError;
 use crate::limits::{Limits, Usage};
 use crate::model::{Change, Configuration};
@@ -91,6 +92,9 @@ pub struct ControlService {
     actual: Mutex<Actual>,
     /// The configuration's generation, for long-polls and for reading the tag without the lock.
     generation: watch::Sender<u64>,
+    /// The cluster state's count of changes to what the agents' views depend on (the nodes,
+    /// what each holds, where each takes pushes), for long-polls.
+    views: watch::Sender<u64>,
     /// Mixed into the tag so that a tag from before a restart never matches by accident.
     tag_nonce: u64,
     limits: Limits,
@@ -131,6 +135,7 @@ impl ControlService {
                 states_body: CachedJson::default(),
             }),
             generation: watch::Sender::new(generation),
+            views: watch::Sender::new(0),
             tag_nonce,
             limits: Limits::default(),
             datasets_version: AtomicU64::new(0),
@@ -158,6 +163,14 @@ impl ControlService {
     /// Watches the configuration's generation (for agents' long-polls).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.generation.subscribe()
+    }
+
+    /// Watches the changes to the cluster state that agents' views depend on (for their
+    /// long-polls): a node coming or going, a report listing other datasets than the node's
+    /// last one, a hello giving another address for pushes. A poll woken by either watch
+    /// answers only if its node's view changed.
+    pub fn subscribe_views(&self) -> watch::Receiver<u64> {
+        self.views.subscribe()
     }
 
     fn tag_of(&self, generation: u64) -> ConfigurationTag {
@@ -272,7 +285,7 @@ impl ControlService {
                 log::error!("could not store the expiry of leases: {e}");
             }
         }
-        let gone = self.lock_actual().cluster.sweep(Instant::now());
+        let gone = self.change_cluster(|cluster| cluster.sweep(Instant::now()));
         if let Some(sharing) = &self.sharing {
             for node in &gone {
                 sharing.nodes.withdraw(node);
@@ -280,31 +293,70 @@ impl ControlService {
         }
     }
 
-    /// What one node should have, and an etag that changes whenever that does.
+    /// What one node should have, and an etag that changes whenever that does: from the
+    /// configuration, and for the pushes between nodes' own disks, from what the live nodes
+    /// hold (their latest reports) and where they take pushes.
     pub fn agent_configuration(&self, node: &NodeUuid) -> AgentConfiguration {
-        let view = self.lock_desired().configuration.node_view(node);
-        let mut hasher = std::hash::DefaultHasher::new();
-        hasher.write(&serde_json::to_vec(&view).unwrap_or_default());
-        AgentConfiguration {
-            etag: format!("{:016x}{:016x}", self.tag_nonce, hasher.finish()),
+        let desired = self.lock_desired();
+        let configuration = &desired.configuration;
+        let view = configuration.node_view(node);
+        // The configuration, then the state: the one order in which both are ever held.
+        let (pushes, peers) = {
+            let actual = self.lock_actual();
+            let pushes = configuration.push_view(node, actual.cluster.holdings());
+            (pushes, actual.cluster.peers(node))
+        };
+        drop(desired);
+        let mut answer = AgentConfiguration {
+            etag: String::new(),
             datasets: view.datasets,
             leases: view.leases,
             blockdevice_ids: view.blockdevice_ids,
             had_volume: view.had_volume,
-            pushes: Default::default(),
-            arriving: Default::default(),
-            discard: Default::default(),
-            peers: Default::default(),
-        }
+            pushes: pushes.pushes,
+            arriving: pushes.arriving,
+            discard: pushes.discard,
+            peers,
+        };
+        let mut hasher = std::hash::DefaultHasher::new();
+        hasher.write(&serde_json::to_vec(&answer).unwrap_or_default());
+        answer.etag = format!("{:016x}{:016x}", self.tag_nonce, hasher.finish());
+        answer
     }
 
-    /// An agent's hello from `host`.
-    pub fn hello(&self, node: NodeUuid, era: Era, host: String) {
-        let mut actual = self.lock_actual();
-        log::info!("node {node} ({host}) said hello, era {era}");
-        actual.cluster.hello(node, era, host, Instant::now());
-        drop(actual);
+    /// An agent's hello from `host`, taking pushes on `transfer_port` if it gives one.
+    pub fn hello(&self, node: NodeUuid, era: Era, host: String, transfer_port: Option<u16>) {
+        match transfer_port {
+            Some(port) => {
+                log::info!(
+                    "node {node} ({host}) said hello, era {era}, taking pushes on port {port}"
+                );
+            }
+            None => log::info!("node {node} ({host}) said hello, era {era}"),
+        }
+        self.change_cluster(|cluster| {
+            cluster.hello(node, era, host, transfer_port, Instant::now());
+        });
         self.share(&node);
+    }
+
+    /// Changes the cluster state, then wakes the agents' polls if what their views depend on
+    /// changed.
+    fn change_cluster<T>(&self, change: impl FnOnce(&mut ClusterState) -> T) -> T {
+        let (answer, views) = {
+            let mut actual = self.lock_actual();
+            let answer = change(&mut actual.cluster);
+            (answer, actual.cluster.views)
+        };
+        // Two changes may send in either order: the later count stands.
+        self.views.send_if_modified(|seen| {
+            let newer = views > *seen;
+            if newer {
+                *seen = views;
+            }
+            newer
+        });
+        answer
     }
 
     /// Notes that an agent is alive; 409 if it must say hello first.
@@ -329,7 +381,7 @@ impl ControlService {
     /// A node another service shares (the follower saw it), or `None` once it is gone.
     pub fn mirror_node(&self, node: NodeUuid, shared: Option<SharedNode>) {
         let Some(shared) = shared else {
-            if self.lock_actual().cluster.forget_mirrored(&node) {
+            if self.change_cluster(|cluster| cluster.forget_mirrored(&node)) {
                 log::debug!("node {node} is no longer shared by any control service");
             }
             return;
@@ -339,10 +391,12 @@ impl ControlService {
         }
         // The agent's service knew every dataset it kept of the report, and wrote the record
         // after: catching up (on the session that read the record) learns them all.
-        let ids: Vec<DatasetId> = shared.datasets.iter().map(|d| d.dataset_id).collect();
+        let ids: Vec<DatasetId> = (shared.datasets.iter().map(|d| d.dataset_id))
+            .chain(shared.transfers.iter().map(|t| t.dataset_id))
+            .collect();
         self.learn_of(&ids, false);
-        let primaries = self.primaries_of(&shared.datasets);
-        self.lock_actual().cluster.mirror(node, shared, &primaries, Instant::now());
+        let primaries = self.primaries_of(&ids);
+        self.change_cluster(|cluster| cluster.mirror(node, shared, &primaries, Instant::now()));
     }
 
     /// With a shared store, catches up if `datasets` names one this service has not heard of
@@ -389,25 +443,24 @@ impl ControlService {
         }
     }
 
-    fn primaries_of(
-        &self,
-        datasets: &[flocker_api::agent_protocol::ReportedDataset],
-    ) -> crate::cluster::Primaries {
+    /// The configured primary of each of `ids` the configuration has.
+    fn primaries_of(&self, ids: &[DatasetId]) -> crate::cluster::Primaries {
         let desired = self.lock_desired();
-        datasets
-            .iter()
-            .filter_map(|d| Some((d.dataset_id, desired.configuration.primary_of(&d.dataset_id)?)))
-            .collect()
+        let configuration = &desired.configuration;
+        ids.iter().filter_map(|id| Some((*id, configuration.primary_of(id)?))).collect()
     }
 
     /// An agent's state report. The volumes it names are remembered durably before the state
     /// shows them: a volume a client can see mounted, and write to, is never one an agent
-    /// could take for never made. Its problems are kept only for its own datasets.
+    /// could take for never made. Its problems are kept only for its own datasets; its
+    /// transfers only for datasets of the configuration.
     pub fn report(&self, node: &NodeUuid, report: StateReport) -> Result<(), ApiError> {
-        let StateReport { era, datasets, problems, transfers: _ } = report;
+        let StateReport { era, datasets, problems, transfers } = report;
         self.lock_actual().cluster.check_era(node, era)?;
         let reported: Vec<DatasetId> = datasets.iter().map(|d| d.dataset_id).collect();
-        self.learn_of(&reported, true);
+        let named: Vec<DatasetId> =
+            reported.iter().copied().chain(transfers.iter().map(|t| t.dataset_id)).collect();
+        self.learn_of(&named, true);
         // A large report's new volumes are recorded a bounded number at a time.
         while self.write_unconfirmed(|configuration, _| {
             let change = configuration.plan_volumes_reported(reported.iter().copied());
@@ -416,9 +469,8 @@ impl ControlService {
         let (problems, primaries) = {
             let desired = self.lock_desired();
             let configuration = &desired.configuration;
-            let primaries = datasets
-                .iter()
-                .filter_map(|d| Some((d.dataset_id, configuration.primary_of(&d.dataset_id)?)))
+            let primaries = (named.iter())
+                .filter_map(|id| Some((*id, configuration.primary_of(id)?)))
                 .collect();
             (configuration.problems_of(node, problems), primaries)
         };
@@ -430,9 +482,16 @@ impl ControlService {
             );
         }
         let now = Instant::now();
-        self.lock_actual().cluster.report(node, era, datasets, problems.kept, &primaries, now)?;
+        let report = Report { datasets, problems: problems.kept, transfers };
+        self.change_cluster(|cluster| cluster.report(node, era, report, &primaries, now))?;
         self.share(node);
         Ok(())
+    }
+
+    /// `GET /v1/state/transfers`: the pushes under way, as the pushing nodes last reported
+    /// them, by dataset.
+    pub fn dataset_transfers(&self) -> Vec<DatasetTransfer> {
+        self.lock_actual().cluster.transfers()
     }
 
     /// `GET /v1/state/problems`: the problems that the primary of each dataset reported. One

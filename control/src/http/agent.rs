@@ -12,7 +12,7 @@ use axum::{Extension, Router};
 use flocker_api::NodeUuid;
 use flocker_api::agent_protocol::{
     BLOCKDEVICE_OWNERSHIP_PATH, BlockDeviceOwnership, CONFIGURATION_PATH, HELLO_PATH, Hello,
-    STATE_PATH, StateReport, Welcome,
+    ReportedProblem, STATE_PATH, StateReport, Welcome,
 };
 use flocker_api::certificates::node_uuid_of_common_name;
 use serde::Deserialize;
@@ -33,9 +33,12 @@ pub fn routes() -> Router<SharedApp> {
 
 async fn hello(State(app): State<SharedApp>, call: FromNode<Hello>) -> Result<Response, ApiError> {
     let FromNode { node, peer, body: hello } = call;
+    if hello.transfer_port == Some(0) {
+        return Err(ApiError::Schema(vec!["transfer_port: 0 is not a port".to_owned()]));
+    }
     let host = peer.address.ip().to_canonical().to_string();
     blocking(&app, move |s| {
-        s.hello(node, hello.era, host);
+        s.hello(node, hello.era, host, hello.transfer_port);
         Ok(())
     })
     .await?;
@@ -56,7 +59,9 @@ struct PollQuery {
 }
 
 /// Answers at once if the node's configuration differs from `etag`, else as soon as it
-/// changes, else after `wait` seconds with the same configuration.
+/// changes, else after `wait` seconds with the same configuration. It changes with the stored
+/// configuration, and with the nodes' hellos, reports and expiry (the pushes between nodes):
+/// the poll looks again after either changes, and answers only if this node's view did.
 async fn configuration(
     State(app): State<SharedApp>,
     Extension(peer): Extension<Peer>,
@@ -68,14 +73,21 @@ async fn configuration(
         .unwrap_or_default()
         .min(app.longest_poll);
     let deadline = tokio::time::Instant::now() + wait;
-    let mut changes = app.service.subscribe();
+    let (mut changes, mut views) = (app.service.subscribe(), app.service.subscribe_views());
     let view = loop {
         changes.borrow_and_update();
+        views.borrow_and_update();
         let view = blocking(&app, move |s| Ok(s.agent_configuration(&node))).await?;
         if query.etag.as_deref() != Some(view.etag.as_str()) {
             break view;
         }
-        match tokio::time::timeout_at(deadline, changes.changed()).await {
+        let changed = async {
+            tokio::select! {
+                changed = changes.changed() => changed,
+                changed = views.changed() => changed,
+            }
+        };
+        match tokio::time::timeout_at(deadline, changed).await {
             Ok(Ok(())) => continue,
             Ok(Err(_)) | Err(_) => break view,
         }
@@ -96,11 +108,11 @@ async fn report(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// What makes a whole report untrustworthy: a relative path, or problems that break the rules
-/// (one per dataset; `ReportedProblem::check`: short, no control characters). A problem too
-/// long is refused rather than cut: people read it as the agent's own words, which a cut would
-/// change without anyone knowing, and our agent fits its words to the rules before sending
-/// (`ReportedProblem::new`), so only a broken or hostile client meets the 400.
+/// What makes a whole report untrustworthy: a relative path, or problems or transfers that
+/// break the rules (one per dataset; `ReportedProblem::check`: short, no control characters).
+/// A problem too long is refused rather than cut: people read it as the agent's own words,
+/// which a cut would change without anyone knowing, and our agent fits its words to the rules
+/// before sending (`ReportedProblem::new`), so only a broken or hostile client meets the 400.
 fn check_report(report: &StateReport) -> Result<(), String> {
     let relative =
         report.datasets.iter().find(|d| d.path.as_ref().is_some_and(|p| !p.starts_with('/')));
@@ -112,6 +124,17 @@ fn check_report(report: &StateReport) -> Result<(), String> {
         problem.check()?;
         if !seen.insert(problem.dataset_id) {
             return Err(format!("dataset {}: more than one problem", problem.dataset_id));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for transfer in &report.transfers {
+        let id = transfer.dataset_id;
+        if let Some(problem) = &transfer.problem {
+            let problem = ReportedProblem { dataset_id: id, problem: problem.clone() };
+            problem.check().map_err(|why| format!("transfer {why}"))?;
+        }
+        if !seen.insert(id) {
+            return Err(format!("dataset {id}: more than one transfer"));
         }
     }
     Ok(())

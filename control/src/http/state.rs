@@ -1,12 +1,13 @@
-//! E1, E6, E10, E11: the version and the cluster state the agents report; and, an extension of
-//! ours, the problems they report (`/v1/state/problems`), kept apart so that
-//! `/v1/state/datasets` stays exactly Flocker's.
+//! E1, E6, E10, E11: the version and the cluster state the agents report; and, extensions of
+//! ours, the problems they report (`/v1/state/problems`) and the pushes under way between nodes
+//! (`/v1/state/transfers`), kept apart so that `/v1/state/datasets` stays exactly Flocker's.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
+use flocker_api::types::DATASET_TRANSFERS_PATH;
 use flocker_api::{DATASET_PROBLEMS_PATH, Era, NodeByEra, Version};
 
 use super::{SharedApp, blocking, json};
@@ -20,6 +21,7 @@ pub fn routes() -> Router<SharedApp> {
         .route("/v1/state/nodes", get(nodes))
         .route("/v1/state/nodes/by_era/{era}", get(node_by_era))
         .route(DATASET_PROBLEMS_PATH, get(problems))
+        .route(DATASET_TRANSFERS_PATH, get(transfers))
 }
 
 async fn version() -> Response {
@@ -34,6 +36,11 @@ async fn datasets(State(app): State<SharedApp>) -> Result<Response, ApiError> {
 async fn problems(State(app): State<SharedApp>) -> Result<Response, ApiError> {
     let problems = blocking(&app, |s| Ok(s.dataset_problems())).await?;
     Ok(json(StatusCode::OK, &problems))
+}
+
+async fn transfers(State(app): State<SharedApp>) -> Result<Response, ApiError> {
+    let transfers = blocking(&app, |s| Ok(s.dataset_transfers())).await?;
+    Ok(json(StatusCode::OK, &transfers))
 }
 
 async fn nodes(State(app): State<SharedApp>) -> Result<Response, ApiError> {

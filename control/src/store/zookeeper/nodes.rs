@@ -10,20 +10,28 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use flocker_api::agent_protocol::ReportedDataset;
+use flocker_api::agent_protocol::{ReportedDataset, ReportedTransfer};
 use flocker_api::{DatasetId, Era, NodeUuid};
 use serde::{Deserialize, Serialize};
 use zookeeper_client as zk;
 
 use super::{Connection, layout};
 
-/// What one agent last said, as every service needs it.
+/// What one agent last said, as every service needs it. The keys added since the first
+/// version are left out when empty, and read as empty when absent, so that services of both
+/// versions read each other's records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SharedNode {
     pub era: Era,
     pub host: String,
+    /// Where on `host` it takes pushes, as its hello said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_port: Option<u16>,
     pub datasets: Vec<ReportedDataset>,
     pub problems: BTreeMap<DatasetId, String>,
+    /// The pushes under way from it, as its last report said.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transfers: Vec<ReportedTransfer>,
 }
 
 /// Publishes the records of the agents that report to this service.
