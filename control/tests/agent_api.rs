@@ -1,6 +1,7 @@
 //! The agent API on port 4524, as `flocker-dataset-agent` uses it: hello, the configuration
-//! long-poll, state reports (problems included, as `/v1/state/problems` shows them), liveness
-//! and block-device records.
+//! long-poll, state reports (problems included, as `/v1/state/problems` shows them), liveness,
+//! block-device records, and the pushes between nodes' own disks (`pushes`, `arriving`,
+//! `discard`, `peers`; transfers, as `/v1/state/transfers` shows them).
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,7 @@ use flocker_api::agent_protocol::{
     AgentConfiguration, BLOCKDEVICE_OWNERSHIP_PATH, CONFIGURATION_PATH, HELLO_PATH,
     MAXIMUM_PROBLEM_BYTES, STATE_PATH,
 };
+use flocker_api::types::DATASET_TRANSFERS_PATH;
 use flocker_api::{AcquireLease, Client, CreateDataset, DatasetId, DatasetProblem, Era, NodeUuid};
 use flocker_testkit::{ClusterCertificates, ControlProcess, NodeCertificate, RunningControl};
 use serde_json::{Value, json};
@@ -494,4 +496,253 @@ fn block_device_records_only_for_the_nodes_own_datasets_and_bounded() {
     assert_eq!(control.tag(), tag, "nothing was recorded");
     assert!(body["description"].is_string(), "a Flocker-style description: {body}");
     assert_eq!(record(&owner, json!(id), format!("block-{id}")).0, 200);
+}
+
+// ------------------------------------------------- pushes between nodes' own disks (issue 17)
+
+impl Agent {
+    /// A hello giving the port where this node takes pushes (`None`: it takes none).
+    fn hello_taking_pushes(&self, port: Option<u16>) -> u16 {
+        let hello = json!({"era": self.era, "backend": "btrfs", "transfer_port": port});
+        self.call("POST", HELLO_PATH, Some(hello)).0
+    }
+
+    /// A report of `datasets` (ids, not mounted) and `transfers`: its status.
+    fn report_holding(&self, datasets: &[DatasetId], transfers: Value) -> (u16, Value) {
+        let datasets: Vec<Value> = datasets.iter().map(|id| json!({"dataset_id": id})).collect();
+        let report = json!({"era": self.era, "datasets": datasets, "transfers": transfers});
+        self.call("PUT", STATE_PATH, Some(report))
+    }
+}
+
+fn transfers_of(control: &RunningControl) -> Value {
+    let answer = control.send("GET", DATASET_TRANSFERS_PATH, &[], None);
+    assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    answer.json().unwrap()
+}
+
+#[test]
+fn a_node_holding_a_dataset_wanted_elsewhere_pushes_it_and_the_primary_expects_it_from_there() {
+    let control = start_with(&[]);
+    let (holder, primary, bystander) =
+        (Agent::new(&control), Agent::new(&control), Agent::new(&control));
+    for agent in [&holder, &primary, &bystander] {
+        agent.hello();
+    }
+    let moving = create_on(&control, &primary.node.uuid);
+    let kept = create_on(&control, &holder.node.uuid);
+    assert_eq!(holder.report_holding(&[moving, kept], json!([])).0, 204);
+
+    let view = holder.poll(None, 0.0);
+    assert_eq!(view.pushes, [(moving, primary.node.uuid)].into(), "its own dataset stays");
+    assert!(view.arriving.is_empty() && view.discard.is_empty());
+    let view = primary.poll(None, 0.0);
+    assert_eq!(view.arriving, [(moving, [holder.node.uuid].into())].into());
+    assert!(view.pushes.is_empty());
+    // A node with nothing to push or take gets none of the new keys: as old services answered.
+    let (status, raw) = bystander.call("GET", CONFIGURATION_PATH, None);
+    assert_eq!(status, 200);
+    for key in ["pushes", "arriving", "discard", "peers"] {
+        assert!(raw.get(key).is_none(), "{key} in {raw}");
+    }
+
+    // Once the primary holds it too (the push is done) and the old node no longer does, the
+    // primary expects it from nowhere and the old node pushes nothing.
+    let before = primary.poll(None, 0.0);
+    assert_eq!(primary.report_holding(&[moving], json!([])).0, 204);
+    assert_eq!(holder.report_holding(&[kept], json!([])).0, 204);
+    let after = primary.poll(Some(&before.etag), 0.0);
+    assert_ne!(after.etag, before.etag, "the etag changes with what other nodes hold");
+    assert!(after.arriving.is_empty() && after.pushes.is_empty());
+    assert!(holder.poll(None, 0.0).pushes.is_empty());
+
+    // A move back: the node that holds it now pushes it to its new primary.
+    control.client.move_dataset(&moving, &holder.node.uuid, None).unwrap();
+    assert_eq!(primary.poll(None, 0.0).pushes, [(moving, holder.node.uuid)].into());
+    assert_eq!(holder.poll(None, 0.0).arriving, [(moving, [primary.node.uuid].into())].into());
+}
+
+#[test]
+fn a_waiting_poll_of_the_primary_answers_when_another_node_reports_holding_its_dataset() {
+    let control = start_with(&[]);
+    let (holder, primary) = (Agent::new(&control), Agent::new(&control));
+    holder.hello();
+    primary.hello();
+    let moving = create_on(&control, &primary.node.uuid);
+    // The first report of its volume records that it had one, which changes the configuration
+    // (and wakes polls): report it once and take it back before the poll, so that only what
+    // the holder holds changes then.
+    assert_eq!(holder.report_holding(&[moving], json!([])).0, 204);
+    assert_eq!(holder.report_holding(&[], json!([])).0, 204);
+    let etag = primary.poll(None, 0.0).etag;
+    let tag = control.tag();
+    let waiting = std::thread::spawn({
+        let client = primary.client.clone();
+        let path = format!("{CONFIGURATION_PATH}?etag={etag}&wait=20");
+        move || {
+            let started = Instant::now();
+            let response = client
+                .send_with_timeout("GET", &path, &[], None, Some(Duration::from_secs(60)))
+                .unwrap();
+            (
+                serde_json::from_slice::<AgentConfiguration>(&response.body).unwrap(),
+                started.elapsed(),
+            )
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(holder.report_holding(&[moving], json!([])).0, 204);
+    let (view, waited) = waiting.join().unwrap();
+    assert_eq!(view.arriving, [(moving, [holder.node.uuid].into())].into());
+    assert!(
+        waited < Duration::from_secs(10),
+        "the poll waited {waited:?}, not woken by the report"
+    );
+    assert_eq!(control.tag(), tag, "the configuration did not change meanwhile");
+
+    // Mounting what it holds changes nothing the primary is told.
+    let mounted = json!([{"dataset_id": moving, "path": format!("/flocker/{moving}")}]);
+    assert_eq!(holder.report(holder.era, mounted), 204);
+    assert_eq!(primary.poll(Some(&view.etag), 0.5).etag, view.etag);
+}
+
+#[test]
+fn peers_are_the_other_live_nodes_that_gave_a_transfer_port_as_their_hello_last_said() {
+    let control = start_with(&[]);
+    let (a, b, c) = (Agent::new(&control), Agent::new(&control), Agent::new(&control));
+    assert_eq!(a.hello_taking_pushes(Some(7000)), 200);
+    assert_eq!(b.hello_taking_pushes(Some(7001)), 200);
+    assert_eq!(c.hello_taking_pushes(None), 200);
+    let address = |port: u16| format!("127.0.0.1:{port}");
+    assert_eq!(a.poll(None, 0.0).peers, [(b.node.uuid, address(7001))].into());
+    assert_eq!(
+        c.poll(None, 0.0).peers,
+        [(a.node.uuid, address(7000)), (b.node.uuid, address(7001))].into()
+    );
+
+    // A waiting poll answers when another node's hello gives another port, or none.
+    let etag = a.poll(None, 0.0).etag;
+    let waiting = std::thread::spawn({
+        let client = a.client.clone();
+        let path = format!("{CONFIGURATION_PATH}?etag={etag}&wait=20");
+        move || {
+            let response = client
+                .send_with_timeout("GET", &path, &[], None, Some(Duration::from_secs(60)))
+                .unwrap();
+            serde_json::from_slice::<AgentConfiguration>(&response.body).unwrap()
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    assert_eq!(b.hello_taking_pushes(None), 200);
+    let view = waiting.join().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "not woken by the hello");
+    assert!(view.peers.is_empty(), "{:?}", view.peers);
+    assert_eq!(c.poll(None, 0.0).peers, [(a.node.uuid, address(7000))].into());
+
+    let (status, body) =
+        c.call("POST", HELLO_PATH, Some(json!({"era": c.era, "transfer_port": 0})));
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn a_node_that_went_quiet_is_no_peer_and_what_it_held_arrives_from_nowhere() {
+    let control = start_with(&["--node-expiry", "2"]);
+    let (quiet, primary) = (Agent::new(&control), Agent::new(&control));
+    assert_eq!(quiet.hello_taking_pushes(Some(7000)), 200);
+    primary.hello();
+    let id = create_on(&control, &primary.node.uuid);
+    assert_eq!(quiet.report_holding(&[id], json!([])).0, 204);
+    let view = primary.poll(None, 0.0);
+    assert_eq!(view.arriving, [(id, [quiet.node.uuid].into())].into());
+    assert_eq!(view.peers.len(), 1);
+    // The primary keeps polling (which keeps it alive); the other node says nothing more.
+    let mut etag = view.etag;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let view = primary.poll(Some(&etag), 0.5);
+        if view.arriving.is_empty() && view.peers.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the quiet node stayed in the view: {view:?}");
+        etag = view.etag;
+    }
+}
+
+#[test]
+fn a_node_holding_a_deleted_dataset_of_another_node_is_told_to_discard_it() {
+    let control = start_with(&[]);
+    let (holder, primary) = (Agent::new(&control), Agent::new(&control));
+    holder.hello();
+    primary.hello();
+    let (theirs, mine) =
+        (create_on(&control, &primary.node.uuid), create_on(&control, &holder.node.uuid));
+    assert_eq!(holder.report_holding(&[theirs, mine], json!([])).0, 204);
+    for id in [theirs, mine] {
+        control.client.delete_dataset(&id, None).unwrap();
+    }
+    let view = holder.poll(None, 0.0);
+    assert_eq!(view.discard, [theirs].into(), "its own tombstone is in its datasets");
+    assert!(view.datasets.iter().any(|d| d.dataset_id == mine && d.deleted));
+    assert!(view.pushes.is_empty());
+    assert!(primary.poll(None, 0.0).arriving.is_empty(), "nobody wants a deleted dataset");
+}
+
+#[test]
+fn transfers_are_listed_until_the_next_report_leaves_them_out() {
+    let control = start_with(&[]);
+    let (holder, primary) = (Agent::new(&control), Agent::new(&control));
+    holder.hello();
+    primary.hello();
+    let (first, second) =
+        (create_on(&control, &primary.node.uuid), create_on(&control, &primary.node.uuid));
+    assert_eq!(transfers_of(&control), json!([]));
+    const LOST: &str = "the connection to the node was lost; trying again";
+    let to = primary.node.uuid;
+    let transfers = json!([
+        {"dataset_id": second, "to": to, "phase": "handoff", "sent": 10},
+        {"dataset_id": DatasetId::random(), "to": to, "phase": "pre-copy", "sent": 1},
+        {"dataset_id": first, "to": to, "phase": "pre-copy", "sent": 4096, "estimate": 1048576,
+         "problem": LOST},
+    ]);
+    assert_eq!(holder.report_holding(&[first, second], transfers).0, 204);
+    let from = holder.node.uuid;
+    let mut expected = vec![
+        json!({"dataset_id": first, "from": from, "to": to, "phase": "pre-copy", "sent": 4096,
+               "estimate": 1048576, "problem": LOST}),
+        json!({"dataset_id": second, "from": from, "to": to, "phase": "handoff", "sent": 10}),
+    ];
+    expected.sort_by_key(|t| t["dataset_id"].as_str().unwrap().to_owned());
+    assert_eq!(transfers_of(&control), json!(expected), "by dataset, none of unknown datasets");
+    assert_eq!(holder.report_holding(&[first, second], json!([])).0, 204);
+    assert_eq!(transfers_of(&control), json!([]), "a report without them ends them");
+}
+
+#[test]
+fn a_transfer_with_a_problem_too_long_or_two_of_one_dataset_refuses_the_whole_report() {
+    let control = start_with(&[]);
+    let (holder, primary) = (Agent::new(&control), Agent::new(&control));
+    holder.hello();
+    primary.hello();
+    let id = create_on(&control, &primary.node.uuid);
+    let to = primary.node.uuid;
+    let with_problem = |problem: &str| {
+        json!([{"dataset_id": id, "to": to, "phase": "pre-copy", "sent": 0,
+                "problem": problem}])
+    };
+    let one = json!({"dataset_id": id, "to": to, "phase": "handoff", "sent": 0});
+    for (bad, why) in [
+        (with_problem(&"x".repeat(2000)), "longer than 1024 bytes"),
+        (with_problem("two\nlines"), "control character"),
+        (json!([one, one]), "more than one transfer"),
+    ] {
+        let (status, body) = holder.report_holding(&[id], bad.clone());
+        assert_eq!(status, 400, "{bad}");
+        assert!(body["description"].is_string() && body.to_string().contains(why), "{body}");
+    }
+    assert_eq!(transfers_of(&control), json!([]));
+    assert!(primary.poll(None, 0.0).arriving.is_empty(), "nothing of a refused report is kept");
+    let longest = with_problem(&"x".repeat(MAXIMUM_PROBLEM_BYTES));
+    assert_eq!(holder.report_holding(&[id], longest).0, 204);
+    assert_eq!(transfers_of(&control).as_array().unwrap().len(), 1);
 }

@@ -422,6 +422,67 @@ fn an_agent_s_state_reported_to_one_service_shows_on_the_other_and_goes_with_tha
     });
 }
 
+/// Issue 17: the push fields of a node's configuration come from what nodes report to any
+/// service. A node reporting to A that holds a dataset whose primary polls B: B tells the
+/// primary where it arrives from, and where that node takes pushes, waking a waiting poll;
+/// A tells the holder to push it there. The holder's transfers show on B.
+#[test]
+fn a_node_reporting_to_one_service_is_pushed_to_and_expected_by_a_node_polling_the_other() {
+    let pair = pair();
+    let holder = Agent::new(&pair.certificates, pair.processes[0].agent);
+    let primary = Agent::new(&pair.certificates, pair.processes[1].agent);
+    holder.hello_taking_pushes(7000);
+    primary.hello_taking_pushes(7001);
+    let id = new_id();
+    let created = pair.send_to(0, "POST", DATASETS, &[], Some(&create_body(&id, &primary.uuid())));
+    assert_eq!(created.status, 201, "{}", status_and_body(&created).1);
+    let soft = RunningPair::SOFT_STATE_DELAY;
+    let peer = |agent: &Agent, port: u16| (agent.node.uuid, format!("127.0.0.1:{port}"));
+    let view = eventually(soft, "B knows where the holder takes pushes", || {
+        let view = primary.poll(None, 0);
+        (view.peers == [peer(&holder, 7000)].into()).then_some(view)
+    });
+    assert!(view.arriving.is_empty());
+
+    // The first report of the volume records it in the configuration, which wakes polls by
+    // itself: report it and take it back first, so that the poll below wakes on the report.
+    // The second report's transfer shows when B has it.
+    let transfer = |sent: u64| {
+        let to = primary.uuid();
+        json!([{"dataset_id": id, "to": to, "phase": "pre-copy", "sent": sent}])
+    };
+    holder.report_holding(std::slice::from_ref(&id), json!([]));
+    holder.report_holding(&[], transfer(1));
+    let etag = eventually(soft, "B mirrors the holder's second report", || {
+        let mirrored = state(&pair, 1, "transfers") == transfer_from(&holder, transfer(1));
+        let view = primary.poll(None, 0);
+        (mirrored && view.arriving.is_empty()).then_some(view.etag)
+    });
+    let started = Instant::now();
+    let (view, waited) = std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| (primary.poll(Some(&etag), 20), started.elapsed()));
+        std::thread::sleep(Duration::from_millis(300));
+        holder.report_holding(std::slice::from_ref(&id), transfer(5));
+        waiting.join().unwrap()
+    });
+    let dataset = id.parse().unwrap();
+    assert_eq!(view.arriving, [(dataset, [holder.node.uuid].into())].into());
+    assert!(waited < Duration::from_secs(10), "B's poll waited {waited:?}, not woken");
+
+    let on_a = holder.poll(None, 0);
+    assert_eq!(on_a.pushes, [(dataset, primary.node.uuid)].into());
+    assert_eq!(on_a.peers, [peer(&primary, 7001)].into());
+    assert_eq!(state(&pair, 1, "transfers"), transfer_from(&holder, transfer(5)));
+}
+
+/// What `/v1/state/transfers` shows of `reported` when `agent` reports it.
+fn transfer_from(agent: &Agent, mut reported: Value) -> Value {
+    for transfer in reported.as_array_mut().unwrap() {
+        transfer["from"] = json!(agent.uuid());
+    }
+    reported
+}
+
 /// `flocker-control migrate`; its exit status, stdout and stderr.
 fn migrate(from: &str, to: &str) -> (bool, String, String) {
     let output = Command::new(binary())

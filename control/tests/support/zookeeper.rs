@@ -1,6 +1,7 @@
 //! What the tests of `tests/zookeeper.rs` share: an ensemble of a test's own that shows its
-//! servers' logs when the test fails, polling with a bound, agents on one service's agent port,
-//! and bursts of writes from several threads that note what each answer promised.
+//! servers' logs when the test fails, polling with a bound, agents on one service's agent port
+//! (hellos, reports and configuration polls), and bursts of writes from several threads that
+//! note what each answer promised.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flocker_api::agent_protocol::{HELLO_PATH, STATE_PATH};
+use flocker_api::agent_protocol::{AgentConfiguration, CONFIGURATION_PATH, HELLO_PATH, STATE_PATH};
 use flocker_api::{Client, NodeUuid, RawResponse};
 use flocker_testkit::{ClusterCertificates, NodeCertificate, RunningPair, ZooKeeperEnsemble};
 use serde_json::{Value, json};
@@ -145,6 +146,35 @@ impl Agent {
             .collect();
         let answer = self.call("PUT", STATE_PATH, &json!({"era": self.era, "datasets": datasets}));
         assert_eq!(answer.status, 204, "{}", String::from_utf8_lossy(&answer.body));
+    }
+
+    /// A hello giving the port where this node takes pushes.
+    pub fn hello_taking_pushes(&self, port: u16) {
+        let hello = json!({"era": self.era, "transfer_port": port});
+        let answer = self.call("POST", HELLO_PATH, &hello);
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+    }
+
+    /// A state report of `datasets` (not mounted) and `transfers`.
+    pub fn report_holding(&self, datasets: &[String], transfers: Value) {
+        let datasets: Vec<Value> = datasets.iter().map(|id| json!({"dataset_id": id})).collect();
+        let report = json!({"era": self.era, "datasets": datasets, "transfers": transfers});
+        let answer = self.call("PUT", STATE_PATH, &report);
+        assert_eq!(answer.status, 204, "{}", String::from_utf8_lossy(&answer.body));
+    }
+
+    /// The node's configuration: at once without `etag`, else when it is no longer `etag` or
+    /// after `wait` seconds.
+    pub fn poll(&self, etag: Option<&str>, wait: u32) -> AgentConfiguration {
+        let path = match etag {
+            Some(etag) => format!("{CONFIGURATION_PATH}?etag={etag}&wait={wait}"),
+            None => CONFIGURATION_PATH.to_owned(),
+        };
+        let timeout = Some(Duration::from_secs(u64::from(wait) + 30));
+        let answer = (self.client.send_with_timeout("GET", &path, &[], None, timeout))
+            .unwrap_or_else(|e| panic!("GET {path} from node {}: {e}", self.node.uuid));
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        serde_json::from_slice(&answer.body).unwrap()
     }
 
     fn call(&self, method: &str, path: &str, body: &Value) -> RawResponse {
