@@ -140,9 +140,9 @@ pub fn next_step(want: &Want, have: &Have, leased_here: bool, moves: Moves) -> S
 }
 
 /// The steps for every dataset the configuration names for this node or the node has, in
-/// dataset order. `have` holds what discovery found; datasets it lacks are `Missing`. A
-/// dataset wanted here that another node holds (`arriving`) and this node lacks waits for its
-/// push: never a new volume in its place.
+/// dataset order. `have` holds what discovery found; datasets it lacks are `Missing`. On a
+/// backend whose volumes move by copy, a dataset wanted here that another node holds
+/// (`arriving`) and this node lacks waits for its push: never a new volume in its place.
 pub fn plan(
     desired: &AgentConfiguration,
     have: &BTreeMap<DatasetId, Have>,
@@ -174,7 +174,12 @@ pub fn plan(
                 None => &Want::Away,
             };
             let found = have.get(id).unwrap_or(&Have::Missing);
-            if matches!(want, Want::Here { .. }) && *found == Have::Missing && arriving(id) {
+            let copied = moves == Moves::ByCopy;
+            if copied
+                && matches!(want, Want::Here { .. })
+                && *found == Have::Missing
+                && arriving(id)
+            {
                 return (*id, Step::WaitForCopy);
             }
             (*id, next_step(want, found, leases.contains(id), moves))
@@ -383,5 +388,9 @@ mod tests {
         ];
         expected.sort_by_key(|(id, _)| *id);
         assert_eq!(plan(&desired, &have, Moves::ByCopy), expected);
+        // Shared storage has no pushes: a volume it cannot see is refused as before.
+        let shared = plan(&desired, &have, Moves::ByAttach);
+        let step = shared.iter().find(|(id, _)| *id == arriving).map(|(_, step)| step);
+        assert_eq!(step, Some(&Step::Refuse(Refusal::NotVisible)));
     }
 }

@@ -56,6 +56,13 @@ fn randomized_moves_under_kill_9_keep_every_byte() {
     play(Storage::Shared);
 }
 
+/// The same between nodes' own disks (btrfs), where each move is a push: pre-copy, handoff,
+/// promotion on the receiver, deletion on the sender, any of them cut by a kill.
+#[test]
+fn randomized_pushes_between_own_disks_under_kill_9_keep_every_byte() {
+    play(Storage::PerNode);
+}
+
 /// The same where the shared root cannot rename without replacing (bindfs, as NFS): volumes
 /// move by `link` and `unlink`, and a kill between the two leaves a volume with two names.
 #[test]
@@ -66,7 +73,8 @@ fn randomized_moves_under_kill_9_keep_every_byte_where_renames_cannot_refuse_to_
 fn play(storage: Storage) {
     require_root();
     let seed = seed_from_env();
-    let moves = moves_from_env();
+    // A push costs more than a rename (snapshots, a stream, syncs): fewer by default.
+    let moves = moves_from_env(if storage == Storage::PerNode { 200 } else { 1000 });
     println!(
         "chaos ({storage:?}): seed {seed}, {moves} moves (replay with FLOCKER_CHAOS_SEED={seed} \
          FLOCKER_CHAOS_MOVES={moves})"
@@ -91,12 +99,12 @@ fn seed_from_env() -> u64 {
     }
 }
 
-fn moves_from_env() -> usize {
+fn moves_from_env(default: usize) -> usize {
     match std::env::var("FLOCKER_CHAOS_MOVES") {
         Ok(text) => text
             .parse()
             .unwrap_or_else(|e| panic!("FLOCKER_CHAOS_MOVES={text:?} is not a count: {e}")),
-        Err(_) => 1000,
+        Err(_) => default,
     }
 }
 
@@ -151,7 +159,9 @@ impl Chaos {
     /// a first `data.bin`.
     fn start(seed: u64, storage: Storage) -> Self {
         let started = Instant::now();
-        let cluster = LocalCluster::start_on_storage(BackendKind::Loopback, 2, storage);
+        let backend =
+            if storage == Storage::PerNode { BackendKind::Btrfs } else { BackendKind::Loopback };
+        let cluster = LocalCluster::start_on_storage(backend, 2, storage);
         let root = cluster.shared_root.canonicalize().unwrap_or_else(|e| {
             panic!("cannot resolve the shared root {}: {e}", cluster.shared_root.display())
         });
@@ -296,6 +306,10 @@ impl Chaos {
         }
     }
 
+    fn file_system(&self) -> &'static str {
+        if self.cluster.backend == BackendKind::Btrfs { "btrfs" } else { "ext4" }
+    }
+
     fn mount_point(&self, dataset: &Tracked, node: usize) -> PathBuf {
         self.cluster.agents[node].mount_point(&dataset.id.to_string())
     }
@@ -305,7 +319,7 @@ impl Chaos {
         let id = dataset.id;
         match mounts.at(&self.mount_point(dataset, here)) {
             None => return Some(format!("dataset {id} is not mounted on node-{here}")),
-            Some(mount) if mount.fs_type != "ext4" => {
+            Some(mount) if mount.fs_type != self.file_system() => {
                 return Some(format!("dataset {id} on node-{here} is a {} mount", mount.fs_type));
             }
             Some(_) => {}
@@ -371,6 +385,9 @@ impl Chaos {
     /// file per dataset in the whole shared root, attached to its node; no half-made volume
     /// left; at most one loop device per volume file, and none on anything else under the root.
     fn check_shared_root(&self) {
+        if self.cluster.backend == BackendKind::Btrfs {
+            return self.check_pools();
+        }
         let files = files_under(&self.root);
         let half_made: Vec<&PathBuf> = files.iter().filter(|f| is_half_made(f)).collect();
         if !half_made.is_empty() {
@@ -395,6 +412,46 @@ impl Chaos {
             volumes.push(expected);
         }
         self.check_loop_devices(&volumes);
+    }
+
+    /// Once every dataset is mounted on its node (btrfs): its volume there, and soon none on
+    /// the other node, neither in `volumes/` nor set aside (the sender deletes its copy just
+    /// after the receiver made its volume, and a sender killed then does so when it restarts).
+    fn check_pools(&self) {
+        let deadline = Instant::now() + ON_TARGET_DEADLINE;
+        loop {
+            let mut wrong = Vec::new();
+            for dataset in &self.datasets {
+                let id = dataset.id.to_string();
+                for node in 0..2 {
+                    let pool =
+                        self.cluster.shared_root.join(&self.cluster.agents[node].name).join("pool");
+                    let volume = pool.join("volumes").join(format!("{id}_{SMALL}"));
+                    let held = volume.exists();
+                    if held != (node == dataset.node) {
+                        wrong.push(format!("node-{node} has a volume of {id}: {held}"));
+                    }
+                    let aside = files_under_named(&pool.join("handoff"), &id);
+                    if !aside.is_empty() {
+                        wrong.push(format!("node-{node} holds {id} set aside: {aside:?}"));
+                    }
+                    let leftovers = [".creating", ".deleting"].map(|d| names_in(&pool.join(d)));
+                    if leftovers.iter().any(|names| !names.is_empty()) {
+                        wrong.push(format!("node-{node} has leftovers: {leftovers:?}"));
+                    }
+                }
+            }
+            if wrong.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "the pools are not as they should be:\n  {}",
+                    wrong.join("\n  ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn check_loop_devices(&self, volumes: &[PathBuf]) {
@@ -491,6 +548,18 @@ fn names_in(directory: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_else(|e| vec![format!("unreadable: {e}")])
+}
+
+/// The entries two levels under `directory` (`handoff/<node>/<volume>`) whose names hold `id`.
+fn files_under_named(directory: &Path, id: &str) -> Vec<PathBuf> {
+    let Ok(nodes) = fs::read_dir(directory) else { return Vec::new() };
+    let entries = nodes.filter_map(Result::ok).filter_map(|node| fs::read_dir(node.path()).ok());
+    entries
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| file_name(p).contains(id))
+        .collect()
 }
 
 fn file_name(path: &Path) -> String {

@@ -236,3 +236,4 @@ macro_rules! scenarios {
 scenarios!(loopback, BackendKind::Loopback);
 scenarios!(directory, BackendKind::Directory);
 scenarios!(directory_with_links, BackendKind::DirectorySymlink);
+scenarios!(btrfs, BackendKind::Btrfs);
