@@ -10,6 +10,7 @@ pub mod certificates;
 pub mod client;
 pub mod ids;
 pub mod types;
+pub mod units;
 pub mod validate;
 
 pub use client::{Client, ClientConfig, ClientError, LeaseOutcome, RawResponse, TransportProblem};

@@ -154,26 +154,7 @@ pub fn last_seen(seen: &Seen, push: Option<&DatasetTransfer>, expected: &str) ->
 
 /// `412 MiB of 1 GiB`, or `412 MiB` when the whole is not known.
 fn progress(push: &DatasetTransfer) -> String {
-    match push.estimate {
-        Some(estimate) => format!("{} of {}", iec(push.sent), iec(estimate)),
-        None => iec(push.sent),
-    }
-}
-
-/// Bytes in binary units as people say them, as the dataset agent logs them: `412 MiB`,
-/// `1.5 GiB`; tenths only from GiB up and below 100, never `1.0 GiB`.
-fn iec(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    while unit + 1 < UNITS.len() && bytes >= 1 << (10 * (unit + 1)) {
-        unit += 1;
-    }
-    let tenths = (bytes as f64 * 10.0 / (1u64 << (10 * unit)) as f64).round() as u64;
-    if unit >= 3 && tenths < 1000 && !tenths.is_multiple_of(10) {
-        format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-    } else {
-        format!("{} {}", (tenths + 5) / 10, UNITS[unit])
-    }
+    flocker_api::units::progress(push.sent, push.estimate)
 }
 
 #[cfg(test)]
@@ -365,15 +346,5 @@ mod tests {
                  seen: being copied from node {a} (handoff, 3 MiB of 4 MiB)"
             )
         );
-    }
-
-    #[test]
-    fn sizes_read_as_people_say_them() {
-        assert_eq!(iec(412 << 20), "412 MiB");
-        assert_eq!(iec(1 << 30), "1 GiB");
-        assert_eq!(iec(3 << 29), "1.5 GiB");
-        assert_eq!(iec(10), "10 B");
-        assert_eq!(iec(2048), "2 KiB");
-        assert_eq!(iec(150 << 30), "150 GiB");
     }
 }

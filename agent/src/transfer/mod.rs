@@ -157,30 +157,7 @@ pub struct Progress {
 
 impl fmt::Display for Progress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.estimate {
-            Some(estimate) => write!(f, "{} of {}", Size(self.sent), Size(estimate)),
-            None => write!(f, "{}", Size(self.sent)),
-        }
-    }
-}
-
-/// Bytes in binary units, as people read them: "412 MiB", "1.5 GiB".
-struct Size(u64);
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-        let mut unit = 0;
-        while unit + 1 < UNITS.len() && self.0 >= 1 << (10 * (unit + 1)) {
-            unit += 1;
-        }
-        let tenths = (self.0 as f64 * 10.0 / (1u64 << (10 * unit)) as f64).round() as u64;
-        // Tenths only where they say something: "1.5 GiB", never "412.3 MiB" nor "1.0 GiB".
-        if unit >= 3 && tenths < 1000 && !tenths.is_multiple_of(10) {
-            write!(f, "{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-        } else {
-            write!(f, "{} {}", (tenths + 5) / 10, UNITS[unit])
-        }
+        f.write_str(&flocker_api::units::progress(self.sent, self.estimate))
     }
 }
 

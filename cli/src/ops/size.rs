@@ -62,30 +62,7 @@ pub fn human(bytes: u64) -> String {
     format!("{:.1}{letter}", bytes as f64 / 1024f64.powi(*exponent as i32))
 }
 
-/// Bytes in binary units as people say them: `412 MiB`, `1.5 GiB`, `10 B`; tenths only where
-/// they say something (from GiB up, below 100), never `412.3 MiB` nor `1.0 GiB`. The same words
-/// as the dataset agent's log uses for a push.
-pub fn iec(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut unit = 0;
-    while unit + 1 < UNITS.len() && bytes >= 1 << (10 * (unit + 1)) {
-        unit += 1;
-    }
-    let tenths = (bytes as f64 * 10.0 / (1u64 << (10 * unit)) as f64).round() as u64;
-    if unit >= 3 && tenths < 1000 && !tenths.is_multiple_of(10) {
-        format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
-    } else {
-        format!("{} {}", (tenths + 5) / 10, UNITS[unit])
-    }
-}
-
-/// How far a copy has come: `412 MiB of 1 GiB`, or `412 MiB` when the whole is not known.
-pub fn progress(done: u64, whole: Option<u64>) -> String {
-    match whole {
-        Some(whole) => format!("{} of {}", iec(done), iec(whole)),
-        None => iec(done),
-    }
-}
+pub use flocker_api::units::progress;
 
 #[cfg(test)]
 mod tests {
@@ -122,25 +99,5 @@ mod tests {
         assert_eq!(human(64 << 20), "64.0M");
         assert_eq!(human(1536 << 20), "1.5G");
         assert_eq!(human(512), "512B");
-    }
-
-    #[test]
-    fn iec_sizes_read_as_people_say_them() {
-        assert_eq!(iec(412 << 20), "412 MiB");
-        assert_eq!(iec(1 << 30), "1 GiB");
-        assert_eq!(iec(3 << 29), "1.5 GiB");
-        assert_eq!(iec((412 << 20) + (300 << 10)), "412 MiB", "no tenths below GiB");
-        assert_eq!(iec(10), "10 B");
-        assert_eq!(iec(0), "0 B");
-        assert_eq!(iec(2048), "2 KiB");
-        assert_eq!(iec(150 << 30), "150 GiB", "no tenths from 100 up");
-        assert_eq!(iec(3 << 49), "1.5 PiB");
-        assert_eq!(iec(u64::MAX), "16384 PiB");
-    }
-
-    #[test]
-    fn progress_says_of_what_when_it_is_known() {
-        assert_eq!(progress(412 << 20, Some(1 << 30)), "412 MiB of 1 GiB");
-        assert_eq!(progress(3 << 20, None), "3 MiB");
     }
 }
