@@ -135,7 +135,7 @@ impl ClusterState {
         if record.era != era {
             self.eras.remove(&record.era);
             record.era = era;
-            views_change |= !record.datasets.is_empty();
+            views_change |= record.transfer_port.is_some() && !record.datasets.is_empty();
             record.datasets.clear();
             record.problems.clear();
             record.transfers.clear();
@@ -268,7 +268,8 @@ impl ClusterState {
         record.transfers = transfers;
         record.reported = reported;
         if record.datasets != datasets {
-            if ids_of(&record.datasets) != ids_of(&datasets) {
+            // What a node on shared storage reports is no view's business (see `holdings`).
+            if record.transfer_port.is_some() && ids_of(&record.datasets) != ids_of(&datasets) {
                 self.views += 1;
             }
             record.datasets = datasets;
@@ -282,6 +283,7 @@ impl ClusterState {
     pub fn sweep(&mut self, now: Instant) -> Vec<NodeUuid> {
         let expiry = self.expiry;
         let mut gone = Vec::new();
+        let mut pushers_gone = false;
         self.nodes.retain(|uuid, record| {
             if record.remote {
                 record.last_seen = now;
@@ -290,11 +292,14 @@ impl ClusterState {
             if !alive {
                 log::info!("node {uuid} ({}) stopped reporting; dropping its state", record.host);
                 gone.push(*uuid);
+                pushers_gone |= record.transfer_port.is_some();
             }
             alive
         });
         if !gone.is_empty() {
             self.generation += 1;
+        }
+        if pushers_gone {
             self.views += 1;
         }
         gone
@@ -305,9 +310,17 @@ impl ClusterState {
     pub fn holdings(
         &self,
     ) -> impl Iterator<Item = (NodeUuid, impl Iterator<Item = DatasetId> + '_)> + '_ {
+        // Only nodes that take pushes hold volumes on disks of their own: a node on shared
+        // storage reports volumes every node can see, and pushes nothing.
         self.nodes
             .iter()
+            .filter(|(_, record)| record.transfer_port.is_some())
             .map(|(uuid, record)| (*uuid, record.datasets.iter().map(|d| d.dataset_id)))
+    }
+
+    /// Whether `node` is live and takes pushes (its volumes are on a disk of its own).
+    pub fn takes_pushes(&self, node: &NodeUuid) -> bool {
+        self.nodes.get(node).is_some_and(|record| record.transfer_port.is_some())
     }
 
     /// Where every live node but `node` that takes pushes takes them: `host:port`.
@@ -516,7 +529,7 @@ mod tests {
         let nodes: Vec<(NodeUuid, Era)> =
             (0..n).map(|_| (NodeUuid::random(), Era::random())).collect();
         for (node, era) in &nodes {
-            cluster.hello(*node, *era, "h".into(), None, now);
+            cluster.hello(*node, *era, "h".into(), Some(4525), now);
         }
         (cluster, nodes)
     }
@@ -765,6 +778,22 @@ mod tests {
         assert_eq!(cluster.views, views, "nothing any view shows changed");
         cluster.hello(NodeUuid::random(), Era::random(), "192.0.2.6".into(), Some(7002), now);
         assert!(cluster.views > views, "a new node taking pushes is a peer");
+    }
+
+    #[test]
+    fn a_node_on_shared_storage_holds_nothing_for_pushes_and_wakes_no_view() {
+        let now = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let (node, era, id) = (NodeUuid::random(), Era::random(), DatasetId::random());
+        cluster.hello(node, era, "h".into(), None, now);
+        let views = cluster.views;
+        let primaries = on(NodeUuid::random(), &[id]);
+        cluster.report(&node, era, said(vec![unmounted(id)], none()), &primaries, now).unwrap();
+        assert_eq!(cluster.views, views);
+        assert_eq!(cluster.holdings().count(), 0);
+        assert!(!cluster.takes_pushes(&node));
+        cluster.sweep(now + EXPIRY);
+        assert_eq!(cluster.views, views, "a node on shared storage leaving changes no view");
     }
 
     #[test]

@@ -303,8 +303,12 @@ impl ControlService {
         // The configuration, then the state: the one order in which both are ever held.
         let (pushes, peers) = {
             let actual = self.lock_actual();
-            let pushes = configuration.push_view(node, actual.cluster.holdings());
-            (pushes, actual.cluster.peers(node))
+            if actual.cluster.takes_pushes(node) {
+                let pushes = configuration.push_view(node, actual.cluster.holdings());
+                (pushes, actual.cluster.peers(node))
+            } else {
+                Default::default() // shared storage: nothing is pushed to or from it
+            }
         };
         drop(desired);
         let mut answer = AgentConfiguration {
