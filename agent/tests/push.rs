@@ -73,8 +73,7 @@ fn contents(root: &Path) -> Vec<(String, String)> {
 fn held(cluster: &LocalCluster, index: usize, dataset: &DatasetId) -> Vec<PathBuf> {
     let pool = pool(cluster, index);
     let mut held = Vec::new();
-    let volume = cluster.volume_path(dataset, Some(index));
-    held.extend(volume.exists().then_some(volume));
+    held.extend(volume(cluster, index, dataset));
     let snapshots = pool.join("snapshots").join(dataset.to_string());
     held.extend(snapshots.exists().then_some(snapshots));
     if let Ok(nodes) = fs::read_dir(pool.join("handoff")) {
@@ -87,6 +86,16 @@ fn held(cluster: &LocalCluster, index: usize, dataset: &DatasetId) -> Vec<PathBu
         }
     }
     held
+}
+
+/// The volume of `dataset` in node `index`'s pool, if it has one (`<dataset>_<bytes>`).
+fn volume(cluster: &LocalCluster, index: usize, dataset: &DatasetId) -> Option<PathBuf> {
+    let volumes = fs::read_dir(pool(cluster, index).join("volumes")).ok()?;
+    let prefix = format!("{dataset}_");
+    let mut found = volumes
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix));
+    found.next().map(|entry| entry.path())
 }
 
 fn is_mount_point(path: &Path) -> bool {
@@ -104,7 +113,10 @@ fn wait_until_only_on(cluster: &LocalCluster, dataset: &DatasetId, index: usize)
     cluster.wait_for(
         &format!("node-{index} to delete the snapshots of {dataset} once done"),
         Duration::from_secs(60),
-        || held(cluster, index, dataset) == [cluster.volume_path(dataset, Some(index))],
+        || {
+            held(cluster, index, dataset)
+                == volume(cluster, index, dataset).into_iter().collect::<Vec<_>>()
+        },
     );
 }
 
@@ -170,7 +182,7 @@ fn under_a_lease_the_bulk_is_copied_while_the_task_writes_and_the_handoff_carrie
     std::thread::sleep(Duration::from_millis(500));
     assert!(is_mount_point(&path), "node-0 unmounted a volume its lease holds");
     assert!(cluster.mounted_path(&dataset, 1).is_none(), "node-1 mounted before the handoff");
-    assert!(!cluster.volume_path(&dataset, Some(1)).exists(), "node-1 made a volume early");
+    assert!(volume(&cluster, 1, &dataset).is_none(), "node-1 made a volume early");
 
     stop.store(true, Ordering::Relaxed);
     let lines = writer.join().unwrap();
@@ -212,9 +224,9 @@ fn a_full_target_pool_fails_the_move_with_its_reason_and_the_volume_stays_intact
         problem.contains(&cluster.node(0).to_string()),
         "names the node it came from: {problem}"
     );
-    assert!(!cluster.volume_path(&dataset, Some(1)).exists());
-    let volume = cluster.volume_path(&dataset, Some(0));
-    assert_eq!(contents(&volume), before, "node-0's volume is untouched");
+    assert!(volume(&cluster, 1, &dataset).is_none());
+    let kept = volume(&cluster, 0, &dataset).expect("node-0 keeps its volume");
+    assert_eq!(contents(&kept), before, "node-0's volume is untouched");
     assert!(
         held(&cluster, 1, &dataset)
             .iter()
