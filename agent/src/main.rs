@@ -18,7 +18,9 @@ struct Options {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp_millis()
+        .init();
     let options = Options::parse();
     let result = AgentConfig::load(&options.agent_config)
         .map_err(anyhow::Error::from)

@@ -98,6 +98,20 @@ fn volume(cluster: &LocalCluster, index: usize, dataset: &DatasetId) -> Option<P
     found.next().map(|entry| entry.path())
 }
 
+/// Whether `directory` holds a complete received snapshot (read-only: `btrfs receive` sets it
+/// at the very end), not merely one arriving.
+fn has_complete_snapshot(directory: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(directory) else { return false };
+    entries.filter_map(Result::ok).any(|entry| {
+        let output = std::process::Command::new("btrfs")
+            .args(["property", "get", "-ts"])
+            .arg(entry.path())
+            .arg("ro")
+            .output();
+        output.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "ro=true")
+    })
+}
+
 fn is_mount_point(path: &Path) -> bool {
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
     mountinfo.lines().any(|line| line.split(' ').nth(4) == Some(path.to_str().unwrap()))
@@ -177,7 +191,7 @@ fn under_a_lease_the_bulk_is_copied_while_the_task_writes_and_the_handoff_carrie
     cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
     let received = pool(&cluster, 1).join("snapshots").join(dataset.to_string());
     cluster.wait_for("node-1 to receive a pre-copy", Duration::from_secs(60), || {
-        fs::read_dir(&received).is_ok_and(|mut entries| entries.next().is_some())
+        has_complete_snapshot(&received)
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(is_mount_point(&path), "node-0 unmounted a volume its lease holds");
@@ -192,6 +206,9 @@ fn under_a_lease_the_bulk_is_copied_while_the_task_writes_and_the_handoff_carrie
     let moved = cluster.wait_mounted(&dataset, 1);
     let downtime = released.elapsed();
     println!("handoff downtime (lease released → mounted on node-1): {downtime:?}");
+    if std::env::var_os("FLOCKER_SHOW_LOGS").is_some() {
+        println!("{}", cluster.logs());
+    }
     assert_eq!(contents(&moved), before);
     let journal = fs::read_to_string(moved.join("journal")).unwrap();
     assert_eq!(journal.lines().last(), Some(format!("line {lines}").as_str()), "the last write");
@@ -249,9 +266,8 @@ fn killed_during(victim: usize, moment: &str) {
         // A pre-copy under a lease, then a large last difference.
         cluster.client.acquire_lease(&lease).unwrap();
         cluster.client.move_dataset(&dataset, &cluster.node(1), None).unwrap();
-        cluster.wait_for("a pre-copy", Duration::from_secs(60), || {
-            fs::read_dir(&received).is_ok_and(|mut entries| entries.next().is_some())
-        });
+        cluster
+            .wait_for("a pre-copy", Duration::from_secs(60), || has_complete_snapshot(&received));
         write_random(&path.join("late"), 100);
         let before = contents(&path);
         cluster.client.release_lease(&dataset).unwrap();

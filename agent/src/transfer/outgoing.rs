@@ -185,11 +185,12 @@ impl Outgoing {
                 failures: 0,
                 last: None,
             });
+            if push.duty != *duty && !push.running {
+                // A new duty (the lease was released: hand off now) waits for nothing.
+                (push.duty, push.failures, push.problem, push.not_before) = (*duty, 0, None, now);
+            }
             if push.running || now < push.not_before || running >= MOST_AT_ONCE {
                 continue;
-            }
-            if push.duty != *duty {
-                (push.duty, push.failures, push.problem) = (*duty, 0, None);
             }
             let address = match duty.node() {
                 Some(node) => match desired.peers.get(&node) {
