@@ -424,9 +424,9 @@ impl Chaos {
             for dataset in &self.datasets {
                 let id = dataset.id.to_string();
                 for node in 0..2 {
-                    let pool =
-                        self.cluster.shared_root.join(&self.cluster.agents[node].name).join("pool");
-                    let volume = pool.join("volumes").join(format!("{id}_{SMALL}"));
+                    // <pool>/volumes/<dataset>_<bytes>
+                    let volume = self.cluster.volume_path(&dataset.id, Some(node));
+                    let pool = volume.ancestors().nth(2).unwrap_or(&volume).to_owned();
                     let held = volume.exists();
                     if held != (node == dataset.node) {
                         wrong.push(format!("node-{node} has a volume of {id}: {held}"));

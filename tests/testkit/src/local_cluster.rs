@@ -306,12 +306,9 @@ impl LocalCluster {
     /// `root_path`.
     pub fn volume_path(&self, dataset: &DatasetId, index: Option<usize>) -> PathBuf {
         let instance = index.map(|i| self.agents[i].name.clone());
-        self.backend.volume_path(
-            &self.shared_root,
-            instance.as_deref(),
-            &dataset.to_string(),
-            SMALL,
-        )
+        // With storage of its own (Storage::PerNode), a node's volumes are under its root_path.
+        let root = index.map_or_else(|| self.shared_root.clone(), |i| self.root_path(i));
+        self.backend.volume_path(&root, instance.as_deref(), &dataset.to_string(), SMALL)
     }
 
     /// The isolator's module parameters on node `index`, as `modules.json` would give them:
