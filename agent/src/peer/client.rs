@@ -87,7 +87,10 @@ impl PeerClient {
         let call = Call::new(self, node, address, None, Some(Duration::from_secs(seconds)));
         let mut stream = stream;
         let body = ureq::SendBody::from_reader(&mut stream);
-        call.answer(call.agent.put(call.url(&path(dataset))).send(body))
+        // The receiver may refuse before the first byte: it says why rather than reset the
+        // connection under a stream it will not read.
+        let request = call.agent.put(call.url(&path(dataset))).header("expect", "100-continue");
+        call.answer(request.send(body))
     }
 
     /// Asks `node` to make its volume of the snapshot of `origin` it received from us.

@@ -210,6 +210,9 @@ async fn push(
         receiver.receive(peer, &dataset, &mut stream)
     });
     let mut body = request.into_body();
+    // Once the receiver stops reading (it says why), the rest is read and dropped, up to what
+    // the stream could have held: the sender then hears the reason, not a reset connection.
+    let (mut draining, mut drained) = (false, 0u64);
     loop {
         let frame = match tokio::time::timeout(IDLE, body.frame()).await {
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no byte for 60 s")),
@@ -220,9 +223,18 @@ async fn push(
                 Err(_) => continue, // trailers: none expected
             },
         };
-        let failed = frame.is_err();
-        if frames.send(frame).await.is_err() || failed {
-            break; // the receiver stopped reading (it says why), or the body failed
+        match frame {
+            Ok(data) if draining => {
+                drained += data.len() as u64;
+                if drained > largest {
+                    break;
+                }
+            }
+            Ok(data) => draining = frames.send(Ok(data)).await.is_err(),
+            Err(error) => {
+                let _ = frames.send(Err(error)).await;
+                break;
+            }
         }
     }
     drop(frames);
