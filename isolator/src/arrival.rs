@@ -117,6 +117,16 @@ impl Watch {
     pub fn last(&self) -> Option<&DatasetTransfer> {
         self.last.as_ref()
     }
+
+    /// Whether the last answer shows the push further on than `before` (the answer before it):
+    /// more bytes sent, or another phase. A wait goes on while its volume keeps coming.
+    pub fn moved_on_from(&self, before: Option<&DatasetTransfer>) -> bool {
+        match (before, &self.last) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(before), Some(now)) => now.phase != before.phase || now.sent > before.sent,
+        }
+    }
 }
 
 /// The push of `dataset` to `node` among `transfers`, if one is under way.
@@ -346,5 +356,26 @@ mod tests {
                  seen: being copied from node {a} (handoff, 3 MiB of 4 MiB)"
             )
         );
+    }
+
+    #[test]
+    fn a_push_moves_on_with_more_bytes_or_a_new_phase_only() {
+        let (dataset, from, to) = (DatasetId::random(), NodeUuid::random(), NodeUuid::random());
+        let started = Instant::now();
+        let mut watch = Watch::new(dataset, to, started);
+        assert!(!watch.moved_on_from(None), "no push at all");
+        let mut first = push(dataset, from, to);
+        first.sent = 10;
+        watch.answered(std::slice::from_ref(&first), started);
+        assert!(watch.moved_on_from(None), "a push appeared");
+        assert!(!watch.moved_on_from(Some(&first)), "the same bytes");
+        let mut more = first.clone();
+        more.sent = 11;
+        watch.answered(std::slice::from_ref(&more), started);
+        assert!(watch.moved_on_from(Some(&first)));
+        let mut handoff = more.clone();
+        (handoff.phase, handoff.sent) = (TransferPhase::Handoff, 0);
+        watch.answered(std::slice::from_ref(&handoff), started);
+        assert!(watch.moved_on_from(Some(&more)), "a new phase starts its count again");
     }
 }

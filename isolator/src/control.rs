@@ -208,6 +208,7 @@ impl ControlService {
         started: Instant,
         deadline: Instant,
     ) -> Result<PathBuf, IsolatorError> {
+        let (mut deadline, patience) = (deadline, deadline.saturating_duration_since(started));
         let mut pause = Duration::ZERO;
         // Asked once the first look did not find it mounted; dropped against a service
         // without the extension (Flocker 1.x).
@@ -230,7 +231,13 @@ impl ControlService {
             ask_for_problems |= pause.is_zero();
             let now = Instant::now();
             if push.due(now) {
+                let before = push.last().cloned();
                 self.watch_push(id, &mut push, now);
+                // A volume still coming from another node's disk may take longer than the
+                // timeout in all: the timeout counts from its last progress.
+                if push.moved_on_from(before.as_ref()) {
+                    deadline = deadline.max(now + patience);
+                }
             }
             if Instant::now() >= deadline {
                 let last_seen = arrival::last_seen(&seen, push.last(), self.expected());
