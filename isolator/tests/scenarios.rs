@@ -22,8 +22,12 @@ struct Node {
 }
 
 fn start() -> (LocalCluster, Vec<Node>) {
+    start_on(BackendKind::Loopback)
+}
+
+fn start_on(backend: BackendKind) -> (LocalCluster, Vec<Node>) {
     require_root();
-    let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
+    let cluster = LocalCluster::start(backend, 2, &[]);
     let nodes = (0..2).map(|i| node(&cluster, i, cluster.isolator_parameters(i))).collect();
     (cluster, nodes)
 }
@@ -97,7 +101,17 @@ fn first_use_creates_the_volume_here_and_its_data_survives_cleanup_and_the_next_
 
 #[test]
 fn the_next_task_on_another_node_finds_the_same_bytes() {
-    let (cluster, nodes) = start();
+    the_next_task_on_another_node_finds_the_same_bytes_on(BackendKind::Loopback);
+}
+
+/// The same without shared storage: the volume is pushed from node A's own disk to node B's.
+#[test]
+fn the_next_task_on_another_node_finds_the_same_bytes_pushed_between_own_disks() {
+    the_next_task_on_another_node_finds_the_same_bytes_on(BackendKind::Btrfs);
+}
+
+fn the_next_task_on_another_node_finds_the_same_bytes_on(backend: BackendKind) {
+    let (cluster, nodes) = start_on(backend);
     let on_a = container();
     let link_a = nodes[0].prepare(&on_a, "orders", "orders").unwrap();
     let written = random_file(&link_a);
@@ -289,7 +303,16 @@ fn without_a_node_certificate_the_node_is_found_by_its_era() {
 /// node on that news must get the volume once the cleanup releases the lease, not a refusal.
 #[test]
 fn a_lease_released_while_the_prepare_waits_is_taken() {
-    let (cluster, nodes) = start();
+    a_lease_released_while_the_prepare_waits_is_taken_on(BackendKind::Loopback);
+}
+
+#[test]
+fn a_lease_released_while_the_prepare_waits_is_taken_and_the_volume_pushed_between_own_disks() {
+    a_lease_released_while_the_prepare_waits_is_taken_on(BackendKind::Btrfs);
+}
+
+fn a_lease_released_while_the_prepare_waits_is_taken_on(backend: BackendKind) {
+    let (cluster, nodes) = start_on(backend);
     let on_a = container();
     let link_a = nodes[0].prepare(&on_a, "handover", "handover").unwrap();
     fs::write(link_a.join("note"), b"from A").unwrap();
