@@ -288,13 +288,12 @@ impl Outgoing {
     /// Sends the whole volume first if the receiver has nothing of it, sets it aside, and
     /// finishes.
     fn hand_off(&self, dataset: &DatasetId, to: &Target<'_>) -> anyhow::Result<()> {
-        let mut theirs = self.willing(dataset, to)?;
+        let theirs = self.willing(dataset, to)?;
         let volume = self.volume(dataset)?;
         let ours = held(&complete(&self.pool, dataset)?);
         if latest_common(&ours, &received(&theirs)).is_none() {
-            theirs = self.push_snapshot(dataset, to, Phase::PreCopy, &volume, &theirs)?.1;
+            self.push_snapshot(dataset, to, Phase::PreCopy, &volume, &theirs)?;
         }
-        let _ = theirs;
         let mounts = MountTable::read().context("cannot read the mount table")?;
         if let Some(at) = mount_showing(self.pool.root(), &volume, &mounts) {
             bail!("{} is still mounted at {}; the handoff waits", volume.display(), at.display());
