@@ -74,16 +74,17 @@ impl PeerClient {
         call.answer(call.agent.get(call.url(&path(dataset))).call())
     }
 
-    /// Sends `stream` (a `btrfs send` stream followed by its SHA-256) of about `estimate` bytes.
+    /// Sends `stream` (a `btrfs send` stream followed by its SHA-256) of at most about `most`
+    /// bytes, which sets how long it may take.
     pub fn push(
         &self,
         node: NodeUuid,
         address: &str,
         dataset: &DatasetId,
         stream: impl Read,
-        estimate: u64,
+        most: u64,
     ) -> Result<Holding, PeerError> {
-        let seconds = (estimate / SLOWEST_STREAM_BYTES_PER_SECOND).max(60);
+        let seconds = (most / SLOWEST_STREAM_BYTES_PER_SECOND).max(60);
         let call = Call::new(self, node, address, None, Some(Duration::from_secs(seconds)));
         let mut stream = stream;
         let body = ureq::SendBody::from_reader(&mut stream);

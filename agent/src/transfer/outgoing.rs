@@ -445,10 +445,12 @@ impl Outgoing {
         snapshot: &Snapshot,
         parent: Option<&Snapshot>,
     ) -> anyhow::Result<Holding> {
-        let expected = estimate(snapshot, parent).unwrap_or(0);
+        let expected = estimate(snapshot, parent).ok();
         self.progress(dataset, |push| {
-            (push.phase, push.sent, push.estimate) = (phase, 0, Some(expected));
+            (push.phase, push.sent, push.estimate) = (phase, 0, expected)
         });
+        // The stream's time limit goes by what it may carry: the estimate, or the volume.
+        let most = expected.unwrap_or_default().max(self.size_of(dataset).unwrap_or_default());
         let (reader, mut writer) = io::pipe()?;
         let started = Instant::now();
         let (answer, sent) = std::thread::scope(|scope| {
@@ -462,7 +464,7 @@ impl Outgoing {
                 })?;
                 Ok::<_, super::TransferError>(sent)
             });
-            let answer = self.peers.push(to.node, to.address, dataset, reader, expected);
+            let answer = self.peers.push(to.node, to.address, dataset, reader, most);
             let sent = sender.join().unwrap_or_else(|_| {
                 Err(super::TransferError::Io(flocker_host::PathError::new(
                     "send",
@@ -472,8 +474,8 @@ impl Outgoing {
             });
             (answer, sent)
         });
-        let theirs = match (answer, sent) {
-            (Ok(theirs), Ok(_)) => theirs,
+        let (theirs, sent) = match (answer, sent) {
+            (Ok(theirs), Ok(sent)) => (theirs, sent),
             (Err(refused @ crate::peer::client::PeerError::Refused { .. }), _) => {
                 return Err(refused.into());
             }
@@ -481,16 +483,23 @@ impl Outgoing {
             (Err(error), Ok(_)) => return Err(error.into()),
         };
         let seconds = started.elapsed().as_secs_f64();
+        let bytes = sent.bytes;
         log::info!(
             "dataset {dataset}: sent snapshot {} to node {} ({phase}, {} in {seconds:.2} s)",
             snapshot.generation,
             to.node,
-            super::Progress {
-                sent: self.pushes().get(dataset).map_or(0, |p| p.sent),
-                estimate: None
-            },
+            flocker_api::units::binary_size(bytes),
         );
         Ok(theirs)
+    }
+
+    /// The size of the dataset's volume here (in `volumes/` or set aside), from its name.
+    fn size_of(&self, dataset: &DatasetId) -> Option<u64> {
+        let path = match self.volume(dataset) {
+            Ok(path) => path,
+            Err(_) => self.aside().remove(dataset)?.1,
+        };
+        Some(path.file_name()?.to_str().and_then(parse_name)?.1)
     }
 
     /// The dataset's volume in the pool.
