@@ -49,7 +49,7 @@ const PRE_COPY_EVERY: Duration = Duration::from_secs(5);
 /// The longest pause after failed attempts.
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// How often snapshots nobody needs are looked for.
-const CLEANUP_EVERY: Duration = Duration::from_secs(10);
+const CLEANUP_EVERY: Duration = Duration::from_secs(2);
 
 /// Where one dataset's push stands.
 #[derive(Debug, Clone)]
@@ -116,11 +116,13 @@ impl Outgoing {
         reported.collect()
     }
 
-    /// The pushes under way or failing, for the state report.
+    /// The pushes under way, for the state report.
     pub fn transfers(&self) -> Vec<ReportedTransfer> {
+        // Every push with a duty, between its rounds too: a pre-copy under a lease stays shown
+        // with what its last round sent.
         let pushes = self.pushes();
-        let shown = pushes.iter().filter(|(_, push)| push.running || push.problem.is_some());
-        shown
+        pushes
+            .iter()
             .filter_map(|(id, push)| {
                 Some(ReportedTransfer {
                     dataset_id: *id,
