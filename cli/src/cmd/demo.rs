@@ -8,7 +8,8 @@ use flocker_cli::demo::{self, Backend};
 #[derive(Args)]
 pub struct DemoArgs {
     /// Where volumes live: `directory` needs no root; `loopback` uses real block devices (loop
-    /// devices, ext4, mounts) and needs root
+    /// devices, ext4, mounts) and needs root; `btrfs` gives each node a btrfs pool of its own (on
+    /// a loop device) and copies the volume between them, and needs root and btrfs-progs
     #[arg(long, value_enum, default_value_t = Backend::Directory)]
     backend: Backend,
     /// The directory holding flocker-control, flocker-dataset-agent and libflocker_isolator.so

@@ -1,5 +1,6 @@
-//! Where the agents keep volumes: plain directories (no root needed) or loopback block devices
-//! (real ext4 file systems on loop devices, mounted: root needed).
+//! Where the agents keep volumes: plain directories (no root needed), loopback block devices
+//! (real ext4 file systems on loop devices, mounted: root needed) — both in one store the nodes
+//! share — or a btrfs pool of each node's own (root needed), a volume moving by a copy.
 
 use std::path::Path;
 
@@ -12,10 +13,16 @@ pub enum Backend {
     Directory,
     /// A sparse file per volume on a loop device, formatted ext4 and mounted; needs root.
     Loopback,
+    /// A btrfs subvolume per volume in each node's own pool (a sparse file on a loop device),
+    /// copied between the nodes' pools when it moves; needs root and btrfs-progs.
+    Btrfs,
 }
 
 /// What the loopback backend runs, through the agent.
 const LOOPBACK_TOOLS: [&str; 3] = ["losetup", "mkfs.ext4", "blkid"];
+/// What the btrfs backend runs, through the agent (and the demo: `losetup` to let go of the
+/// pools' loop devices at the end).
+const BTRFS_TOOLS: [&str; 4] = ["losetup", "mkfs.btrfs", "btrfs", "blkid"];
 
 impl Backend {
     /// What a volume is, for people who never heard of Flocker.
@@ -29,31 +36,51 @@ impl Backend {
                 "a volume is a sparse file on a loop device, formatted ext4 and \
                  mounted, as on a real cluster"
             }
+            Backend::Btrfs => {
+                "a volume is a subvolume of the node's pool, bind-mounted; to move, it is \
+                 copied from one node's pool to the other's over mutual TLS (a pre-copy while \
+                 it may still be in use, then a handoff of the last changes)"
+            }
         }
+    }
+
+    /// Whether the nodes keep their volumes in one store they share (else each in its own).
+    pub fn shares_storage(self) -> bool {
+        self != Backend::Btrfs
     }
 
     /// Refuses, saying what to do, what this machine cannot run.
     pub fn check_can_run(self) -> anyhow::Result<()> {
-        if self == Backend::Directory {
-            return Ok(());
-        }
+        let (flag, what, tools, packages): (_, _, &[&str], _) = match self {
+            Backend::Directory => return Ok(()),
+            Backend::Loopback => (
+                "--backend loopback",
+                "it attaches loop devices, formats them and mounts them",
+                &LOOPBACK_TOOLS,
+                "util-linux e2fsprogs",
+            ),
+            Backend::Btrfs => (
+                "--backend btrfs",
+                "it attaches a loop device per node, makes a btrfs pool on each and mounts them",
+                &BTRFS_TOOLS,
+                "util-linux btrfs-progs",
+            ),
+        };
         if !machine::is_root()? {
             anyhow::bail!(
-                "--backend loopback needs root: it attaches loop devices, formats them and mounts \
-                 them. Run it as root (`sudo flockerctl demo --backend loopback`), or leave out \
-                 --backend to use the directory backend, which needs no root"
+                "{flag} needs root: {what}. Run it as root (`sudo flockerctl demo {flag}`), or \
+                 leave out --backend to use the directory backend, which needs no root"
             );
         }
         if !Path::new("/dev/loop-control").exists() {
             anyhow::bail!(
-                "--backend loopback needs loop devices, and this machine (or container) has no \
+                "{flag} needs loop devices, and this machine (or container) has no \
                  /dev/loop-control; leave out --backend to use the directory backend"
             );
         }
-        if let Some(missing) = LOOPBACK_TOOLS.iter().find(|tool| !machine::on_path(tool)) {
+        if let Some(missing) = tools.iter().find(|tool| !machine::on_path(tool)) {
             anyhow::bail!(
-                "--backend loopback needs {missing} on the PATH (Debian: apt-get install \
-                 util-linux e2fsprogs)"
+                "{flag} needs {missing} on the PATH (Debian: apt-get install {packages})"
             );
         }
         Ok(())
@@ -64,6 +91,7 @@ impl Backend {
         match self {
             Backend::Directory => "directory",
             Backend::Loopback => "loopback",
+            Backend::Btrfs => "btrfs",
         }
     }
 
@@ -71,7 +99,7 @@ impl Backend {
     pub fn mount_mode(self) -> Option<&'static str> {
         match self {
             Backend::Directory => Some("symlink"),
-            Backend::Loopback => None,
+            Backend::Loopback | Backend::Btrfs => None,
         }
     }
 
@@ -79,7 +107,7 @@ impl Backend {
     pub fn mount_check(self) -> &'static str {
         match self {
             Backend::Directory => "directory",
-            Backend::Loopback => "mountpoint",
+            Backend::Loopback | Backend::Btrfs => "mountpoint",
         }
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! In a temporary directory it makes a cluster's certificates, starts `flocker-control` and two
 //! `flocker-dataset-agent`s (node A and node B, sharing one volume store as two hosts share
-//! storage), loads the built `libflocker_isolator.so` with `dlopen` and plays the Mesos agent of
+//! storage, or each with a btrfs pool of its own, a volume copied from one to the other), loads the built `libflocker_isolator.so` with `dlopen` and plays the Mesos agent of
 //! both nodes for the Marathon app `/webapp` (`FLOCKER_ID=webapp-data`): task 1 writes on A, a
 //! task on B is refused while task 1 runs, task 2 reads the same bytes on B after the volume
 //! moved. Four promises are checked and summed up; nothing is left behind.
 //!
-//! - `binaries`: where the built programs are; `backend`: directory or loopback;
+//! - `binaries`: where the built programs are; `backend`: directory, loopback or btrfs;
+//!   `pools`: the btrfs backend's pools, one per node, let go of at the end;
 //! - `workdir`: the temporary directory and its layout; `certificates`: the cluster's CA;
 //! - `process`, `control`, `agent`, `cluster`: the services as child processes;
 //! - `container`, `mesos`, `task`: the Mesos agent's side: ContainerConfigs, the isolator
@@ -26,8 +27,10 @@ mod control;
 mod interrupt;
 mod machine;
 mod mesos;
+mod pools;
 mod process;
 mod promises;
+mod push;
 mod story;
 mod task;
 mod timeline;
@@ -101,7 +104,7 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     options.backend.check_can_run()?;
     interrupt::install()?;
     let timeline = Timeline::start();
-    let work = WorkDir::create(options.keep)?;
+    let work = WorkDir::create(options.keep, options.backend.shares_storage())?;
     interrupt::watch(work.path(), options.keep);
     let mut promises = Promises::default();
     // Every process, isolator and task of the story ends inside `tell`, failure or not.
@@ -110,6 +113,11 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         let error =
             if interrupt::happened() { anyhow::anyhow!("interrupted (Ctrl-C)") } else { error };
         promises.blame_first_open(&error);
+        // The agents leave their pools mounted, as on a host; the story ended before it let
+        // go of them.
+        if options.backend == Backend::Btrfs {
+            pools::release_quietly(&work);
+        }
     }
     let aftermath = clean_up(work, &timeline);
     promises.judge_aftermath(&aftermath);

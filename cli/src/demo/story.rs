@@ -13,11 +13,12 @@ use crate::demo::binaries::Binaries;
 use crate::demo::certificates::{self, Certificates};
 use crate::demo::cluster::Cluster;
 use crate::demo::mesos::{self, MesosAgent};
+use crate::demo::pools;
 use crate::demo::promises::Promises;
 use crate::demo::timeline::{Timeline, WIDTH, Witness, say, wrap};
 use crate::demo::webapp::{self, Stage};
 use crate::demo::workdir::WorkDir;
-use crate::demo::{Node, container};
+use crate::demo::{Node, agent, container};
 
 /// Runs every step; the first failure ends the story (and is returned, already printed).
 pub fn tell(
@@ -56,7 +57,15 @@ pub fn tell(
     step(timeline, title, &witnesses, |notes| {
         notes.extend(cluster.stop()?);
         Ok(())
-    })
+    })?;
+    if backend == Backend::Btrfs {
+        let title = "Pools unmounted and their loop devices detached (agents leave them mounted)";
+        step(timeline, title, &[], |notes| {
+            notes.extend(pools::release(work)?);
+            Ok(())
+        })?;
+    }
+    Ok(())
 }
 
 /// Runs one step of the timeline: `work` adds notes on what happened as it goes; they are
@@ -141,13 +150,25 @@ fn introduce(work: &WorkDir, backend: Backend, certificates: &Certificates) {
     for node in Node::BOTH {
         say!("  {node}  {}", certificates.node(node));
     }
-    paragraph(&format!(
-        "They keep volumes in one store, {}, as hosts share a SAN or NFS, with the {} backend: \
-         {}.",
-        path(&work.shared()),
-        backend.agent_backend(),
-        backend.describe()
-    ));
+    paragraph(&match backend.shares_storage() {
+        true => format!(
+            "They keep volumes in one store, {}, as hosts share a SAN or NFS, with the {} \
+             backend: {}.",
+            path(&work.shared()),
+            backend.agent_backend(),
+            backend.describe()
+        ),
+        false => format!(
+            "They share no storage: each keeps its volumes on a disk of its own, a btrfs pool \
+             mounted at {} and {} (each a {} sparse file on a loop device here), with the {} \
+             backend: {}.",
+            path(&work.pool(Node::A)),
+            path(&work.pool(Node::B)),
+            flocker_api::units::binary_size(agent::POOL_SIZE),
+            backend.agent_backend(),
+            backend.describe()
+        ),
+    });
     paragraph(
         "This program plays the Mesos agent of both nodes: it loads the isolator library and \
          calls prepare before a task starts and cleanup after it ends, for the Marathon app",
@@ -208,6 +229,16 @@ fn start_agents(
             work.show(&work.mount_root(node)),
             seen[node.index()].host
         ));
+        if backend == Backend::Btrfs {
+            notes.push(format!("{node}: {}", pools::describe(work, node)?));
+        }
+    }
+    if backend == Backend::Btrfs {
+        notes.push(
+            "each takes the other's pushes on a port of its own (transfer_port: 0, any free \
+             one), over mutual TLS with its node certificate"
+                .into(),
+        );
     }
     Ok(seen)
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use flocker_api::types::DatasetTransfer;
 use flocker_api::{Client, Dataset, DatasetId, NodeUuid};
 use flocker_isolator_loader::CallError;
 
@@ -20,7 +21,7 @@ use crate::demo::story::{agent_log, control_log, step, task_log};
 use crate::demo::task::{self, Task};
 use crate::demo::timeline::{Timeline, Witness, milliseconds};
 use crate::demo::workdir::WorkDir;
-use crate::demo::{Node, machine, volume};
+use crate::demo::{Node, machine, push, volume};
 use crate::ops::{table, view};
 
 /// How long a task may take to write or read its page, or to end.
@@ -230,20 +231,75 @@ impl Stage<'_> {
         step(self.timeline, title, &witnesses, |notes| {
             let container = self.container(Node::B)?;
             notes.push(format!("a new container, {}", container.id));
-            self.mesos(Node::B).prepare(&container).context("prepare failed")?;
+            let (prepared, pushes) = match self.backend {
+                Backend::Btrfs => {
+                    push::watching(self.client, id, || self.mesos(Node::B).prepare(&container))
+                }
+                Backend::Directory | Backend::Loopback => {
+                    (self.mesos(Node::B).prepare(&container), Vec::new())
+                }
+            };
+            prepared.context("prepare failed")?;
             let dataset = volume::the_dataset(self.client, FLOCKER_ID)?;
             ensure!(dataset.dataset_id == id, "the volume is now another dataset");
             ensure!(dataset.primary == self.uuid(Node::B), "the volume's primary is not node B");
             let on_a = volume::mounted_on(self.client, id, self.uuid(Node::A))?;
             ensure!(on_a.is_none(), "the volume is still mounted on node A");
+            let how = match self.backend {
+                Backend::Btrfs => {
+                    "node A's agent unmounted the volume and pushed it to node B's agent over \
+                     mutual TLS, which made a volume of it in its own pool"
+                }
+                Backend::Directory | Backend::Loopback => {
+                    "node A's agent let the volume go, node B's agent took it"
+                }
+            };
             notes.push(format!(
                 "the isolator took node B's lease and made node B the primary of dataset {id}; \
-                 node A's agent let the volume go, node B's agent took it"
+                 {how}"
             ));
             self.check_lease(id, Some(Node::B))?;
             self.check_in_place(Node::B, id, notes)?;
+            if self.backend == Backend::Btrfs {
+                self.show_push(&pushes, id, notes)?;
+            }
             Ok(container)
         })
+    }
+
+    /// The push as `flockerctl list` showed it while prepare waited, and that node A no longer
+    /// holds the volume once node B has it.
+    fn show_push(
+        &self,
+        seen: &[DatasetTransfer],
+        id: DatasetId,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        match seen {
+            [] => notes.push(
+                "the push was over before node A's agent reported how far it got: no look at \
+                 /v1/state/transfers during the move listed it (a longer push shows there, and \
+                 under the table of `flockerctl list`, with the bytes sent)"
+                    .into(),
+            ),
+            _ => {
+                notes.push(
+                    "meanwhile `flockerctl list` showed the push under its table (from \
+                     /v1/state/transfers, as node A's agent reported it), in turn:"
+                        .into(),
+                );
+                notes.extend(seen.iter().map(|t| format!("  {}", push::as_listed(t))));
+            }
+        }
+        let pool = self.work.pool(Node::A);
+        let took = push::wait_until_gone(self.client, &pool, id)?;
+        notes.push(format!(
+            "node A no longer holds it: {} has no subvolume or snapshot of dataset {id} left, \
+             and no push of it is under way ({:.1} ms after prepare returned)",
+            self.work.show(&pool),
+            milliseconds(took)
+        ));
+        Ok(())
     }
 
     fn run_task_2(&self, container: &Container, written: &[u8]) -> anyhow::Result<()> {
@@ -285,13 +341,14 @@ impl Stage<'_> {
                 match self.backend {
                     Backend::Directory => "its directory is gone",
                     Backend::Loopback => "loop device detached, file removed",
+                    Backend::Btrfs => "its subvolume deleted from node B's pool",
                 }
             ));
             let mut listed = format!(
                 "{:.1} ms after the DELETE, /v1/state/datasets no longer listed it",
                 milliseconds(deletion.gone)
             );
-            if deletion.gone > deletion.unmounted + LINGER {
+            if self.backend.shares_storage() && deletion.gone > deletion.unmounted + LINGER {
                 listed += " (node A's agent had seen the volume in the shared store while it \
                            moved, and dropped it at its next look: agents look every second here)";
             }
@@ -318,7 +375,7 @@ impl Stage<'_> {
         notes.push(format!(
             "{node}'s agent mounted it at {} ({})",
             self.work.show(&mount),
-            self.what_is_at(&mount)
+            self.what_is_at(node, &mount)
         ));
         let path = self.work.task_path(node);
         let link =
@@ -332,7 +389,7 @@ impl Stage<'_> {
     }
 
     /// What the mount point is, for the curious: a link into the shared store, or a mount.
-    fn what_is_at(&self, mount: &Path) -> String {
+    fn what_is_at(&self, node: Node, mount: &Path) -> String {
         match self.backend {
             Backend::Directory => match std::fs::read_link(mount) {
                 // The volume's directory in the shared store, under the node it is attached to.
@@ -344,6 +401,19 @@ impl Stage<'_> {
             },
             Backend::Loopback => match machine::mount_at(mount) {
                 Some(m) => format!("{} on {}", m.fs_type, m.source),
+                None => "not a mount point".to_owned(),
+            },
+            // The subvolume in the node's pool, bind-mounted.
+            Backend::Btrfs => match machine::mount_at(mount) {
+                Some(m) => {
+                    let inside = m.root.strip_prefix("/").unwrap_or(&m.root);
+                    format!(
+                        "a bind mount of {}, a subvolume of {node}'s pool ({} on {})",
+                        self.work.show(&self.work.pool(node).join(inside)),
+                        m.fs_type,
+                        m.source
+                    )
+                }
                 None => "not a mount point".to_owned(),
             },
         }

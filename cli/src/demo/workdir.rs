@@ -4,8 +4,11 @@
 //! <work>/ca/        cluster.crt/.key and the API users' certificates (plugin, demo)
 //! <work>/control/   control-service.crt/.key, cluster.crt, data/ (the store), control.log
 //! <work>/shared/    the volume store both agents share, as hosts share a SAN or NFS
+//!                   (not with the btrfs backend: each node has a pool of its own)
 //! <work>/node-a/    agent.yml, node.crt/.key, agent.log, flocker/ (mount points),
-//!                   isolator-state/, sandbox/, tmp/data (where the task wants its volume)
+//!                   isolator-state/, sandbox/, tmp/data (where the task wants its volume);
+//!                   btrfs backend: pool.img (the pool's sparse file), pool/ (where it is
+//!                   mounted)
 //! <work>/node-b/    the same for node B
 //! ```
 //!
@@ -34,16 +37,20 @@ pub enum Finished {
 }
 
 impl WorkDir {
-    /// A new `flocker-demo-*` directory in the system's temporary directory, with its layout.
-    pub fn create(keep: bool) -> anyhow::Result<Self> {
+    /// A new `flocker-demo-*` directory in the system's temporary directory, with its layout
+    /// (`shared/` only if the nodes `share` a store).
+    pub fn create(keep: bool, share: bool) -> anyhow::Result<Self> {
         let directory = tempfile::Builder::new()
             .prefix("flocker-demo-")
             .tempdir()
             .context("cannot make a temporary directory")?;
         let path = directory.path().canonicalize().context("cannot resolve the temporary path")?;
         let work = Self { directory: Some(directory), path, keep };
-        for sub in [work.ca(), work.control(), work.shared()] {
+        for sub in [work.ca(), work.control()] {
             make_directory(&sub)?;
+        }
+        if share {
+            make_directory(&work.shared())?;
         }
         for node in Node::BOTH {
             make_directory(&work.node(node))?;
@@ -91,6 +98,16 @@ impl WorkDir {
     /// The `root_path` both agents share.
     pub fn shared(&self) -> PathBuf {
         self.path.join("shared")
+    }
+
+    /// Where the node's btrfs pool is mounted (the agent makes it).
+    pub fn pool(&self, node: Node) -> PathBuf {
+        self.node(node).join("pool")
+    }
+
+    /// The sparse file holding the node's btrfs pool, on a loop device (the agent makes it).
+    pub fn pool_file(&self, node: Node) -> PathBuf {
+        self.node(node).join("pool.img")
     }
 
     /// A node's directory: its `agent.yml` and certificates, as `/etc/flocker` on a host.
