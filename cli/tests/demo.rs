@@ -75,9 +75,9 @@ impl Printed {
     }
 }
 
-/// Runs the demo and checks everything a successful run says and leaves; returns its work
-/// directory for further checks.
-fn run_and_check_every_promise(args: &[&str]) -> PathBuf {
+/// Runs the demo and checks everything a successful run says and leaves; returns what it
+/// printed and its work directory, for further checks.
+fn run_and_check_every_promise(args: &[&str]) -> (Printed, PathBuf) {
     let output = demo(args);
     let printed = Printed::of(&output);
     let context = printed.for_failure();
@@ -96,25 +96,63 @@ fn run_and_check_every_promise(args: &[&str]) -> PathBuf {
     assert!(printed.stderr.trim().is_empty(), "the demo printed to stderr\n{context}");
     let work = printed.work_directory();
     assert!(!work.exists(), "{} is still there\n{context}", work.display());
-    work
+    (printed, work)
 }
 
 #[test]
 fn the_directory_backend_keeps_every_promise_and_leaves_nothing() {
     let bin_dir = built_binaries();
-    run_and_check_every_promise(&["--bin-dir", &bin_dir.to_string_lossy()]);
+    let (printed, _) = run_and_check_every_promise(&["--bin-dir", &bin_dir.to_string_lossy()]);
+    let context = printed.for_failure();
+    assert!(printed.flat.contains("They keep volumes in one store, $WORK/shared"), "{context}");
+    assert!(!printed.flat.contains("Pools unmounted"), "{context}");
 }
 
 #[test]
 fn the_loopback_backend_keeps_every_promise_and_leaves_no_mount_or_loop_device() {
     flocker_testkit::require_root();
     let bin_dir = built_binaries();
-    let work = run_and_check_every_promise(&[
+    let (_, work) = run_and_check_every_promise(&[
         "--bin-dir",
         &bin_dir.to_string_lossy(),
         "--backend",
         "loopback",
     ]);
+    assert_no_mount_or_loop_device_under(&work);
+}
+
+#[test]
+fn the_btrfs_backend_copies_the_volume_between_the_nodes_own_pools_and_releases_them() {
+    flocker_testkit::require_root();
+    let bin_dir = built_binaries();
+    let (printed, work) = run_and_check_every_promise(&[
+        "--bin-dir",
+        &bin_dir.to_string_lossy(),
+        "--backend",
+        "btrfs",
+    ]);
+    let context = printed.for_failure();
+    // The story says there is no shared storage, and each node's pool is its own.
+    assert!(printed.flat.contains("They share no storage"), "{context}");
+    assert!(!printed.flat.contains("$WORK/shared"), "{context}");
+    for (node, directory) in [("A", "node-a"), ("B", "node-b")] {
+        let pool = format!("node {node}: its pool $WORK/{directory}/pool: btrfs on /dev/loop");
+        assert!(printed.flat.contains(&pool), "{pool}\n{context}");
+    }
+    // The volume was pushed, lives in node B's pool, and node A let go of its copy.
+    assert!(printed.flat.contains("pushed it to node B's agent over mutual TLS"), "{context}");
+    assert!(printed.flat.contains("a subvolume of node B's pool (btrfs on /dev/loop"), "{context}");
+    assert!(
+        printed.flat.contains("node A no longer holds it: $WORK/node-a/pool has no"),
+        "{context}"
+    );
+    assert!(printed.flat.contains("its subvolume deleted from node B's pool"), "{context}");
+    // The pools the agents left mounted were let go of by the demo itself, not found left over.
+    assert!(printed.flat.contains("Pools unmounted and their loop devices detached"), "{context}");
+    for node in ["A", "B"] {
+        let released = format!("node {node}'s pool: unmounted from $WORK/node-");
+        assert!(printed.flat.contains(&released), "{released}\n{context}");
+    }
     assert_no_mount_or_loop_device_under(&work);
 }
 
@@ -174,14 +212,26 @@ fn a_failure_half_way_says_which_promise_broke_shows_the_log_and_still_cleans_up
 
 #[test]
 fn ctrl_c_stops_everything_and_leaves_no_mount_loop_device_or_directory() {
+    flocker_testkit::require_root();
+    interrupt_and_check("loopback");
+}
+
+#[test]
+fn ctrl_c_with_btrfs_also_lets_go_of_both_pools() {
+    flocker_testkit::require_root();
+    interrupt_and_check("btrfs");
+}
+
+/// Interrupts a demo on `backend` once the volume is mounted on node A, and checks that it
+/// stopped as interrupted and left nothing behind.
+fn interrupt_and_check(backend: &str) {
     use nix::sys::signal::{Signal, kill};
     use nix::unistd::Pid;
     use std::io::{BufRead, BufReader};
 
-    flocker_testkit::require_root();
     let bin_dir = built_binaries();
     let mut child = Command::new(FLOCKERCTL)
-        .args(["demo", "--backend", "loopback", "--bin-dir", &bin_dir.to_string_lossy()])
+        .args(["demo", "--backend", backend, "--bin-dir", &bin_dir.to_string_lossy()])
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
