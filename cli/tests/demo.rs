@@ -142,6 +142,10 @@ fn the_btrfs_backend_copies_the_volume_between_the_nodes_own_pools_and_releases_
     // The volume was pushed, lives in node B's pool, and node A let go of its copy.
     assert!(printed.flat.contains("pushed it to node B's agent over mutual TLS"), "{context}");
     assert!(printed.flat.contains("a subvolume of node B's pool (btrfs on /dev/loop"), "{context}");
+    // The push, as `flockerctl list` shows it, if a look caught it while it ran.
+    let caught = printed.flat.contains("showed the push under its table, as node A's agent");
+    let missed = printed.flat.contains("the push was too quick for a look");
+    assert!(caught || missed, "{context}");
     assert!(
         printed.flat.contains("node A no longer holds it: $WORK/node-a/pool has no"),
         "{context}"

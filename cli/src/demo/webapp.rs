@@ -277,18 +277,18 @@ impl Stage<'_> {
     ) -> anyhow::Result<()> {
         match seen {
             [] => notes.push(
-                "the push was over before node A's agent reported how far it got: no look at \
-                 /v1/state/transfers during the move listed it (a longer push shows there, and \
-                 under the table of `flockerctl list`, with the bytes sent)"
+                "the push was too quick for a look at /v1/state/transfers to catch it during \
+                 the move (a longer one shows there, and under the table of `flockerctl list`, \
+                 with the bytes sent)"
                     .into(),
             ),
             _ => {
-                notes.push(
-                    "meanwhile `flockerctl list` showed the push under its table (from \
-                     /v1/state/transfers, as node A's agent reported it), in turn:"
-                        .into(),
-                );
-                notes.extend(seen.iter().map(|t| format!("  {}", push::as_listed(t))));
+                let listed: Vec<String> = seen.iter().map(push::as_listed).collect();
+                notes.push(format!(
+                    "meanwhile `flockerctl list` showed the push under its table, as node A's \
+                     agent reported it to /v1/state/transfers: {}",
+                    listed.join(", then ")
+                ));
             }
         }
         let pool = self.work.pool(Node::A);
