@@ -17,10 +17,11 @@ pub fn binary_size(bytes: u64) -> String {
     }
 }
 
-/// How far a copy has come: `412 MiB of 1 GiB`, or `412 MiB` when the whole is not known.
+/// How far a copy has come: `412 MiB of 1 GiB`, or `412 MiB` when the whole is not known. An
+/// estimate the copy outgrew (a stream carries more than the data it moves) is the copy's size.
 pub fn progress(done: u64, whole: Option<u64>) -> String {
     match whole {
-        Some(whole) => format!("{} of {}", binary_size(done), binary_size(whole)),
+        Some(whole) => format!("{} of {}", binary_size(done), binary_size(whole.max(done))),
         None => binary_size(done),
     }
 }
@@ -47,5 +48,6 @@ mod tests {
     fn progress_says_of_what_when_it_is_known() {
         assert_eq!(progress(412 << 20, Some(1 << 30)), "412 MiB of 1 GiB");
         assert_eq!(progress(3 << 20, None), "3 MiB");
+        assert_eq!(progress(115, Some(0)), "115 B of 115 B", "never more done than the whole");
     }
 }
