@@ -46,6 +46,8 @@ const MOST_AT_ONCE: usize = 2;
 /// While a lease holds a volume, it is sent again this often, so that the handoff has little
 /// left to send.
 const PRE_COPY_EVERY: Duration = Duration::from_secs(5);
+/// The pause after a first failed attempt, doubling with each next one.
+const FIRST_PAUSE: Duration = Duration::from_millis(125);
 /// The longest pause after failed attempts.
 const LONGEST_PAUSE: Duration = Duration::from_secs(30);
 /// How often snapshots nobody needs are looked for.
@@ -242,7 +244,9 @@ impl Outgoing {
                         }
                         push.failures += 1;
                         push.problem = Some(text);
-                        let pause = Duration::from_secs(1 << push.failures.min(5));
+                        // Soon at first: the receiver may only not have heard yet that the
+                        // dataset comes to it.
+                        let pause = FIRST_PAUSE * (1 << push.failures.min(8));
                         push.not_before = Instant::now() + pause.min(LONGEST_PAUSE);
                     }
                 }
