@@ -186,6 +186,10 @@ impl Converger {
                 waiting.reset();
                 IDLE.min(self.heartbeat)
             };
+            // A push waiting to be tried again starts on time.
+            if let Some(due) = self.transfers.as_ref().and_then(|t| t.outgoing.next_due()) {
+                pause = pause.min(due.max(Duration::from_millis(1)));
+            }
         }
     }
 

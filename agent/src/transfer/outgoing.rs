@@ -149,6 +149,14 @@ impl Outgoing {
         self.pushes().values().any(|push| push.running)
     }
 
+    /// How soon a push waiting for its next attempt is due: the loop looks again by then.
+    pub fn next_due(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let waiting =
+            self.pushes().values().filter(|push| !push.running).map(|p| p.not_before).min();
+        waiting.map(|at| at.saturating_duration_since(now))
+    }
+
     /// Starts the pushes that are due, given the configuration and what discovery found.
     pub fn tend(self: &Arc<Self>, desired: &AgentConfiguration, discovery: &Discovery) {
         use crate::calculate::Have;
