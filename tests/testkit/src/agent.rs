@@ -42,7 +42,8 @@ pub enum BackendKind {
 pub const BTRFS_POOL_SIZE: u64 = 512 * 1024 * 1024;
 
 impl BackendKind {
-    fn yaml(self, root_path: &Path, instance: &str, mount_root: &Path) -> String {
+    /// `agent.yml`'s `dataset` section; a btrfs pool file has `pool_size` bytes.
+    fn yaml(self, root_path: &Path, instance: &str, mount_root: &Path, pool_size: u64) -> String {
         let (backend, mode) = match self {
             Self::Loopback => ("loopback", ""),
             Self::Directory => ("directory", ", mount_mode: bind"),
@@ -50,7 +51,7 @@ impl BackendKind {
             Self::Btrfs => {
                 let node = root_path.join(instance);
                 return format!(
-                    "{{backend: btrfs, pool: {}, pool_file: {}, pool_size: {BTRFS_POOL_SIZE}, transfer_port: 0, mount_root: {}}}",
+                    "{{backend: btrfs, pool: {}, pool_file: {}, pool_size: {pool_size}, transfer_port: 0, mount_root: {}}}",
                     node.join("pool").display(),
                     node.join("pool.img").display(),
                     mount_root.display()
@@ -129,10 +130,42 @@ impl AgentProcess {
         binary: &Path,
         certificates: &ClusterCertificates,
         name: &str,
-        (control_host, agent_port): (&str, u16),
+        control: (&str, u16),
         netns: Option<&Path>,
         backend: BackendKind,
         root_path: &Path,
+    ) -> Result<Self, String> {
+        let dataset =
+            |mount_root: &Path| backend.yaml(root_path, name, mount_root, BTRFS_POOL_SIZE);
+        Self::launch(binary, certificates, name, control, netns, &dataset)
+    }
+
+    /// [`AgentProcess::start_reaching`] with the btrfs backend ([`BackendKind::Btrfs`]) and a
+    /// pool file of `pool_size` bytes (sparse) instead of [`BTRFS_POOL_SIZE`]: room for
+    /// larger volumes.
+    pub fn start_btrfs_reaching(
+        binary: &Path,
+        certificates: &ClusterCertificates,
+        name: &str,
+        control: (&str, u16),
+        netns: Option<&Path>,
+        root_path: &Path,
+        pool_size: u64,
+    ) -> Result<Self, String> {
+        let dataset =
+            |mount_root: &Path| BackendKind::Btrfs.yaml(root_path, name, mount_root, pool_size);
+        Self::launch(binary, certificates, name, control, netns, &dataset)
+    }
+
+    /// Writes `agent.yml` with the `dataset` section `dataset` makes of the mount root, and
+    /// starts the agent.
+    fn launch(
+        binary: &Path,
+        certificates: &ClusterCertificates,
+        name: &str,
+        (control_host, agent_port): (&str, u16),
+        netns: Option<&Path>,
+        dataset: &dyn Fn(&Path) -> String,
     ) -> Result<Self, String> {
         let directory = certificates.root().join(name);
         let mount_root = directory.join("flocker");
@@ -147,7 +180,7 @@ impl AgentProcess {
         let yaml = format!(
             "version: 1\ncontrol-service: {{hostname: {control_host}, port: {agent_port}}}\ndataset: {}\n\
              agent: {{era: {}, max_backoff_seconds: 2}}\n",
-            backend.yaml(root_path, name, &mount_root),
+            dataset(&mount_root),
             flocker_api::Era::random()
         );
         std::fs::write(directory.join("agent.yml"), yaml).map_err(|e| e.to_string())?;

@@ -54,7 +54,7 @@ impl LocalCluster {
     /// Starts a control service (with `control_options`) and `nodes` agents, and waits until
     /// every agent has said hello.
     pub fn start(backend: BackendKind, nodes: usize, control_options: &[&str]) -> Self {
-        Self::start_with(backend, nodes, control_options, &[], false, Storage::Shared)
+        Self::start_with(backend, nodes, control_options, &[], false, Storage::Shared, None)
     }
 
     /// The same with a control service of several instances, one on each of `ips` (loopback
@@ -68,22 +68,31 @@ impl LocalCluster {
         control_options: &[&str],
     ) -> Self {
         assert!(!ips.is_empty(), "a control service needs at least one instance");
-        Self::start_with(backend, nodes, control_options, ips, false, Storage::Shared)
+        Self::start_with(backend, nodes, control_options, ips, false, Storage::Shared, None)
     }
 
     /// The same, each node in a network namespace of its own, reaching the control service over
     /// a veth link as a separate host would (needs root).
     pub fn start_in_namespaces(backend: BackendKind, nodes: usize) -> Self {
-        Self::start_with(backend, nodes, &[], &[], true, Storage::Shared)
+        Self::start_with(backend, nodes, &[], &[], true, Storage::Shared, None)
     }
 
     /// The same as [`LocalCluster::start`], on the storage given.
     pub fn start_on_storage(backend: BackendKind, nodes: usize, storage: Storage) -> Self {
-        Self::start_with(backend, nodes, &[], &[], false, storage)
+        Self::start_with(backend, nodes, &[], &[], false, storage, None)
+    }
+
+    /// The same as [`LocalCluster::start`] with the btrfs backend ([`BackendKind::Btrfs`]),
+    /// each node's pool a sparse file of `pool_size` bytes instead of
+    /// [`crate::BTRFS_POOL_SIZE`]: room for larger volumes.
+    pub fn start_btrfs(nodes: usize, pool_size: u64, control_options: &[&str]) -> Self {
+        let (backend, storage) = (BackendKind::Btrfs, Storage::Shared);
+        Self::start_with(backend, nodes, control_options, &[], false, storage, Some(pool_size))
     }
 
     /// With no `instance_ips`, one control service instance on 127.0.0.1 (on every address if
-    /// `separate`); otherwise one on each.
+    /// `separate`); otherwise one on each. `btrfs_pool_size`, with the btrfs backend: each
+    /// node's pool file's size, if not the default.
     fn start_with(
         backend: BackendKind,
         nodes: usize,
@@ -91,6 +100,7 @@ impl LocalCluster {
         instance_ips: &[&str],
         separate: bool,
         storage: Storage,
+        btrfs_pool_size: Option<u64>,
     ) -> Self {
         let certificates = ClusterCertificates::new();
         let mut instances = if instance_ips.is_empty() {
@@ -145,16 +155,32 @@ impl LocalCluster {
                     None if hosts.len() == 1 => hosts[0].clone(),
                     None => format!("[{}]", hosts.join(", ")),
                 };
-                AgentProcess::start_reaching(
-                    &agent_binary(),
-                    &certificates,
-                    &format!("node-{i}"),
-                    (&host, control.agent.port()),
-                    namespace.map(NetworkNamespace::path).as_deref(),
-                    backend,
-                    &root_path,
-                )
-                .unwrap_or_else(|e| panic!("{e}"))
+                let (name, netns) = (format!("node-{i}"), namespace.map(NetworkNamespace::path));
+                let control = (host.as_str(), control.agent.port());
+                let started = match btrfs_pool_size {
+                    Some(size) => {
+                        assert_eq!(backend, BackendKind::Btrfs, "a pool size is for btrfs");
+                        AgentProcess::start_btrfs_reaching(
+                            &agent_binary(),
+                            &certificates,
+                            &name,
+                            control,
+                            netns.as_deref(),
+                            &root_path,
+                            size,
+                        )
+                    }
+                    None => AgentProcess::start_reaching(
+                        &agent_binary(),
+                        &certificates,
+                        &name,
+                        control,
+                        netns.as_deref(),
+                        backend,
+                        &root_path,
+                    ),
+                };
+                started.unwrap_or_else(|e| panic!("{e}"))
             })
             .collect();
         let cluster = Self {
