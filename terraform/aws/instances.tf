@@ -1,6 +1,7 @@
 # The nodes. What runs on each (units, configuration files, the release download and the secret
 # fetch) comes from the provider-free plan in ../modules/cluster-plan; this file gives it the AWS
-# facts (EFS, certificates, the secret store) and launches one instance per node it plans.
+# facts (EFS or the agents' EBS pools, certificates, the secret store) and launches one instance
+# per node it plans.
 
 locals {
   secret_prefix = "/flocker/${var.cluster_name}"
@@ -45,9 +46,12 @@ module "plan" {
   host_path_roots         = var.host_path_roots
   volume_prefixes_by_role = var.volume_prefixes_by_role
 
-  shared_storage = {
-    source = "${aws_efs_file_system.shared.dns_name}:/"
-  }
+  # Shared storage (loopback, directory): the EFS file system; btrfs: none, but each agent's own
+  # EBS volume, named by its volume id (storage.tf).
+  shared_storage = local.uses_shared_storage ? {
+    source = "${one(aws_efs_file_system.shared[*].dns_name)}:/"
+  } : null
+  btrfs_pool_devices = local.btrfs_pool_devices
 
   secret_prefix        = local.secret_prefix
   secret_fetch_command = "aws ssm get-parameter --region ${var.region} --with-decryption --query Parameter.Value --output text --name"
@@ -163,7 +167,8 @@ resource "aws_instance" "node" {
   }
 
   # A node needs, when it boots: its secrets in SSM and the right to read them, the route out
-  # (release download, AWS APIs), and on agents the EFS mount target.
+  # (release download, AWS APIs), and on agents the EFS mount target (loopback, directory). A
+  # btrfs agent's pool volume is attached once it runs (storage.tf); its user data waits for it.
   depends_on = [
     aws_ssm_parameter.secret,
     aws_iam_role_policy.node,

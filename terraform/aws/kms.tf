@@ -1,7 +1,8 @@
 # The cluster's customer-managed KMS key, rotated yearly. It encrypts:
 #   - the SSM SecureString parameters holding the private keys and the control services'
 #     ZooKeeper credentials (secrets.tf);
-#   - the EFS file system holding the volumes (storage.tf);
+#   - the EFS file system holding the volumes, or with btrfs each agent's pool volume and its
+#     final snapshot (storage.tf);
 #   - the nodes' root volumes (instances.tf);
 #   - the VPC flow-log group (network.tf).
 # Who may use it: IAM principals of this account that an IAM policy allows (the usual "enable IAM

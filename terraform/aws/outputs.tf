@@ -113,10 +113,21 @@ output "example_marathon_app" {
 }
 
 output "shared_storage" {
-  description = "The EFS file system every agent mounts."
+  description = "The EFS file system every agent mounts (loopback and directory backends); null with btrfs."
+  value = local.uses_shared_storage ? {
+    id       = one(aws_efs_file_system.shared[*].id)
+    dns_name = one(aws_efs_file_system.shared[*].dns_name)
+  } : null
+}
+
+output "btrfs_pools" {
+  description = "btrfs backend: agent name => its pool's EBS volume (volume_id), the device the agent finds it at (device) and the port the other agents push volumes to it on (transfer_port); empty with loopback and directory."
   value = {
-    id       = aws_efs_file_system.shared.id
-    dns_name = aws_efs_file_system.shared.dns_name
+    for name, volume in aws_ebs_volume.pool : name => {
+      volume_id     = volume.id
+      device        = module.plan.dataset_storage.pool_devices[name]
+      transfer_port = module.plan.dataset_storage.transfer_port
+    }
   }
 }
 

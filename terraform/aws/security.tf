@@ -1,4 +1,5 @@
-# Security groups, least privilege. One group per role, plus one for EFS's mount target.
+# Security groups, least privilege. One group per role, plus one for EFS's mount target (loopback
+# and directory backends only: btrfs has no EFS).
 #
 # Ingress, cluster-internal rules by security-group reference (never by CIDR):
 #   masters  4523 (REST API)   from agents (isolator, flocker-node-ready)   + from admin_cidr
@@ -12,7 +13,9 @@
 #                              libprocess port (LIBPROCESS_PORT unset), and the leading
 #                              mesos-master, perhaps on another master, sends it offers there
 #   agents   5051 (Mesos)      from masters
-#   EFS      2049 (NFS)        from agents only
+#   agents   4525 (transfer)   from agents only, btrfs backend only: where a dataset agent takes
+#                              the pushes of volumes from the others (mutual TLS, cluster CA)
+#   EFS      2049 (NFS)        from agents only (loopback and directory backends only)
 #   all      22 (SSH)          from admin_cidr, and only when var.ssh_key_name is set
 # Egress, for the two node groups (the EFS group has none):
 #   TCP 443 to 0.0.0.0/0: the release tarball (release_url may be any HTTPS host, e.g. GitHub),
@@ -76,6 +79,8 @@ resource "aws_security_group" "agent" {
 }
 
 resource "aws_security_group" "efs" {
+  count = length(local.efs)
+
   name        = "${var.cluster_name}-efs"
   description = "EFS mount target: NFS from the agents only; no egress"
   vpc_id      = aws_vpc.cluster.id
@@ -131,7 +136,9 @@ resource "aws_vpc_security_group_ingress_rule" "ssh" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "efs_nfs_from_agents" {
-  security_group_id            = aws_security_group.efs.id
+  count = length(local.efs)
+
+  security_group_id            = aws_security_group.efs[0].id
   referenced_security_group_id = aws_security_group.agent.id
   ip_protocol                  = "tcp"
   from_port                    = 2049
@@ -141,6 +148,33 @@ resource "aws_vpc_security_group_ingress_rule" "efs_nfs_from_agents" {
   tags = {
     Name = "${var.cluster_name}-efs-nfs-from-agents"
   }
+}
+
+# btrfs: volumes move between the agents' own disks by pushes, agent to agent (the same rule as
+# those of local.cluster_ingress, made only for this backend).
+resource "aws_vpc_security_group_ingress_rule" "agent_transfer" {
+  count = local.uses_shared_storage ? 0 : 1
+
+  security_group_id            = aws_security_group.agent.id
+  referenced_security_group_id = aws_security_group.agent.id
+  ip_protocol                  = "tcp"
+  from_port                    = var.ports.agent_transfer
+  to_port                      = var.ports.agent_transfer
+  description                  = "flocker-dataset-agent transfer port: volumes pushed from the other agents (btrfs)"
+
+  tags = {
+    Name = "${var.cluster_name}-agent-transfer-from-agents"
+  }
+}
+
+moved {
+  from = aws_security_group.efs
+  to   = aws_security_group.efs[0]
+}
+
+moved {
+  from = aws_vpc_security_group_ingress_rule.efs_nfs_from_agents
+  to   = aws_vpc_security_group_ingress_rule.efs_nfs_from_agents[0]
 }
 
 resource "aws_vpc_security_group_egress_rule" "https" {

@@ -103,7 +103,7 @@ variable "root_volume_size_gb" {
 }
 
 variable "mesos_ami_id" {
-  description = "AMI with Mesos, Marathon, ZooKeeper, awscli and nfs-common installed (README.md, \"Baking the Mesos AMI\"). Must be in var.region."
+  description = "AMI with Mesos, Marathon, ZooKeeper, awscli, nfs-common and btrfs-progs installed (README.md, \"Baking the Mesos AMI\"). Must be in var.region."
   type        = string
 
   validation {
@@ -144,25 +144,37 @@ variable "release_sha256" {
 }
 
 variable "backend" {
-  description = "Dataset backend of the agents: loopback (ext4 in loop files on EFS) or directory (plain directories on EFS)."
+  description = "Dataset backend of the agents: loopback (ext4 in loop files on EFS) or directory (plain directories on EFS), where a move is a rename on EFS; or btrfs (each agent's own btrfs pool on an EBS volume of its own, no EFS), where a move is a push of the bytes from agent to agent on ports.agent_transfer."
   type        = string
   default     = "loopback"
 
   validation {
-    condition     = contains(["loopback", "directory"], var.backend)
-    error_message = "backend must be \"loopback\" or \"directory\"."
+    condition     = contains(["loopback", "directory", "btrfs"], var.backend)
+    error_message = "backend must be \"loopback\", \"directory\" or \"btrfs\"."
+  }
+}
+
+variable "btrfs_pool_size_gb" {
+  description = "btrfs backend: the size of each agent's pool, an encrypted gp3 EBS volume (cluster KMS key), in GiB. Every volume on an agent counts against it, and a volume moving in needs room for its copy."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.btrfs_pool_size_gb >= 1 && var.btrfs_pool_size_gb <= 16384 && floor(var.btrfs_pool_size_gb) == var.btrfs_pool_size_gb
+    error_message = "btrfs_pool_size_gb must be a whole number from 1 to 16384 (gp3's limit)."
   }
 }
 
 variable "ports" {
-  description = "TCP ports of the services. ZooKeeper's peer ports (2888, 3888) are fixed."
+  description = "TCP ports of the services; agent_transfer is where, with the btrfs backend, agents push volumes to each other (open between agents only). ZooKeeper's peer ports (2888, 3888) are fixed."
   type = object({
-    control_rest  = optional(number, 4523)
-    control_agent = optional(number, 4524)
-    zookeeper     = optional(number, 2181)
-    mesos_master  = optional(number, 5050)
-    mesos_agent   = optional(number, 5051)
-    marathon      = optional(number, 8080)
+    control_rest   = optional(number, 4523)
+    control_agent  = optional(number, 4524)
+    zookeeper      = optional(number, 2181)
+    mesos_master   = optional(number, 5050)
+    mesos_agent    = optional(number, 5051)
+    marathon       = optional(number, 8080)
+    agent_transfer = optional(number, 4525)
   })
   default = {}
 

@@ -13,6 +13,8 @@ locals {
   modules_json_path  = "/etc/mesos/flocker-modules.json"
   agent_yml_path     = "${local.certs_dir}/agent.yml"
   dataset_root_path  = "${var.shared_root_path}/${var.backend}"
+  btrfs_pool_path    = "/var/lib/flocker/btrfs"
+  mount_root         = "/flocker"
   zookeeper_conf_dir = "/etc/zookeeper/conf"
   zookeeper_data_dir = "/var/lib/zookeeper"
   binaries = {
@@ -131,7 +133,27 @@ locals {
     ip_addresses = [for n in distinct(concat(local.control_hosts, [for n in local.control_names : n if local.control_name_is_ip[n]])) : n]
   }
 
+  # Where the agents keep their volumes. "shared": loopback and directory, on the storage every
+  # agent mounts at shared_root_path, where a move is a rename. "pool": btrfs, each agent's own
+  # pool on its own block device, where a move is a push of the bytes from agent to agent over
+  # mutual TLS, on ports.agent_transfer; no shared storage at all.
+  storage_kind        = var.backend == "btrfs" ? "pool" : "shared"
+  uses_shared_storage = local.storage_kind == "shared"
+  pool_devices = { for a in local.agents : a.name => (
+    length(var.btrfs_pool_devices) > 0 ? try(var.btrfs_pool_devices[a.index - 1], var.btrfs_pool_device) : var.btrfs_pool_device
+  ) }
+  # The device's systemd unit (systemd-escape --path --suffix=device): the validation of the
+  # device paths leaves '-' (escaped \x2d) and '/' (which becomes '-') as the only characters
+  # to escape.
+  pool_device_units = { for name, device in local.pool_devices : name => "${replace(replace(trimprefix(device, "/"), "-", "\\x2d"), "/", "-")}.device" }
+  # How long systemd waits for the pool's device to appear (JobRunningTimeoutSec of its device
+  # unit): on AWS the volume is attached only once the instance runs, a few minutes at most
+  # after the launch, even when the apply makes 50 agents at once.
+  pool_device_timeout = "15min"
+
   # The dataset agent's configuration (Flocker's agent.yml) and the isolator's module manifest.
+  # The two kinds of dataset section have different keys (the agent refuses the other kind's),
+  # hence the object indexed by the kind.
   agent_yml = { for a in local.agents : a.name => yamlencode({
     version = 1
     "control-service" = {
@@ -139,10 +161,19 @@ locals {
       port     = var.ports.control_agent
     }
     dataset = {
-      backend             = var.backend
-      root_path           = local.dataset_root_path
-      compute_instance_id = a.name
-    }
+      shared = {
+        backend             = var.backend
+        root_path           = local.dataset_root_path
+        compute_instance_id = a.name
+      }
+      pool = {
+        backend       = var.backend
+        pool          = local.btrfs_pool_path
+        pool_device   = local.pool_devices[a.name]
+        transfer_port = var.ports.agent_transfer
+        mount_root    = local.mount_root
+      }
+    }[local.storage_kind]
   }) }
 
   isolator_parameters = concat([
@@ -321,6 +352,12 @@ locals {
       append      = false
       content     = local.units[local.unit_names.mesos_agent]
     },
+  ] }
+
+  # What each agent's storage adds to its files: the shared storage's /etc/fstab line and the
+  # dataset agent's wait for its mount; or the dataset agent's wait for the pool's device, and
+  # how long systemd waits for that device to appear.
+  agent_storage_files = { for a in local.agents : a.name => local.uses_shared_storage ? [
     {
       path        = "/etc/systemd/system/${local.unit_names.dataset_agent}.d/shared-storage.conf"
       permissions = "0644"
@@ -331,7 +368,20 @@ locals {
       path        = "/etc/fstab"
       permissions = "0644"
       append      = true
-      content     = "${var.shared_storage.source} ${var.shared_root_path} ${var.shared_storage.fstype} ${var.shared_storage.options} 0 0\n"
+      content     = "${try(var.shared_storage.source, "")} ${var.shared_root_path} ${try(var.shared_storage.fstype, "")} ${try(var.shared_storage.options, "")} 0 0\n"
+    },
+    ] : [
+    {
+      path        = "/etc/systemd/system/${local.unit_names.dataset_agent}.d/pool-device.conf"
+      permissions = "0644"
+      append      = false
+      content     = "[Unit]\n# The btrfs pool's device (${local.pool_devices[a.name]}): start only once it is there.\nRequires=${local.pool_device_units[a.name]}\nAfter=${local.pool_device_units[a.name]}\n"
+    },
+    {
+      path        = "/etc/systemd/system/${local.pool_device_units[a.name]}.d/flocker-pool.conf"
+      permissions = "0644"
+      append      = false
+      content     = "[Unit]\n# How long to wait for the btrfs pool's device to appear (a cloud volume may be attached after the boot).\nJobRunningTimeoutSec=${local.pool_device_timeout}\n"
     },
   ] }
 
@@ -362,7 +412,7 @@ locals {
       index      = a.index
       private_ip = a.private_ip
       node_uuid  = a.node_uuid
-      files      = local.agent_files[a.name]
+      files      = concat(local.agent_files[a.name], local.agent_storage_files[a.name])
       secrets = {
         "${local.certs_dir}/node.key"   = "${local.secret_prefix}/${a.name}/node.key"
         "${local.certs_dir}/plugin.key" = "${local.secret_prefix}/${a.name}/plugin.key"
@@ -392,6 +442,9 @@ locals {
     mesos_version        = var.mesos_version
     shared_root_path     = var.shared_root_path
     dataset_root_path    = local.dataset_root_path
+    uses_shared_storage  = local.uses_shared_storage
+    pool_device          = lookup(local.pool_devices, n.name, null)
+    pool_device_unit     = lookup(local.pool_device_units, n.name, null)
     start_units          = n.start_units
     control_data_path    = local.control_data_path
   }) }

@@ -63,6 +63,23 @@ output "isolator_parameters" {
   value       = { for p in local.isolator_parameters : p.key => p.value }
 }
 
+output "uses_shared_storage" {
+  description = "Whether the agents mount shared storage (shared_storage at shared_root_path): true for the loopback and directory backends, false for btrfs, which needs none (a cloud module makes no EFS or NFS for it). It depends on backend only, so a cloud module may decide from it what to make for this very plan."
+  value       = local.uses_shared_storage
+}
+
+output "dataset_storage" {
+  description = "Where the agents keep their volumes: backend; shared_storage (as uses_shared_storage); root_path (<shared_root_path>/<backend>, null with btrfs); and with btrfs, pool (where each agent mounts its pool), pool_devices (agent name => its pool's device) and transfer_port (where agents push volumes to each other, TCP, mutual TLS: open it between agents), else null, {} and null."
+  value = {
+    backend        = var.backend
+    shared_storage = local.uses_shared_storage
+    root_path      = local.uses_shared_storage ? local.dataset_root_path : null
+    pool           = local.uses_shared_storage ? null : local.btrfs_pool_path
+    pool_devices   = local.uses_shared_storage ? {} : local.pool_devices
+    transfer_port  = local.uses_shared_storage ? null : var.ports.agent_transfer
+  }
+}
+
 output "agent_yml" {
   description = "Each agent's /etc/flocker/agent.yml, by node name."
   value       = local.agent_yml

@@ -65,26 +65,27 @@ variable "mesos_version" {
 }
 
 variable "backend" {
-  description = "The dataset agents' backend: loopback (block devices in files on the shared storage) or directory."
+  description = "The dataset agents' backend: loopback (block devices in files on the shared storage), directory (directories on the shared storage) or btrfs (each agent's own btrfs pool on its own block device, btrfs_pool_device(s); volumes move by a push between agents over mutual TLS on ports.agent_transfer; no shared storage)."
   type        = string
   default     = "loopback"
   nullable    = false
 
   validation {
-    condition     = contains(["loopback", "directory"], var.backend)
-    error_message = "backend must be \"loopback\" or \"directory\"."
+    condition     = contains(["loopback", "directory", "btrfs"], var.backend)
+    error_message = "backend must be \"loopback\", \"directory\" or \"btrfs\"."
   }
 }
 
 variable "ports" {
-  description = "TCP ports: the control service's REST and agent APIs, ZooKeeper's client port, mesos-master, mesos-agent and Marathon."
+  description = "TCP ports: the control service's REST and agent APIs, ZooKeeper's client port, mesos-master, mesos-agent, Marathon, and the dataset agents' transfer port (agent_transfer: where, with the btrfs backend, other agents push volumes to this one)."
   type = object({
-    control_rest  = optional(number, 4523)
-    control_agent = optional(number, 4524)
-    zookeeper     = optional(number, 2181)
-    mesos_master  = optional(number, 5050)
-    mesos_agent   = optional(number, 5051)
-    marathon      = optional(number, 8080)
+    control_rest   = optional(number, 4523)
+    control_agent  = optional(number, 4524)
+    zookeeper      = optional(number, 2181)
+    mesos_master   = optional(number, 5050)
+    mesos_agent    = optional(number, 5051)
+    marathon       = optional(number, 8080)
+    agent_transfer = optional(number, 4525)
   })
   default  = {}
   nullable = false
@@ -144,30 +145,34 @@ variable "release_sha256" {
 }
 
 variable "shared_storage" {
-  description = "The storage every agent mounts at shared_root_path, as an /etc/fstab entry (on AWS, source is \"<EFS DNS name>:/\")."
+  description = "The storage every agent mounts at shared_root_path, as an /etc/fstab entry (on AWS, source is \"<EFS DNS name>:/\"): needed by the loopback and directory backends, whose volumes live there; null with btrfs, whose volumes live on each agent's own disk."
   type = object({
     source  = string
     fstype  = optional(string, "nfs4")
     options = optional(string, "nfsvers=4.1,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport,_netdev")
   })
-  nullable = false
+  default = null
 
   validation {
-    condition     = can(regex("^[^\\s'\"\\\\#]+$", var.shared_storage.source))
+    condition     = (var.shared_storage == null) == (var.backend == "btrfs")
+    error_message = "shared_storage is needed by the loopback and directory backends (their volumes live on it, which is how they move between agents) and must be null with btrfs (each agent's volumes live on its own disk and move by a push): ${var.backend == "btrfs" ? "leave it null" : "give it"}."
+  }
+  validation {
+    condition     = var.shared_storage == null ? true : can(regex("^[^\\s'\"\\\\#]+$", var.shared_storage.source))
     error_message = "shared_storage.source must be non-empty, without spaces, quotes, backslashes or '#' (e.g. fs-0123.efs.eu-west-1.amazonaws.com:/)."
   }
   validation {
-    condition     = can(regex("^[a-z0-9][a-z0-9.]*$", var.shared_storage.fstype))
+    condition     = var.shared_storage == null ? true : can(regex("^[a-z0-9][a-z0-9.]*$", var.shared_storage.fstype))
     error_message = "shared_storage.fstype must be a file system type such as nfs4 or nfs."
   }
   validation {
-    condition     = can(regex("^[^\\s'\"\\\\#]+$", var.shared_storage.options))
+    condition     = var.shared_storage == null ? true : can(regex("^[^\\s'\"\\\\#]+$", var.shared_storage.options))
     error_message = "shared_storage.options must be non-empty mount options without spaces, quotes, backslashes or '#'."
   }
 }
 
 variable "shared_root_path" {
-  description = "Where the agents mount the shared storage; the datasets live in <shared_root_path>/<backend>."
+  description = "Where the agents mount the shared storage; the datasets live in <shared_root_path>/<backend> (loopback and directory; unused with btrfs)."
   type        = string
   default     = "/mnt/flocker-shared"
   nullable    = false
@@ -175,6 +180,38 @@ variable "shared_root_path" {
   validation {
     condition     = can(regex("^(/[A-Za-z0-9_.-]+)+$", var.shared_root_path)) && !can(regex("(^|/)\\.\\.?(/|$)", var.shared_root_path))
     error_message = "shared_root_path must be an absolute path such as /mnt/flocker-shared: letters, digits, '_', '.', '-' between slashes, no trailing slash, no '.' or '..'."
+  }
+}
+
+variable "btrfs_pool_device" {
+  description = "btrfs backend: the block device holding each agent's pool, unless btrfs_pool_devices names each agent's own. The dataset agent formats it (mkfs.btrfs, never -f) only if blkid -p finds nothing on it, and mounts it at /var/lib/flocker/btrfs. The default, /dev/nvme1n1, is the first volume attached after the root volume on a Nitro instance with no instance store (on Xen instances, a volume attached as /dev/sdf is /dev/xvdf); NVMe names follow the order devices are found in, so where a cloud module knows each agent's volume, it passes stable names in btrfs_pool_devices instead (terraform/aws: /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_<volume id without '-'>)."
+  type        = string
+  default     = "/dev/nvme1n1"
+  nullable    = false
+
+  validation {
+    # Letters, digits, '_', '.', ':' and '-' only, so that the device's systemd unit name is
+    # the path with '-' escaped as \x2d and '/' as '-' (systemd-escape --path).
+    condition     = can(regex("^/dev(/[A-Za-z0-9_.:-]+)+$", var.btrfs_pool_device)) && !can(regex("(^|/)\\.\\.?(/|$)", var.btrfs_pool_device))
+    error_message = "btrfs_pool_device must be a device path under /dev such as /dev/nvme1n1 or /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0: letters, digits, '_', '.', ':', '-' between slashes, no trailing slash, no '.' or '..'."
+  }
+}
+
+variable "btrfs_pool_devices" {
+  description = "btrfs backend: each agent's pool device, in agent order (as agent_node_uuids), e.g. stable /dev/disk/by-id/... names of each agent's own volume. Empty (the default): every agent uses btrfs_pool_device."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = length(var.btrfs_pool_devices) == 0 || (var.backend == "btrfs" && length(var.btrfs_pool_devices) == var.agent_count)
+    error_message = "btrfs_pool_devices is for the btrfs backend, and has exactly agent_count entries, one per agent, in agent order (or none: every agent then uses btrfs_pool_device)."
+  }
+  validation {
+    condition = alltrue([for d in var.btrfs_pool_devices :
+      can(regex("^/dev(/[A-Za-z0-9_.:-]+)+$", d)) && !can(regex("(^|/)\\.\\.?(/|$)", d))
+    ])
+    error_message = "Every entry of btrfs_pool_devices must be a device path under /dev such as /dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0: letters, digits, '_', '.', ':', '-' between slashes, no trailing slash, no '.' or '..'."
   }
 }
 

@@ -207,6 +207,21 @@ run "three_masters_three_agents" {
     error_message = "The dataset root must be on the shared storage."
   }
   assert {
+    condition = output.uses_shared_storage && jsonencode(output.dataset_storage) == jsonencode({
+      backend        = "loopback"
+      shared_storage = true
+      root_path      = "/mnt/flocker-shared/loopback"
+      pool           = null
+      pool_devices   = {}
+      transfer_port  = null
+    })
+    error_message = "loopback keeps its volumes on the shared storage, with no pool and no transfer port: ${jsonencode(output.dataset_storage)}"
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : !strcontains(n.user_data, "btrfs") && !strcontains(n.user_data, "4525") && !strcontains(n.user_data, ".device")])
+    error_message = "A loopback cluster knows nothing of pools, devices or the transfer port."
+  }
+  assert {
     condition     = strcontains(output.agent_yml["agent-1"], "\"control-service\":\n  \"hostname\":\n  - \"10.20.1.10\"\n  - \"10.20.1.11\"\n  - \"10.20.1.12\"\n  \"port\": 4524\n")
     error_message = "agent.yml lists every master as a YAML list: ${output.agent_yml["agent-1"]}"
   }
@@ -693,5 +708,149 @@ run "five_masters_fifty_agents" {
   assert {
     condition     = alltrue([for n in values(output.nodes) : length(n.user_data) < 16384])
     error_message = "Even the largest cluster's user data stays under 16 KiB: ${jsonencode({ for k, n in output.nodes : k => length(n.user_data) })}"
+  }
+}
+
+# The btrfs backend: each agent's own pool on its own device, volumes pushed between agents on
+# the transfer port; no shared storage.
+run "btrfs_backend" {
+  command = apply
+
+  variables {
+    backend        = "btrfs"
+    shared_storage = null
+  }
+
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]) == {
+      version           = 1
+      "control-service" = { hostname = ["10.20.1.10", "10.20.1.11", "10.20.1.12"], port = 4524 }
+      dataset = {
+        backend       = "btrfs"
+        pool          = "/var/lib/flocker/btrfs"
+        pool_device   = "/dev/nvme1n1"
+        transfer_port = 4525
+        mount_root    = "/flocker"
+      }
+    }])
+    error_message = "Wrong btrfs agent.yml: ${output.agent_yml["agent-1"]}"
+  }
+  assert {
+    # The agent refuses root_path and compute_instance_id with btrfs; the port is a number.
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] :
+      !strcontains(output.agent_yml[a], "root_path") && !strcontains(output.agent_yml[a], "compute_instance_id")
+      && strcontains(output.agent_yml[a], "\n  \"transfer_port\": 4525\n") && strcontains(output.agent_yml[a], "\n  \"pool_device\": \"/dev/nvme1n1\"\n")
+    ])
+    error_message = "btrfs agent.yml must have pool_device and a numeric transfer_port, and no root_path or compute_instance_id: ${output.agent_yml["agent-1"]}"
+  }
+  assert {
+    condition = !output.uses_shared_storage && jsonencode(output.dataset_storage) == jsonencode({
+      backend        = "btrfs"
+      shared_storage = false
+      root_path      = null
+      pool           = "/var/lib/flocker/btrfs"
+      pool_devices   = { "agent-1" = "/dev/nvme1n1", "agent-2" = "/dev/nvme1n1", "agent-3" = "/dev/nvme1n1" }
+      transfer_port  = 4525
+    })
+    error_message = "btrfs needs no shared storage; its transfer port is the default 4525: ${jsonencode(output.dataset_storage)}"
+  }
+
+  # No shared storage anywhere: no fstab line, no mount, no wait for it.
+  assert {
+    condition = alltrue([for n in values(output.nodes) :
+      !strcontains(n.user_data, "/etc/fstab") && !strcontains(n.user_data, "/mnt/flocker-shared")
+      && !strcontains(n.user_data, "RequiresMountsFor") && !strcontains(n.user_data, "suffix=mount")
+    ])
+    error_message = "A btrfs cluster mounts no shared storage."
+  }
+  assert {
+    condition = [for f in yamldecode(output.nodes["agent-1"].user_data).write_files : f.path] == [
+      "/etc/flocker/cluster.crt", "/etc/flocker/node.crt", "/etc/flocker/plugin.crt", "/etc/flocker/agent.yml",
+      "/etc/mesos/flocker-modules.json", "/etc/default/flocker-node-ready", "/etc/default/mesos-agent",
+      "/etc/systemd/system/mesos-agent.service", "/etc/systemd/system/flocker-dataset-agent.service.d/pool-device.conf",
+      "/etc/systemd/system/dev-nvme1n1.device.d/flocker-pool.conf",
+    ]
+    error_message = "Wrong files on a btrfs agent: ${jsonencode([for f in yamldecode(output.nodes["agent-1"].user_data).write_files : f.path])}"
+  }
+  assert {
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : { for f in yamldecode(output.nodes[a].user_data).write_files : f.path => f.content if strcontains(f.path, ".d/") } == {
+      "/etc/systemd/system/flocker-dataset-agent.service.d/pool-device.conf" = "[Unit]\n# The btrfs pool's device (/dev/nvme1n1): start only once it is there.\nRequires=dev-nvme1n1.device\nAfter=dev-nvme1n1.device\n"
+      "/etc/systemd/system/dev-nvme1n1.device.d/flocker-pool.conf"           = "[Unit]\n# How long to wait for the btrfs pool's device to appear (a cloud volume may be attached after the boot).\nJobRunningTimeoutSec=15min\n"
+    }])
+    error_message = "The dataset agent waits for its pool's device, and systemd waits up to 15 minutes for it."
+  }
+  assert {
+    # runcmd is one sh script, run in order: the wait for the device (and the check of the
+    # tools) comes before the dataset agent starts.
+    condition = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : alltrue([
+      for wait in [[for i, step in yamldecode(output.nodes[a].user_data).runcmd : { index = i, step = step } if strcontains(step, "systemctl start 'dev-nvme1n1.device'")]] :
+      length(wait) == 1
+      && strcontains(wait[0].step, "systemctl daemon-reload\nif ! systemctl start 'dev-nvme1n1.device'; then\n")
+      && strcontains(wait[0].step, "\ntest -b '/dev/nvme1n1'\n")
+      && strcontains(wait[0].step, "for tool in btrfs mkfs.btrfs blkid; do\n")
+      && wait[0].index < one([for i, step in yamldecode(output.nodes[a].user_data).runcmd : i if strcontains(step, "systemctl enable --now flocker-dataset-agent.service\n")])
+    ])])
+    error_message = "Each btrfs agent waits for its pool's device and checks for btrfs-progs before its dataset agent starts."
+  }
+
+  # What does not depend on the backend is as with loopback: the masters' user data, the
+  # isolator, mesos-agent, the secrets.
+  assert {
+    condition     = alltrue([for m in ["master-1", "master-2", "master-3"] : output.nodes[m].user_data == run.three_masters_three_agents.nodes[m].user_data])
+    error_message = "The masters do not depend on the agents' backend."
+  }
+  assert {
+    condition = (
+      output.modules_json == run.three_masters_three_agents.modules_json
+      && output.mesos_agent_node_flags == run.three_masters_three_agents.mesos_agent_node_flags
+      && output.systemd_units == run.three_masters_three_agents.systemd_units
+      && alltrue([for a in ["agent-1", "agent-2", "agent-3"] : output.nodes[a].secrets == run.three_masters_three_agents.nodes[a].secrets])
+    )
+    error_message = "The isolator, mesos-agent and the agents' secrets do not depend on the backend."
+  }
+  assert {
+    condition     = alltrue([for n in values(output.nodes) : length(n.user_data) < 16384 && !strcontains(n.user_data, "PRIVATE KEY")])
+    error_message = "btrfs user data stays under 16 KiB, with no key."
+  }
+}
+
+run "btrfs_devices_per_agent_and_custom_transfer_port" {
+  # A cloud module that knows each agent's volume names it by a stable path (terraform/aws:
+  # the volume id as the NVMe serial); the transfer port follows ports.
+  command = apply
+
+  variables {
+    backend        = "btrfs"
+    shared_storage = null
+    btrfs_pool_devices = [
+      "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
+      "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210",
+      "/dev/disk/by-path/pci-0000:00:1f.0-nvme-1",
+    ]
+    ports = { agent_transfer = 14525 }
+  }
+
+  assert {
+    condition = [for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]).dataset.pool_device] == [
+      "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0",
+      "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210",
+      "/dev/disk/by-path/pci-0000:00:1f.0-nvme-1",
+    ] && output.dataset_storage.pool_devices["agent-2"] == "/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0fedcba9876543210"
+    error_message = "Each agent's pool is on its own device, in agent order."
+  }
+  assert {
+    condition     = alltrue([for a in ["agent-1", "agent-2", "agent-3"] : yamldecode(output.agent_yml[a]).dataset.transfer_port == 14525]) && output.dataset_storage.transfer_port == 14525
+    error_message = "The transfer port follows ports.agent_transfer."
+  }
+  assert {
+    # systemd-escape --path --suffix=device: '-' becomes \x2d, '/' becomes '-'.
+    condition = (
+      [for f in yamldecode(output.nodes["agent-1"].user_data).write_files : f.content if f.path == "/etc/systemd/system/flocker-dataset-agent.service.d/pool-device.conf"] == [
+        "[Unit]\n# The btrfs pool's device (/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol0123456789abcdef0): start only once it is there.\nRequires=dev-disk-by\\x2did-nvme\\x2dAmazon_Elastic_Block_Store_vol0123456789abcdef0.device\nAfter=dev-disk-by\\x2did-nvme\\x2dAmazon_Elastic_Block_Store_vol0123456789abcdef0.device\n",
+      ]
+      && contains([for f in yamldecode(output.nodes["agent-3"].user_data).write_files : f.path], "/etc/systemd/system/dev-disk-by\\x2dpath-pci\\x2d0000:00:1f.0\\x2dnvme\\x2d1.device.d/flocker-pool.conf")
+      && strcontains(output.nodes["agent-2"].user_data, "if ! systemctl start 'dev-disk-by\\x2did-nvme\\x2dAmazon_Elastic_Block_Store_vol0fedcba9876543210.device'; then\n")
+    )
+    error_message = "The device units are named as systemd-escape names them."
   }
 }

@@ -137,6 +137,106 @@ run "backend_aws" {
   expect_failures = [var.backend]
 }
 
+run "btrfs_valid" {
+  # The btrfs baseline: no shared storage, the default pool device.
+  command = plan
+  variables {
+    backend        = "btrfs"
+    shared_storage = null
+  }
+
+  assert {
+    condition     = !output.uses_shared_storage && output.dataset_storage.transfer_port == 4525
+    error_message = "btrfs with no shared storage must be valid."
+  }
+}
+
+run "btrfs_with_shared_storage" {
+  # Each agent's volumes are on its own disk: shared storage would be unused, and is refused.
+  command = plan
+  variables {
+    backend = "btrfs"
+  }
+  expect_failures = [var.shared_storage]
+}
+
+run "loopback_without_shared_storage" {
+  command = plan
+  variables {
+    shared_storage = null
+  }
+  expect_failures = [var.shared_storage]
+}
+
+run "btrfs_pool_device_relative" {
+  command = plan
+  variables {
+    backend           = "btrfs"
+    shared_storage    = null
+    btrfs_pool_device = "nvme1n1"
+  }
+  expect_failures = [var.btrfs_pool_device]
+}
+
+run "btrfs_pool_device_outside_dev" {
+  command = plan
+  variables {
+    backend           = "btrfs"
+    shared_storage    = null
+    btrfs_pool_device = "/var/lib/flocker/pool.img"
+  }
+  expect_failures = [var.btrfs_pool_device]
+}
+
+run "btrfs_pool_device_dotdot" {
+  command = plan
+  variables {
+    backend           = "btrfs"
+    shared_storage    = null
+    btrfs_pool_device = "/dev/../etc/passwd"
+  }
+  expect_failures = [var.btrfs_pool_device]
+}
+
+run "btrfs_pool_device_quote" {
+  # Anything systemd-escape would escape beyond '-' and '/', or a shell would read, is refused.
+  command = plan
+  variables {
+    backend           = "btrfs"
+    shared_storage    = null
+    btrfs_pool_device = "/dev/sdb'; rm -rf /'"
+  }
+  expect_failures = [var.btrfs_pool_device]
+}
+
+run "btrfs_pool_devices_too_few" {
+  command = plan
+  variables {
+    backend            = "btrfs"
+    shared_storage     = null
+    btrfs_pool_devices = ["/dev/nvme1n1", "/dev/nvme1n1"]
+  }
+  expect_failures = [var.btrfs_pool_devices]
+}
+
+run "btrfs_pool_devices_bad_path" {
+  command = plan
+  variables {
+    backend            = "btrfs"
+    shared_storage     = null
+    btrfs_pool_devices = ["/dev/nvme1n1", "/dev/disk/by-id/nvme-Amazon Elastic Block Store_vol0123", "/dev/nvme1n1"]
+  }
+  expect_failures = [var.btrfs_pool_devices]
+}
+
+run "btrfs_pool_devices_with_loopback" {
+  command = plan
+  variables {
+    btrfs_pool_devices = ["/dev/nvme1n1", "/dev/nvme1n1", "/dev/nvme1n1"]
+  }
+  expect_failures = [var.btrfs_pool_devices]
+}
+
 run "port_zero" {
   command = plan
   variables {
@@ -157,6 +257,22 @@ run "ports_duplicated" {
   command = plan
   variables {
     ports = { marathon = 5050 }
+  }
+  expect_failures = [var.ports]
+}
+
+run "transfer_port_too_large" {
+  command = plan
+  variables {
+    ports = { agent_transfer = 70000 }
+  }
+  expect_failures = [var.ports]
+}
+
+run "transfer_port_is_the_agent_api" {
+  command = plan
+  variables {
+    ports = { agent_transfer = 4524 }
   }
   expect_failures = [var.ports]
 }
