@@ -16,8 +16,8 @@ use flocker_host::mounts::MountTable;
 use crate::arrival::{self, Line};
 use crate::error::{CreateError, IsolatorError};
 use crate::params::{MountCheck, Parameters};
-use crate::plan::{self, Seen};
-use crate::request::{FlockerId, VolumeRequest};
+use crate::plan::{self, NewVolume, Seen};
+use crate::request::FlockerId;
 
 /// A conditional create lost to another writer is tried again this many times, as Flocker's
 /// own client did.
@@ -88,11 +88,11 @@ impl ControlService {
     /// on the configuration read, so two nodes asking at once make one dataset, not two.
     pub fn find_or_create(
         &self,
-        volume: &VolumeRequest,
+        volume: NewVolume<'_>,
         node: NodeUuid,
         default_size: u64,
     ) -> Result<Dataset, IsolatorError> {
-        let id = &volume.flocker_id;
+        let id = volume.flocker_id;
         let control = |doing| IsolatorError::control(id, doing);
         let mut attempt = 0;
         loop {
@@ -298,6 +298,98 @@ impl ControlService {
             }),
             None => Ok(true),
         }
+    }
+
+    /// The live dataset a volume's name names, if any.
+    pub fn find(&self, id: &FlockerId) -> Result<Option<Dataset>, IsolatorError> {
+        let (datasets, _) =
+            self.client.list_datasets().map_err(IsolatorError::control(id, "list datasets"))?;
+        match plan::find_dataset(&datasets, id) {
+            Ok(found) => Ok(found.cloned()),
+            Err(datasets) => Err(IsolatorError::Ambiguous { id: id.clone(), datasets }),
+        }
+    }
+
+    /// Where this node has `dataset` mounted, if it really has.
+    pub fn mounted_here(
+        &self,
+        id: &FlockerId,
+        dataset: &DatasetId,
+        node: NodeUuid,
+    ) -> Result<Option<PathBuf>, IsolatorError> {
+        let states =
+            self.client.dataset_states().map_err(IsolatorError::control(id, "read the state"))?;
+        Ok(match plan::seen(&states, dataset, &node) {
+            Seen::Here(path) if self.really_there(&path) => Some(path),
+            _ => None,
+        })
+    }
+
+    /// Releases this node's lease on `dataset`, if it holds one; another node's is never
+    /// touched.
+    pub fn release_lease(
+        &self,
+        id: &FlockerId,
+        dataset: &DatasetId,
+        node: NodeUuid,
+    ) -> Result<(), IsolatorError> {
+        let control = |doing| IsolatorError::control(id, doing);
+        let leases = self.client.list_leases().map_err(control("list leases"))?;
+        if leases.iter().any(|l| l.dataset_id == *dataset && l.node_uuid == node) {
+            self.client.release_lease(dataset).map_err(control("release the lease"))?;
+            log::info!("volume '{id}': released the lease on dataset {dataset}");
+        }
+        Ok(())
+    }
+
+    /// Deletes `dataset` unless a node holds a lease on it (a container or task uses it): then
+    /// the refusal names the node.
+    pub fn delete_unless_leased(
+        &self,
+        id: &FlockerId,
+        dataset: &DatasetId,
+    ) -> Result<(), IsolatorError> {
+        let control = |doing| IsolatorError::control(id, doing);
+        let leases = self.client.list_leases().map_err(control("list leases"))?;
+        if let Some(lease) = leases.iter().find(|l| l.dataset_id == *dataset) {
+            let host = self.client.list_nodes().ok().and_then(|nodes| {
+                nodes.into_iter().find(|n| n.uuid == lease.node_uuid).map(|n| n.host)
+            });
+            let (dataset, node) = (*dataset, lease.node_uuid);
+            return Err(IsolatorError::LeasedElsewhere { id: id.clone(), dataset, node, host });
+        }
+        self.client.delete_dataset(dataset, None).map_err(control("delete the dataset"))?;
+        log::info!("volume '{id}': deleted dataset {dataset}");
+        Ok(())
+    }
+
+    /// Every live dataset that has a name, by name (a name several datasets share: the first).
+    pub fn named(&self) -> Result<Vec<(String, Dataset)>, ClientError> {
+        let (datasets, _) = self.client.list_datasets()?;
+        let mut named: Vec<(String, Dataset)> = datasets
+            .into_iter()
+            .filter(|d| !d.deleted)
+            .filter_map(|d| {
+                let name = plan::NAME_KEYS.iter().find_map(|key| d.metadata.get(*key))?.clone();
+                Some((name, d))
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.dedup_by(|a, b| a.0 == b.0);
+        Ok(named)
+    }
+
+    /// Where every dataset is mounted on this node, by dataset.
+    pub fn mounted_on(
+        &self,
+        node: NodeUuid,
+    ) -> Result<std::collections::BTreeMap<DatasetId, PathBuf>, ClientError> {
+        let states = self.client.dataset_states()?;
+        Ok(states
+            .into_iter()
+            .filter(|s| s.primary == Some(node))
+            .filter_map(|s| Some((s.dataset_id, PathBuf::from(s.path?))))
+            .collect())
     }
 
     /// Releases every lease this node holds on a dataset the volume names — tombstones

@@ -162,8 +162,11 @@ impl Isolator {
         let volume = &request.volumes[index];
         let id = &volume.flocker_id;
         let node = self.control.node(deadline)?;
-        let dataset =
-            self.control.find_or_create(volume, node, self.parameters.default_maximum_size)?;
+        let dataset = self.control.find_or_create(
+            volume.into(),
+            node,
+            self.parameters.default_maximum_size,
+        )?;
         log::debug!("volume '{id}': dataset {} after {:?}", dataset.dataset_id, started.elapsed());
         progress.leases_asked.insert(id.clone());
         let lease_wait_until = (Instant::now() + self.parameters.lease_wait).min(deadline);

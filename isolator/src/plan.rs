@@ -34,14 +34,32 @@ pub fn find_dataset<'a>(
     }
 }
 
+/// What a new volume is made of, whoever asks for it (a Mesos task, a Docker container).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewVolume<'a> {
+    pub flocker_id: &'a FlockerId,
+    pub maximum_size: Option<u64>,
+    pub profile: Option<&'a str>,
+}
+
+impl<'a> From<&'a VolumeRequest> for NewVolume<'a> {
+    fn from(volume: &'a VolumeRequest) -> Self {
+        Self {
+            flocker_id: &volume.flocker_id,
+            maximum_size: volume.maximum_size,
+            profile: volume.profile.as_deref(),
+        }
+    }
+}
+
 /// The dataset to create for a volume, here.
-pub fn new_dataset(volume: &VolumeRequest, node: NodeUuid, default_size: u64) -> CreateDataset {
+pub fn new_dataset(volume: NewVolume<'_>, node: NodeUuid, default_size: u64) -> CreateDataset {
     let mut metadata: flocker_api::Metadata = NAME_KEYS
         .iter()
         .map(|key| ((*key).to_owned(), volume.flocker_id.as_str().to_owned()))
         .collect();
-    if let Some(profile) = &volume.profile {
-        metadata.insert(PROFILE_KEY.to_owned(), profile.clone());
+    if let Some(profile) = volume.profile {
+        metadata.insert(PROFILE_KEY.to_owned(), profile.to_owned());
     }
     CreateDataset {
         primary: node,
@@ -143,7 +161,7 @@ mod tests {
             variable_suffix: "_2".into(),
         };
         let node = NodeUuid::random();
-        let create = new_dataset(&volume, node, 1 << 30);
+        let create = new_dataset((&volume).into(), node, 1 << 30);
         assert_eq!(create.primary, node);
         assert_eq!(create.maximum_size, Some(1 << 30));
         assert_eq!(create.metadata["name"], "pg-wal");
