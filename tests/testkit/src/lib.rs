@@ -8,6 +8,7 @@ pub mod btrfs;
 mod certificates;
 mod cleanup;
 mod control;
+pub mod docker;
 mod flocker_one;
 mod gate;
 mod handshake;
