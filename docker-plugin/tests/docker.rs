@@ -14,12 +14,13 @@
 //! plugins have different names, `flocker-<unique>-a` and `-b`, and each daemon is given its own
 //! as `--volume-driver`; unique per run, so that parallel tests and leftovers never clash.
 
+mod common;
+
 use std::fs;
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use common::Plugin;
 
 use flocker_isolator_core::Isolator;
 use flocker_isolator_core::container::ContainerId;
@@ -29,88 +30,19 @@ use flocker_testkit::task::command_task;
 use flocker_testkit::{BackendKind, LocalCluster, require_root};
 use serde_json::Value;
 
-/// Our plugin for one node, on the socket Docker finds it by; killed, and its socket removed,
-/// when dropped.
-struct PluginProcess {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl PluginProcess {
-    fn start(cluster: &LocalCluster, index: usize, name: &str) -> Self {
-        let directory = cluster.agents[index].directory.join("docker-plugin");
-        let certificates = directory.join("certificates");
-        fs::create_dir_all(&certificates).unwrap();
-        let parameters = cluster.isolator_parameters(index);
-        let text = |key: &str| parameters[key].as_str().unwrap().to_owned();
-        for (from, to) in [
-            ("cluster_certificate", "cluster.crt"),
-            ("client_certificate", "plugin.crt"),
-            ("client_key", "plugin.key"),
-            ("node_certificate", "node.crt"),
-        ] {
-            fs::copy(text(from), certificates.join(to)).unwrap();
-        }
-        let socket = plugin_socket(name);
-        let log = directory.join("plugin.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_flocker-docker-plugin"))
-            .arg(format!("--control-service={}", text("control_service_host")))
-            .arg(format!("--rest-api-port={}", text("control_service_port")))
-            .arg(format!("--certificates-directory={}", certificates.display()))
-            .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--state-dir={}", directory.join("state").display()))
-            .arg("--mount-timeout=30")
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let plugin = Self { child, socket, log };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !plugin.activates() {
-            assert!(Instant::now() < deadline, "the plugin did not start:\n{}", plugin.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        plugin
-    }
-
-    /// Whether `/Plugin.Activate` answers on the socket.
-    fn activates(&self) -> bool {
-        let Ok(mut stream) = UnixStream::connect(&self.socket) else { return false };
-        let request = "POST /Plugin.Activate HTTP/1.1\r\nHost: plugin\r\nContent-Length: 2\r\n\
-                       Connection: close\r\n\r\n{}";
-        let mut answer = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_to_string(&mut answer).is_ok()
-            && answer.contains("VolumeDriver")
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for PluginProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = fs::remove_file(&self.socket);
-    }
-}
-
 /// A node as Docker sees it: a daemon and our plugin under a name of this node's own.
 /// The daemon is declared first, so it is stopped (its containers removed, their volumes
 /// unmounted through the plugin) before the plugin goes.
 struct DockerNode {
     docker: DockerDaemon,
-    plugin: PluginProcess,
+    plugin: Plugin,
     /// The plugin's name: this node's `--volume-driver`.
     driver: String,
 }
 
 impl DockerNode {
     fn start(cluster: &LocalCluster, index: usize, driver: String) -> Self {
-        let plugin = PluginProcess::start(cluster, index, &driver);
+        let plugin = Plugin::start(cluster, index, Some(plugin_socket(&driver)));
         let directory = cluster.certificates.root().join(format!("docker-{index}"));
         let docker = DockerDaemon::start(&directory);
         docker.import_busybox();
