@@ -757,19 +757,20 @@ impl Instance {
             .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
             .build();
         let address = host_address(host, config.port);
-        let resolver = ControlServiceResolver { address: address.clone() };
+        let resolver = AddressResolver { address: address.clone() };
         let connector = DefaultConnector::new().chain(failover::WatchSends);
         Self { agent: Agent::with_parts(agent_config, connector, resolver), address }
     }
 }
 
-/// Resolves whatever host a URL names (always `control-service`) to the configured address.
+/// Resolves whatever host a URL names to one configured `host:port`: the URL carries the name
+/// TLS verifies (`control-service`, `node-<uuid>`), the connection goes where it is told.
 #[derive(Debug)]
-struct ControlServiceResolver {
-    address: String,
+pub struct AddressResolver {
+    pub address: String,
 }
 
-impl Resolver for ControlServiceResolver {
+impl Resolver for AddressResolver {
     fn resolve(
         &self,
         _uri: &Uri,

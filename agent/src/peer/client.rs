@@ -3,13 +3,12 @@
 use std::io::Read;
 use std::time::Duration;
 
+use flocker_api::client::AddressResolver;
 use flocker_api::{DatasetId, NodeUuid};
 use serde::de::DeserializeOwned;
 use ureq::Agent;
-use ureq::http::Uri;
 use ureq::tls::TlsConfig;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::unversioned::transport::DefaultConnector;
 
 use super::tls::{NodeFiles, client_config};
 use super::{Holding, Promote, Refusal, path};
@@ -135,7 +134,7 @@ impl Call {
             .timeout_recv_body(Some(CALL))
             .user_agent(concat!("flocker-dataset-agent/", env!("CARGO_PKG_VERSION")))
             .build();
-        let resolver = PeerResolver { address: address.to_owned() };
+        let resolver = AddressResolver { address: address.to_owned() };
         let agent = Agent::with_parts(config, DefaultConnector::new(), resolver);
         Self { agent, node, address: address.to_owned() }
     }
@@ -169,25 +168,5 @@ impl Call {
         }
         serde_json::from_slice(&body)
             .map_err(|e| PeerError::Garbled { node, problem: e.to_string() })
-    }
-}
-
-/// Resolves the node's name in the URL to the address the control service gave.
-#[derive(Debug)]
-struct PeerResolver {
-    address: String,
-}
-
-impl Resolver for PeerResolver {
-    fn resolve(
-        &self,
-        _uri: &Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let target: Uri = format!("https://{}/", self.address)
-            .parse()
-            .map_err(|e| ureq::Error::BadUri(format!("{}: {e}", self.address)))?;
-        DefaultResolver::default().resolve(&target, config, timeout)
     }
 }
