@@ -14,18 +14,16 @@
 //! plugins have different names, `flocker-<unique>-a` and `-b`, and each daemon is given its own
 //! as `--volume-driver`; unique per run, so that parallel tests and leftovers never clash.
 
-mod common;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Plugin;
-
 use flocker_isolator_core::Isolator;
 use flocker_isolator_core::container::ContainerId;
 use flocker_isolator_core::params::Parameters;
-use flocker_testkit::docker::{BUSYBOX_IMAGE, DockerDaemon, plugin_socket, unique_plugin_name};
+use flocker_testkit::docker::{
+    BUSYBOX_IMAGE, DockerDaemon, DockerPlugin, plugin_socket, unique_plugin_name,
+};
 use flocker_testkit::task::command_task;
 use flocker_testkit::{BackendKind, LocalCluster, require_root};
 use serde_json::Value;
@@ -35,14 +33,14 @@ use serde_json::Value;
 /// unmounted through the plugin) before the plugin goes.
 struct DockerNode {
     docker: DockerDaemon,
-    plugin: Plugin,
+    plugin: DockerPlugin,
     /// The plugin's name: this node's `--volume-driver`.
     driver: String,
 }
 
 impl DockerNode {
     fn start(cluster: &LocalCluster, index: usize, driver: String) -> Self {
-        let plugin = Plugin::start(cluster, index, Some(plugin_socket(&driver)));
+        let plugin = DockerPlugin::start(cluster, index, Some(plugin_socket(&driver)));
         let directory = cluster.certificates.root().join(format!("docker-{index}"));
         let docker = DockerDaemon::start(&directory);
         docker.import_busybox();

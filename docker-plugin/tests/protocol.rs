@@ -2,21 +2,19 @@
 //! service, two dataset agents (loopback, one shared root_path, as root) and a plugin process
 //! per node, called as Docker's daemon calls it (HTTP/1.1 POSTs of JSON on a Unix socket).
 
-mod common;
-
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Plugin;
+use flocker_testkit::docker::DockerPlugin;
 use flocker_testkit::{BackendKind, LocalCluster, require_root};
 use serde_json::json;
 
-fn start() -> (LocalCluster, Vec<Plugin>) {
+fn start() -> (LocalCluster, Vec<DockerPlugin>) {
     require_root();
     let cluster = LocalCluster::start(BackendKind::Loopback, 2, &[]);
-    let plugins = (0..2).map(|i| Plugin::start(&cluster, i, None)).collect();
+    let plugins = (0..2).map(|i| DockerPlugin::start(&cluster, i, None)).collect();
     (cluster, plugins)
 }
 
