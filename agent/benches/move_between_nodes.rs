@@ -23,10 +23,8 @@
 //! Prints the figures and their medians; asserts none. Needs root and the release binaries:
 //! `cargo build --release --workspace && cargo bench -p flocker-dataset-agent --bench move_between_nodes`.
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -34,14 +32,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod workload;
+
 use flocker_api::{AcquireLease, CreateDataset, DatasetId};
 use flocker_testkit::bench_results::{self, Baseline};
 use flocker_testkit::{LocalCluster, require_root};
 use rand::RngCore;
-use sha2::{Digest as _, Sha256};
+use workload::{GIB, MIB, TARGET, digests, median, overwrite, size_text};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 /// Each node's pool (a sparse file): room for two 1 GiB volumes, their snapshots and changes.
 const POOL: u64 = 3 * GIB;
 const SIZES: [u64; 2] = [256 * MIB, GIB];
@@ -50,16 +48,12 @@ const HEADROOM: u64 = 64 * MIB;
 const ROUNDS: usize = 3;
 /// Rounds stop early once the whole bench would pass this (the machine may be slow).
 const BUDGET: Duration = Duration::from_secs(360);
-/// The running task's writes: 1% of the volume, one 64 KiB block every `PACE`.
-const BLOCK: u64 = 64 << 10;
-const PACE: Duration = Duration::from_millis(10);
 /// How often the control service's state is asked while a move's end is timed.
 const MOUNTED_POLL: Duration = Duration::from_millis(5);
 /// How often node 1's pool is looked at for a complete pre-copy (each look runs `btrfs`).
 const SNAPSHOT_POLL: Duration = Duration::from_millis(10);
 /// The longest any step may take before the bench gives up, with every log.
 const TIMEOUT: Duration = Duration::from_secs(180);
-const TARGET: &str = "handoff downtime ≤ 10% of the naive move for 1 GiB";
 
 /// One round's figures.
 #[derive(Debug, Clone)]
@@ -283,60 +277,6 @@ fn fill(file: &Path, bytes: &[u8]) {
     out.sync_all().expect("sync the data file");
 }
 
-/// The running task: overwrites 1% of `file` (distinct 64 KiB blocks at random offsets) with
-/// random bytes, one block every [`PACE`] until `stop`, then the rest at once, and syncs.
-fn overwrite(file: &Path, size: u64, stop: &AtomicBool) {
-    let out = fs::OpenOptions::new().write(true).open(file).expect("open the data file");
-    let blocks = (size / BLOCK) as usize;
-    let mut rng = rand::rng();
-    let chosen = rand::seq::index::sample(&mut rng, blocks, blocks.div_ceil(100));
-    let mut block = vec![0u8; BLOCK as usize];
-    for index in chosen {
-        rng.fill_bytes(&mut block);
-        out.write_all_at(&block, index as u64 * BLOCK).expect("overwrite a block");
-        if !stop.load(Ordering::SeqCst) {
-            thread::sleep(PACE);
-        }
-    }
-    out.sync_all().expect("sync the data file");
-}
-
-/// The SHA-256 of every regular file under `root`, by relative path.
-fn digests(root: &Path) -> BTreeMap<String, String> {
-    let mut digests = BTreeMap::new();
-    let mut directories = vec![root.to_owned()];
-    while let Some(directory) = directories.pop() {
-        for entry in fs::read_dir(&directory).expect("list the volume") {
-            let path = entry.expect("list the volume").path();
-            let metadata = fs::symlink_metadata(&path).expect("stat");
-            if metadata.is_dir() {
-                directories.push(path);
-            } else if metadata.is_file() {
-                let mut hasher = Sha256::new();
-                io::copy(&mut fs::File::open(&path).expect("open"), &mut hasher).expect("read");
-                let name = path.strip_prefix(root).expect("under the root");
-                digests.insert(
-                    name.to_string_lossy().into_owned(),
-                    format!("{:x}", hasher.finalize()),
-                );
-            }
-        }
-    }
-    assert!(!digests.is_empty(), "{} is empty", root.display());
-    digests
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(|x, y| x.partial_cmp(y).expect("comparable"));
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[middle - 1] + values[middle]) / 2.0
-    } else {
-        values[middle]
-    }
-}
-
 fn print_table(results: &[(u64, Vec<Round>)], notes: &[String]) {
     println!(
         "\nflocker-dataset-agent move between nodes: 2-phase push between two real agents \
@@ -353,8 +293,9 @@ fn print_table(results: &[(u64, Vec<Round>)], notes: &[String]) {
     let part = "agent-move-between-nodes";
     let mut verdict = None;
     for (size, rounds) in results {
-        let seconds =
-            |pick: fn(&Round) -> Duration| median(rounds.iter().map(|r| pick(r).as_secs_f64()));
+        let seconds = |pick: fn(&Round) -> Duration| {
+            median(rounds.iter().map(|r| pick(r).as_secs_f64()), |x, y| (x + y) / 2.0)
+        };
         let pre_copy = seconds(|r| r.pre_copy);
         let pre_copy_sent = seconds(|r| r.pre_copy_sent);
         let downtime = seconds(|r| r.downtime);
@@ -442,14 +383,5 @@ fn print_table(results: &[(u64, Vec<Round>)], notes: &[String]) {
     );
     for note in notes {
         println!("note: {note}");
-    }
-}
-
-/// A volume's size: "256 MiB", "1 GiB".
-fn size_text(bytes: u64) -> String {
-    if bytes.is_multiple_of(GIB) {
-        format!("{} GiB", bytes / GIB)
-    } else {
-        format!("{} MiB", bytes / MIB)
     }
 }

@@ -13,16 +13,16 @@
 //! The promoted volumes' files are checked against A's (SHA-256) outside the timed parts. Prints
 //! medians; asserts no figure. Needs root: `cargo bench -p flocker-dataset-agent --bench transfer`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod workload;
 
 use flocker_api::DatasetId;
 use flocker_dataset_agent::transfer::plan::{Phase, Send, push_step};
@@ -31,20 +31,14 @@ use flocker_testkit::bench_results::{self, Baseline};
 use flocker_testkit::btrfs::BtrfsPool;
 use flocker_testkit::require_root;
 use rand::RngCore;
-use sha2::{Digest as _, Sha256};
+use workload::{GIB, MIB, TARGET, digests, median, overwrite, size_text};
 
-const MIB: u64 = 1 << 20;
-const GIB: u64 = 1 << 30;
 /// Each pool's sparse file: room for a 1 GiB volume, its snapshots and what changed.
 const POOL: u64 = 3 * GIB;
 const SIZES: [u64; 2] = [256 * MIB, GIB];
 const ROUNDS: usize = 3;
 /// Rounds stop early once the whole bench would pass this (the machine may be slow).
 const BUDGET: Duration = Duration::from_secs(330);
-/// The running task's writes: 1% of the volume, one 64 KiB block every `PACE`.
-const BLOCK: u64 = 64 << 10;
-const PACE: Duration = Duration::from_millis(10);
-const TARGET: &str = "handoff downtime ≤ 10% of the naive move for 1 GiB";
 
 /// A node's pool.
 struct Node {
@@ -196,49 +190,6 @@ fn fill(file: &Path, size: u64) {
     out.sync_all().expect("sync the data file");
 }
 
-/// The running task: overwrites 1% of `file` (distinct 64 KiB blocks at random offsets) with
-/// random bytes, one block every [`PACE`] until `stop`, then the rest at once, and syncs.
-fn overwrite(file: &Path, size: u64, stop: &AtomicBool) {
-    let out = fs::OpenOptions::new().write(true).open(file).expect("open the data file");
-    let blocks = (size / BLOCK) as usize;
-    let mut rng = rand::rng();
-    let chosen = rand::seq::index::sample(&mut rng, blocks, blocks.div_ceil(100));
-    let mut block = vec![0u8; BLOCK as usize];
-    for index in chosen {
-        rng.fill_bytes(&mut block);
-        out.write_all_at(&block, index as u64 * BLOCK).expect("overwrite a block");
-        if !stop.load(Ordering::SeqCst) {
-            thread::sleep(PACE);
-        }
-    }
-    out.sync_all().expect("sync the data file");
-}
-
-/// The SHA-256 of each file in a volume, by name.
-fn digests(volume: &Path) -> BTreeMap<String, String> {
-    let mut digests = BTreeMap::new();
-    for entry in fs::read_dir(volume).expect("list the volume") {
-        let entry = entry.expect("list the volume");
-        let mut hasher = Sha256::new();
-        io::copy(&mut fs::File::open(entry.path()).expect("open"), &mut hasher).expect("read");
-        let name = entry.file_name().to_string_lossy().into_owned();
-        digests.insert(name, format!("{:x}", hasher.finalize()));
-    }
-    assert!(!digests.is_empty(), "{} is empty", volume.display());
-    digests
-}
-
-fn median<T: Copy + PartialOrd>(values: impl Iterator<Item = T>, mean: impl Fn(T, T) -> T) -> T {
-    let mut values: Vec<T> = values.collect();
-    values.sort_by(|x, y| x.partial_cmp(y).expect("comparable"));
-    let middle = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        mean(values[middle - 1], values[middle])
-    } else {
-        values[middle]
-    }
-}
-
 fn print_table(results: &[(u64, Vec<Round>)], notes: &[String]) {
     println!(
         "\nflocker-dataset-agent transfer: 2-phase push between local btrfs pools (loop devices, \
@@ -323,13 +274,4 @@ fn print_table(results: &[(u64, Vec<Round>)], notes: &[String]) {
 /// A stream's length in MiB with a decimal, so that its overhead shows: "1025.1 MiB".
 fn mib_text(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / MIB as f64)
-}
-
-/// A volume's size: "256 MiB", "1 GiB".
-fn size_text(bytes: u64) -> String {
-    if bytes.is_multiple_of(GIB) {
-        format!("{} GiB", bytes / GIB)
-    } else {
-        format!("{} MiB", bytes / MIB)
-    }
 }
