@@ -4,8 +4,7 @@
 //! ([`may_arrive`], pure); never while it has a volume of that dataset.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use flocker_api::agent_protocol::AgentConfiguration;
@@ -13,7 +12,7 @@ use flocker_api::{DEFAULT_MAXIMUM_SIZE, DatasetId, NodeUuid};
 
 use super::snapshots::{complete, promote, show};
 use super::{Pool, TransferError, receive_trailed};
-use crate::backend::btrfs::{name, parse_name};
+use crate::backend::btrfs::name;
 use crate::converge::Mailbox;
 use crate::peer::server::{Answer, Receiver};
 use crate::peer::{HeldSnapshot, HeldVolume, Holding, Promote};
@@ -84,7 +83,7 @@ impl Incoming {
     fn check(&self, peer: NodeUuid, dataset: &DatasetId) -> Result<u64, Answer> {
         let size = may_arrive(self.mailbox.latest().as_deref(), peer, dataset)
             .map_err(|problem| Answer::new(403, problem))?;
-        if let Some((path, _)) = volume(&self.pool, dataset).map_err(refused)? {
+        if let Some(path) = self.pool.volume_of(dataset).map_err(refused)? {
             let problem =
                 format!("this node has a volume of dataset {dataset}: {}", path.display());
             return Err(Answer::new(409, problem));
@@ -99,9 +98,13 @@ impl Incoming {
             let snapshot = snapshots.iter().find(|s| s.subvolume.uuid == parent)?;
             Some(snapshot.held().origin)
         };
-        let volume = volume(&self.pool, dataset)
-            .map_err(refused)?
-            .map(|(_, subvolume)| HeldVolume { promoted_from: promoted_from(subvolume.parent) });
+        let volume = match self.pool.volume_of(dataset).map_err(refused)? {
+            Some(path) => {
+                let parent = show(&path).map_err(refused)?.parent;
+                Some(HeldVolume { promoted_from: promoted_from(parent) })
+            }
+            None => None,
+        };
         let held = snapshots
             .iter()
             .map(|s| HeldSnapshot { name: s.generation.0, origin: s.held().origin });
@@ -168,27 +171,6 @@ impl Receiver for Incoming {
         });
         self.record(dataset, outcome)
     }
-}
-
-/// This node's volume of `dataset` in the pool, if any.
-fn volume(
-    pool: &Pool,
-    dataset: &DatasetId,
-) -> Result<Option<(std::path::PathBuf, super::snapshots::Subvolume)>, TransferError> {
-    let volumes = pool.volumes();
-    let entries = match fs::read_dir(&volumes) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(flocker_host::PathError::new("list", &volumes, e).into()),
-    };
-    for entry in entries.filter_map(Result::ok) {
-        let ours = entry.file_name().to_str().and_then(parse_name);
-        if ours.is_some_and(|(id, _)| id == *dataset) {
-            let path = entry.path();
-            return Ok(Some((path.clone(), show(&path)?)));
-        }
-    }
-    Ok(None)
 }
 
 /// A failed step as an answer: the status says whose problem it is.

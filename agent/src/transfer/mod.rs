@@ -86,6 +86,22 @@ impl Pool {
     pub fn volumes(&self) -> PathBuf {
         self.root.join("volumes")
     }
+
+    /// `dataset`'s writable volume in `volumes/` (the backend's `<dataset_id>_<bytes>`), if any.
+    pub fn volume_of(&self, dataset: &DatasetId) -> Result<Option<PathBuf>, TransferError> {
+        let volumes = self.volumes();
+        let entries = match std::fs::read_dir(&volumes) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(PathError::new("list", &volumes, e).into()),
+        };
+        let ours = |name: &std::ffi::OsStr| {
+            name.to_str()
+                .and_then(crate::backend::btrfs::parse_name)
+                .is_some_and(|(id, _)| id == *dataset)
+        };
+        Ok(entries.filter_map(Result::ok).find(|e| ours(&e.file_name())).map(|e| e.path()))
+    }
 }
 
 /// A transfer step that did not happen; nothing half done is left behind (see each variant).

@@ -518,14 +518,9 @@ impl Outgoing {
 
     /// The dataset's volume in the pool.
     fn volume(&self, dataset: &DatasetId) -> anyhow::Result<PathBuf> {
+        let volume = self.pool.volume_of(dataset)?;
         let volumes = self.pool.volumes();
-        for entry in fs::read_dir(&volumes)?.filter_map(Result::ok) {
-            if entry.file_name().to_str().and_then(parse_name).is_some_and(|(id, _)| id == *dataset)
-            {
-                return Ok(entry.path());
-            }
-        }
-        bail!("no volume of dataset {dataset} in {}", volumes.display())
+        volume.with_context(|| format!("no volume of dataset {dataset} in {}", volumes.display()))
     }
 
     fn delete_aside(&self, dataset: &DatasetId, aside: &Path) -> anyhow::Result<()> {
