@@ -42,6 +42,12 @@ pub const CONTROL_SERVICE_NAME: &str = "control-service";
 pub const DEFAULT_REST_PORT: u16 = 4523;
 /// The agent API's port.
 pub const DEFAULT_AGENT_PORT: u16 = 4524;
+/// The query of `GET /v1/configuration/datasets` that asks for one name's datasets (ours).
+pub const NAME_QUERY: &str = "name";
+/// The query of `GET /v1/state/datasets` and `/v1/configuration/leases` that asks for one
+/// dataset's (ours).
+pub const DATASET_ID_QUERY: &str = "dataset_id";
+
 /// The response header carrying the configuration tag.
 pub const TAG_HEADER: &str = "x-configuration-tag";
 /// The request header that makes a write conditional.
@@ -307,6 +313,22 @@ impl Client {
         Ok((decode("GET", path, &response)?, tag))
     }
 
+    /// The datasets named `name` (under one of [`crate::NAME_KEYS`]), tombstones included,
+    /// and the tag: `GET /v1/configuration/datasets?name=…`, a lookup of ours that costs what
+    /// the answer holds, not the cluster. A service without it (Flocker 1.x) ignores the query
+    /// and sends every dataset; the same filter applied here gives the same answer from either.
+    pub fn datasets_named(
+        &self,
+        name: &str,
+    ) -> Result<(Vec<Dataset>, ConfigurationTag), ClientError> {
+        let path = format!("/v1/configuration/datasets?{}", query(NAME_QUERY, name));
+        let response = self.checked("GET", &path, &[], None::<&()>, &[200], None)?;
+        let tag = ConfigurationTag(response.header(TAG_HEADER).unwrap_or_default().to_owned());
+        let mut datasets: Vec<Dataset> = decode("GET", &path, &response)?;
+        datasets.retain(|dataset| dataset.is_named(name));
+        Ok((datasets, tag))
+    }
+
     /// `POST /v1/configuration/datasets`, conditional on `if_matches` when given.
     pub fn create_dataset(
         &self,
@@ -344,6 +366,19 @@ impl Client {
         self.call("GET", "/v1/state/datasets", &[], None::<&()>, &[200])
     }
 
+    /// What the agents report of one dataset: `GET /v1/state/datasets?dataset_id=…`, a lookup
+    /// of ours; against a service without it (Flocker 1.x), the whole state, filtered here.
+    pub fn dataset_states_of(
+        &self,
+        dataset_id: &DatasetId,
+    ) -> Result<Vec<DatasetState>, ClientError> {
+        let path =
+            format!("/v1/state/datasets?{}", query(DATASET_ID_QUERY, &dataset_id.to_string()));
+        let mut states: Vec<DatasetState> = self.call("GET", &path, &[], None::<&()>, &[200])?;
+        states.retain(|state| state.dataset_id == *dataset_id);
+        Ok(states)
+    }
+
     /// `GET /v1/state/problems`, an extension of ours: why agents leave datasets as they are,
     /// sorted by dataset. `None` from a service without it (Flocker 1.x answers 404).
     pub fn dataset_problems(&self) -> Result<Option<Vec<DatasetProblem>>, ClientError> {
@@ -370,6 +405,17 @@ impl Client {
     /// `GET /v1/configuration/leases`.
     pub fn list_leases(&self) -> Result<Vec<Lease>, ClientError> {
         self.call("GET", "/v1/configuration/leases", &[], None::<&()>, &[200])
+    }
+
+    /// The lease on one dataset, if any: `GET /v1/configuration/leases?dataset_id=…`, a lookup
+    /// of ours; against a service without it (Flocker 1.x), every lease, filtered here.
+    pub fn lease_of(&self, dataset_id: &DatasetId) -> Result<Option<Lease>, ClientError> {
+        let path = format!(
+            "/v1/configuration/leases?{}",
+            query(DATASET_ID_QUERY, &dataset_id.to_string())
+        );
+        let leases: Vec<Lease> = self.call("GET", &path, &[], None::<&()>, &[200])?;
+        Ok(leases.into_iter().find(|lease| lease.dataset_id == *dataset_id))
     }
 
     /// `POST /v1/configuration/leases`: acquires, or renews this node's lease. Another node's
@@ -655,6 +701,11 @@ fn failed_over(
     }
     let (method, path) = (method.to_owned(), path.to_owned());
     ClientError::Failover { method, path, attempts, last: Box::new(error) }
+}
+
+/// `key=value`, the value percent-encoded.
+fn query(key: &str, value: &str) -> String {
+    form_urlencoded::Serializer::new(String::new()).append_pair(key, value).finish()
 }
 
 fn condition(if_matches: Option<&ConfigurationTag>) -> Vec<(&'static str, &str)> {

@@ -17,6 +17,6 @@ pub use client::{Client, ClientConfig, ClientError, LeaseOutcome, RawResponse, T
 pub use ids::{DatasetId, Era, NodeUuid};
 pub use types::{
     AcquireLease, ConfigurationTag, CreateDataset, DATASET_PROBLEMS_PATH, Dataset, DatasetProblem,
-    DatasetState, ErrorBody, Lease, Metadata, Node, NodeByEra, UpdateDataset, Version,
+    DatasetState, ErrorBody, Lease, Metadata, NAME_KEYS, Node, NodeByEra, UpdateDataset, Version,
 };
 pub use validate::DEFAULT_MAXIMUM_SIZE;

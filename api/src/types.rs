@@ -30,6 +30,22 @@ pub struct Dataset {
     pub maximum_size: Option<u64>,
 }
 
+/// The metadata keys a volume's name may be under: Flocker's Docker plugin (and Kubernetes)
+/// used `name`, the original Mesos module `FLOCKER_ID`. Datasets we create get both.
+pub const NAME_KEYS: [&str; 2] = ["name", "FLOCKER_ID"];
+
+impl Dataset {
+    /// Whether `name` is this dataset's name under one of [`NAME_KEYS`].
+    pub fn is_named(&self, name: &str) -> bool {
+        NAME_KEYS.iter().any(|key| self.metadata.get(*key).is_some_and(|value| value == name))
+    }
+
+    /// The dataset's name: the first of [`NAME_KEYS`] it has.
+    pub fn name(&self) -> Option<&str> {
+        NAME_KEYS.iter().find_map(|key| self.metadata.get(*key)).map(String::as_str)
+    }
+}
+
 /// A dataset as the agents report it (`/v1/state/datasets`).
 ///
 /// A *manifest* dataset is mounted on `primary` at `path`; a *non-manifest* one exists but is

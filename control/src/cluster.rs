@@ -37,7 +37,7 @@ struct NodeRecord {
     /// Where on `host` it takes pushes from other nodes, as its hello said.
     transfer_port: Option<u16>,
     last_seen: Instant,
-    /// The datasets of the configuration its last report named.
+    /// The datasets of the configuration its last report named, by dataset.
     datasets: Vec<ReportedDataset>,
     /// Problems of the node's own datasets, one each, as its last report said.
     problems: BTreeMap<DatasetId, String>,
@@ -68,6 +68,9 @@ pub struct ClusterState {
     nodes: BTreeMap<NodeUuid, NodeRecord>,
     /// The node that last reported each dataset mounted while being its primary.
     holders: BTreeMap<DatasetId, NodeUuid>,
+    /// Every live node whose latest report names each dataset: what one dataset's state, or
+    /// one node's pushes, need is found without reading every node's report.
+    claimants: HashMap<DatasetId, BTreeSet<NodeUuid>>,
     reports: u64,
     eras: HashMap<Era, NodeUuid>,
     /// A node that makes no call for this long is dropped.
@@ -85,6 +88,7 @@ impl ClusterState {
         Self {
             nodes: BTreeMap::new(),
             holders: BTreeMap::new(),
+            claimants: HashMap::new(),
             reports: 0,
             eras: HashMap::new(),
             expiry,
@@ -136,7 +140,7 @@ impl ClusterState {
             self.eras.remove(&record.era);
             record.era = era;
             views_change |= record.transfer_port.is_some() && !record.datasets.is_empty();
-            record.datasets.clear();
+            unclaim(&mut self.claimants, node, &std::mem::take(&mut record.datasets));
             record.problems.clear();
             record.transfers.clear();
         }
@@ -178,7 +182,9 @@ impl ClusterState {
         if !self.nodes.get(node).is_some_and(|record| record.remote) {
             return false;
         }
-        self.nodes.remove(node);
+        if let Some(record) = self.nodes.remove(node) {
+            unclaim(&mut self.claimants, *node, &record.datasets);
+        }
         self.generation += 1;
         self.views += 1;
         true
@@ -232,6 +238,9 @@ impl ClusterState {
     ) -> Result<(), ApiError> {
         self.check_era(node, era)?;
         let Report { mut datasets, problems, mut transfers } = report;
+        // Sorted, one per dataset: a lookup of one dataset in a node's report is a search.
+        datasets.sort_by_key(|d| d.dataset_id);
+        datasets.dedup_by_key(|d| d.dataset_id);
         transfers.retain(|t| primaries.contains_key(&t.dataset_id));
         transfers.sort_by_key(|t| t.dataset_id);
         transfers.dedup_by_key(|t| t.dataset_id);
@@ -272,6 +281,10 @@ impl ClusterState {
             if record.transfer_port.is_some() && ids_of(&record.datasets) != ids_of(&datasets) {
                 self.views += 1;
             }
+            unclaim(&mut self.claimants, *node, &record.datasets);
+            for dataset in &datasets {
+                self.claimants.entry(dataset.dataset_id).or_default().insert(*node);
+            }
             record.datasets = datasets;
             self.generation += 1;
         }
@@ -284,6 +297,7 @@ impl ClusterState {
         let expiry = self.expiry;
         let mut gone = Vec::new();
         let mut pushers_gone = false;
+        let claimants = &mut self.claimants;
         self.nodes.retain(|uuid, record| {
             if record.remote {
                 record.last_seen = now;
@@ -293,6 +307,7 @@ impl ClusterState {
                 log::info!("node {uuid} ({}) stopped reporting; dropping its state", record.host);
                 gone.push(*uuid);
                 pushers_gone |= record.transfer_port.is_some();
+                unclaim(claimants, *uuid, &record.datasets);
             }
             alive
         });
@@ -316,6 +331,30 @@ impl ClusterState {
             .iter()
             .filter(|(_, record)| record.transfer_port.is_some())
             .map(|(uuid, record)| (*uuid, record.datasets.iter().map(|d| d.dataset_id)))
+    }
+
+    /// What one node's pushes depend on (see [`Self::holdings`]), found through the index:
+    /// `node`'s own holdings, and who else holds each of `wanted` (the datasets whose primary
+    /// it is). Costs what these hold, not what the cluster holds.
+    pub fn holdings_for(
+        &self,
+        node: &NodeUuid,
+        wanted: impl IntoIterator<Item = DatasetId>,
+    ) -> Vec<(NodeUuid, Vec<DatasetId>)> {
+        let Some(record) = self.nodes.get(node).filter(|r| r.transfer_port.is_some()) else {
+            return Vec::new();
+        };
+        let mut holdings = vec![(*node, record.datasets.iter().map(|d| d.dataset_id).collect())];
+        for id in wanted {
+            let others = self
+                .claimants
+                .get(&id)
+                .into_iter()
+                .flatten()
+                .filter(|holder| *holder != node && self.takes_pushes(holder));
+            holdings.extend(others.map(|holder| (*holder, vec![id])));
+        }
+        holdings
     }
 
     /// Whether `node` is live and takes pushes (its volumes are on a disk of its own).
@@ -387,6 +426,21 @@ impl ClusterState {
         problems
     }
 
+    /// What `/v1/state/datasets` lists of one dataset, found through the index; `primary`:
+    /// its configured primary.
+    pub fn dataset_state(&self, id: &DatasetId, primary: NodeUuid) -> Option<DatasetState> {
+        let claims: Vec<Claim<'_>> = (self.claimants.get(id).into_iter().flatten())
+            .filter_map(|node| {
+                let record = self.nodes.get(node)?;
+                let found = record.datasets.binary_search_by_key(id, |d| d.dataset_id).ok()?;
+                let dataset = &record.datasets[found];
+                Some(Claim { node: *node, reported: record.reported, dataset })
+            })
+            .collect();
+        let holder = self.holders.get(id).copied();
+        listed(&claims, primary, holder, self.nodes.contains_key(&primary))
+    }
+
     /// `/v1/state/datasets`, each dataset once (see the module's rules): the mounted ones,
     /// then those mounted nowhere, each in dataset order. `primary_of` gives a dataset's
     /// configured primary. (Flocker could list one dataset twice while it moved.)
@@ -413,6 +467,22 @@ impl ClusterState {
         }
         mounted.extend(unmounted);
         mounted
+    }
+}
+
+/// Takes `node` off the claimants of `datasets`, which it no longer reports.
+fn unclaim(
+    claimants: &mut HashMap<DatasetId, BTreeSet<NodeUuid>>,
+    node: NodeUuid,
+    datasets: &[ReportedDataset],
+) {
+    for dataset in datasets {
+        if let Some(nodes) = claimants.get_mut(&dataset.dataset_id) {
+            nodes.remove(&node);
+            if nodes.is_empty() {
+                claimants.remove(&dataset.dataset_id);
+            }
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 400: a bound of this service (see `limits`): the reason names it and its flag.
     #[error("{reason}")]
     OverLimit { reason: String },
+    /// 400: a query string our lookups do not take (Flocker ignored every query).
+    #[error("The query is not one this endpoint takes: {problem}")]
+    BadQuery { problem: String },
     /// 400: a path segment that must be a UUID is not one (Flocker answered 500 here).
     #[error("The {what} in the path is not a UUID.")]
     BadPathUuid { what: &'static str },
@@ -109,7 +112,7 @@ impl ApiError {
         use ApiError::*;
         match self {
             TagMismatch { .. } => StatusCode::PRECONDITION_FAILED,
-            Undecodable | Schema(_) | OverLimit { .. } | BadPathUuid { .. } => {
+            Undecodable | Schema(_) | OverLimit { .. } | BadQuery { .. } | BadPathUuid { .. } => {
                 StatusCode::BAD_REQUEST
             }
             DatasetNotFound | LeaseNotFound | NoNodeForEra | NoRoute => StatusCode::NOT_FOUND,

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod error;
 pub mod follow;
 pub mod http;
+pub mod index;
 pub mod limits;
 pub mod migrate;
 pub mod model;

@@ -15,6 +15,7 @@ use flocker_api::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::index::Index;
 
 /// A stored lease: `expiration` is absolute (Unix seconds), `None` for never.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -317,16 +318,32 @@ impl Configuration {
     /// changes nothing the agent does, so it is left out: tasks taking and letting go of their
     /// volumes do not wake the agent.
     pub fn node_view(&self, node: &NodeUuid) -> NodeView {
-        let datasets: Vec<Dataset> =
-            self.datasets.values().filter(|d| d.primary == *node).cloned().collect();
+        let leased = self.leases.iter().filter(|(_, lease)| lease.node_uuid == *node);
+        self.node_view_of(node, self.datasets.values(), leased.map(|(id, _)| id))
+    }
+
+    /// [`Self::node_view`], found through `index`: it costs what the node has.
+    pub fn node_view_in(&self, node: &NodeUuid, index: &Index) -> NodeView {
+        let datasets = index.on(node).iter().filter_map(|id| self.datasets.get(id));
+        self.node_view_of(node, datasets, index.leased_by(node).iter())
+    }
+
+    /// The view of `node` made of `datasets` (those whose primary it is, and maybe others)
+    /// and `leased` (the datasets it holds a lease on), each in dataset order.
+    fn node_view_of<'a>(
+        &'a self,
+        node: &NodeUuid,
+        datasets: impl Iterator<Item = &'a Dataset>,
+        leased: impl Iterator<Item = &'a DatasetId>,
+    ) -> NodeView {
+        let datasets: Vec<Dataset> = datasets.filter(|d| d.primary == *node).cloned().collect();
         let wanted_here = |id: &DatasetId| {
             self.datasets.get(id).is_some_and(|d| d.primary == *node && !d.deleted)
         };
-        let leases = self
-            .leases
-            .iter()
-            .filter(|(id, lease)| lease.node_uuid == *node && !wanted_here(id))
-            .map(|(id, _)| *id)
+        let leases = leased
+            .filter(|id| self.leases.get(id).is_some_and(|lease| lease.node_uuid == *node))
+            .filter(|id| !wanted_here(id))
+            .copied()
             .collect();
         let blockdevice_ids = datasets
             .iter()
@@ -363,6 +380,11 @@ impl Configuration {
             }
         }
         view
+    }
+
+    /// The lease on `dataset_id`, if any, as the API shows it.
+    pub fn api_lease_of(&self, dataset_id: &DatasetId, now: f64) -> Option<Lease> {
+        self.leases.get(dataset_id).map(|lease| api_lease(dataset_id, lease, now))
     }
 
     /// Every lease as the API shows it, `expires` counted from `now`.

@@ -23,13 +23,14 @@ use bytes::Bytes;
 use flocker_api::agent_protocol::{AgentConfiguration, StateReport};
 use flocker_api::types::DatasetTransfer;
 use flocker_api::{
-    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, DatasetProblem, Era, Lease,
-    Node, NodeUuid, UpdateDataset,
+    AcquireLease, ConfigurationTag, CreateDataset, Dataset, DatasetId, DatasetProblem,
+    DatasetState, Era, Lease, Node, NodeUuid, UpdateDataset,
 };
 use tokio::sync::watch;
 
 use crate::cluster::{ClusterState, Report};
 use crate::error::ApiError;
+use crate::index::Index;
 use crate::limits::{Limits, Usage};
 use crate::model::{Change, Configuration};
 use crate::store::zookeeper::nodes::{SharedNode, SharedNodes};
@@ -50,6 +51,8 @@ struct Desired {
     datasets_body: CachedJson,
     /// What the configuration uses of `limits`.
     usage: Usage,
+    /// The configuration's datasets by name and by node, its leases by node.
+    index: Index,
     /// When the last confirmation that the view is current began (a shared store).
     confirmed_at: Option<Instant>,
 }
@@ -124,6 +127,7 @@ impl ControlService {
         Self {
             desired: Mutex::new(Desired {
                 usage: Usage::of(&configuration),
+                index: Index::of(&configuration),
                 configuration,
                 generation,
                 store,
@@ -207,6 +211,19 @@ impl ControlService {
         (body, self.tag_of(*generation))
     }
 
+    /// `GET /v1/configuration/datasets?name=…`: the datasets `name` names, tombstones
+    /// included, and the tag.
+    pub fn datasets_named(&self, name: &str) -> (Vec<Dataset>, ConfigurationTag) {
+        let desired = self.confirmed_desired();
+        let Desired { configuration, generation, index, .. } = &*desired;
+        let datasets = (index.named(name).iter())
+            .filter_map(|id| configuration.datasets.get(id))
+            .filter(|dataset| dataset.is_named(name))
+            .cloned()
+            .collect();
+        (datasets, self.tag_of(*generation))
+    }
+
     /// `POST /v1/configuration/datasets`.
     pub fn create_dataset(
         &self,
@@ -242,6 +259,12 @@ impl ControlService {
     /// `GET /v1/configuration/leases`.
     pub fn leases(&self) -> Vec<Lease> {
         self.confirmed_desired().configuration.api_leases(unix_now())
+    }
+
+    /// `GET /v1/configuration/leases?dataset_id=…`.
+    pub fn lease_of(&self, dataset_id: &DatasetId) -> Vec<Lease> {
+        let desired = self.confirmed_desired();
+        desired.configuration.api_lease_of(dataset_id, unix_now()).into_iter().collect()
     }
 
     /// `POST /v1/configuration/leases`: the lease, and whether it is new (201) or renewed.
@@ -299,12 +322,14 @@ impl ControlService {
     pub fn agent_configuration(&self, node: &NodeUuid) -> AgentConfiguration {
         let desired = self.lock_desired();
         let configuration = &desired.configuration;
-        let view = configuration.node_view(node);
+        let view = configuration.node_view_in(node, &desired.index);
         // The configuration, then the state: the one order in which both are ever held.
         let (pushes, peers) = {
             let actual = self.lock_actual();
             if actual.cluster.takes_pushes(node) {
-                let pushes = configuration.push_view(node, actual.cluster.holdings());
+                let wanted = desired.index.on(node).iter().copied();
+                let holdings = actual.cluster.holdings_for(node, wanted);
+                let pushes = configuration.push_view(node, holdings);
                 (pushes, actual.cluster.peers(node))
             } else {
                 Default::default() // shared storage: nothing is pushed to or from it
@@ -531,6 +556,14 @@ impl ControlService {
         })
     }
 
+    /// `GET /v1/state/datasets?dataset_id=…`: what the state lists of one dataset.
+    pub fn dataset_state_of(&self, id: &DatasetId) -> Vec<DatasetState> {
+        let Some(primary) = self.lock_desired().configuration.primary_of(id) else {
+            return Vec::new();
+        };
+        self.lock_actual().cluster.dataset_state(id, primary).into_iter().collect()
+    }
+
     /// `GET /v1/state/nodes`.
     pub fn nodes(&self) -> Vec<Node> {
         self.lock_actual().cluster.nodes()
@@ -611,6 +644,7 @@ impl ControlService {
     }
 
     fn apply(&self, desired: &mut Desired, generation: u64, change: &Change) {
+        desired.index.note(&desired.configuration, change);
         desired.configuration.apply(change);
         desired.usage.add(change);
         desired.generation = generation;
@@ -654,6 +688,7 @@ impl ControlService {
             CatchUp::Reload(Stored { configuration, generation }) => {
                 log::info!("reloaded the configuration from the store at generation {generation}");
                 desired.usage = Usage::of(&configuration);
+                desired.index = Index::of(&configuration);
                 desired.configuration = configuration;
                 desired.generation = generation;
                 self.datasets_version.fetch_add(1, Ordering::Release);

@@ -96,7 +96,8 @@ impl ControlService {
         let control = |doing| IsolatorError::control(id, doing);
         let mut attempt = 0;
         loop {
-            let (datasets, tag) = self.client.list_datasets().map_err(control("list datasets"))?;
+            let (datasets, tag) =
+                self.client.datasets_named(id.as_str()).map_err(control("look up datasets"))?;
             match plan::find_dataset(&datasets, id) {
                 Ok(Some(dataset)) => return Ok(dataset.clone()),
                 Ok(None) => {}
@@ -161,9 +162,7 @@ impl ControlService {
         match answer {
             Ok(_) => Ok(()),
             Err(error) if error.status() == Some(409) => {
-                let holder = self.client.list_leases().ok().and_then(|leases| {
-                    leases.into_iter().find(|l| l.dataset_id == dataset).map(|l| l.node_uuid)
-                });
+                let holder = self.client.lease_of(&dataset).ok().flatten().map(|l| l.node_uuid);
                 let Some(holder) = holder else {
                     return Err(IsolatorError::control(id, "take the lease")(error));
                 };
@@ -217,7 +216,7 @@ impl ControlService {
         loop {
             let states = self
                 .client
-                .dataset_states()
+                .dataset_states_of(&dataset)
                 .map_err(IsolatorError::control(id, "read the cluster state"))?;
             let seen = plan::seen(&states, &dataset, &node);
             if let Seen::Here(path) = &seen
@@ -302,8 +301,8 @@ impl ControlService {
 
     /// The live dataset a volume's name names, if any.
     pub fn find(&self, id: &FlockerId) -> Result<Option<Dataset>, IsolatorError> {
-        let (datasets, _) =
-            self.client.list_datasets().map_err(IsolatorError::control(id, "list datasets"))?;
+        let (datasets, _) = (self.client.datasets_named(id.as_str()))
+            .map_err(IsolatorError::control(id, "look up datasets"))?;
         match plan::find_dataset(&datasets, id) {
             Ok(found) => Ok(found.cloned()),
             Err(datasets) => Err(IsolatorError::Ambiguous { id: id.clone(), datasets }),
@@ -317,8 +316,8 @@ impl ControlService {
         dataset: &DatasetId,
         node: NodeUuid,
     ) -> Result<Option<PathBuf>, IsolatorError> {
-        let states =
-            self.client.dataset_states().map_err(IsolatorError::control(id, "read the state"))?;
+        let states = (self.client.dataset_states_of(dataset))
+            .map_err(IsolatorError::control(id, "read the state"))?;
         Ok(match plan::seen(&states, dataset, &node) {
             Seen::Here(path) if self.really_there(&path) => Some(path),
             _ => None,
@@ -334,8 +333,8 @@ impl ControlService {
         node: NodeUuid,
     ) -> Result<(), IsolatorError> {
         let control = |doing| IsolatorError::control(id, doing);
-        let leases = self.client.list_leases().map_err(control("list leases"))?;
-        if leases.iter().any(|l| l.dataset_id == *dataset && l.node_uuid == node) {
+        let lease = self.client.lease_of(dataset).map_err(control("read the lease"))?;
+        if lease.is_some_and(|l| l.node_uuid == node) {
             self.client.release_lease(dataset).map_err(control("release the lease"))?;
             log::info!("volume '{id}': released the lease on dataset {dataset}");
         }
@@ -350,8 +349,7 @@ impl ControlService {
         dataset: &DatasetId,
     ) -> Result<(), IsolatorError> {
         let control = |doing| IsolatorError::control(id, doing);
-        let leases = self.client.list_leases().map_err(control("list leases"))?;
-        if let Some(lease) = leases.iter().find(|l| l.dataset_id == *dataset) {
+        if let Some(lease) = self.client.lease_of(dataset).map_err(control("read the lease"))? {
             let host = self.client.list_nodes().ok().and_then(|nodes| {
                 nodes.into_iter().find(|n| n.uuid == lease.node_uuid).map(|n| n.host)
             });
@@ -370,7 +368,7 @@ impl ControlService {
             .into_iter()
             .filter(|d| !d.deleted)
             .filter_map(|d| {
-                let name = plan::NAME_KEYS.iter().find_map(|key| d.metadata.get(*key))?.clone();
+                let name = d.name()?.to_owned();
                 Some((name, d))
             })
             .collect();
@@ -397,21 +395,16 @@ impl ControlService {
     /// touched: the API would let anyone release any lease.
     pub fn release_leases_held(&self, id: &FlockerId, node: NodeUuid) -> Result<(), IsolatorError> {
         let control = |doing| IsolatorError::control(id, doing);
-        let (datasets, _) = self.client.list_datasets().map_err(control("list datasets"))?;
-        let named: Vec<DatasetId> = datasets
-            .iter()
-            .filter(|d| {
-                plan::NAME_KEYS
-                    .iter()
-                    .any(|key| d.metadata.get(*key).is_some_and(|v| v == id.as_str()))
-            })
-            .map(|d| d.dataset_id)
-            .collect();
-        let leases = self.client.list_leases().map_err(control("list leases"))?;
-        for lease in leases.iter().filter(|l| l.node_uuid == node && named.contains(&l.dataset_id))
-        {
-            self.client.release_lease(&lease.dataset_id).map_err(control("release the lease"))?;
-            log::info!("volume '{id}': released the lease on dataset {}", lease.dataset_id);
+        let (named, _) =
+            self.client.datasets_named(id.as_str()).map_err(control("look up datasets"))?;
+        for dataset in named {
+            let lease =
+                self.client.lease_of(&dataset.dataset_id).map_err(control("read the lease"))?;
+            if lease.is_some_and(|lease| lease.node_uuid == node) {
+                let dataset = dataset.dataset_id;
+                self.client.release_lease(&dataset).map_err(control("release the lease"))?;
+                log::info!("volume '{id}': released the lease on dataset {dataset}");
+            }
         }
         Ok(())
     }

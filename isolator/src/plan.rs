@@ -4,13 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use flocker_api::{CreateDataset, Dataset, DatasetId, DatasetState, NodeUuid};
+use flocker_api::{CreateDataset, Dataset, DatasetId, DatasetState, NAME_KEYS, NodeUuid};
 
 use crate::request::{FlockerId, VolumeRequest};
 
-/// Metadata keys a FLOCKER_ID may be under: Flocker's Docker plugin (and Kubernetes) used
-/// `name`, the original Mesos module `FLOCKER_ID`. New datasets get both.
-pub const NAME_KEYS: [&str; 2] = ["name", "FLOCKER_ID"];
 /// Where Flocker kept a storage profile.
 pub const PROFILE_KEY: &str = "clusterhq:flocker:profile";
 
@@ -20,13 +17,8 @@ pub fn find_dataset<'a>(
     datasets: &'a [Dataset],
     id: &FlockerId,
 ) -> Result<Option<&'a Dataset>, Vec<DatasetId>> {
-    let named: Vec<&Dataset> = datasets
-        .iter()
-        .filter(|d| !d.deleted)
-        .filter(|d| {
-            NAME_KEYS.iter().any(|key| d.metadata.get(*key).is_some_and(|v| v == id.as_str()))
-        })
-        .collect();
+    let named: Vec<&Dataset> =
+        datasets.iter().filter(|d| !d.deleted).filter(|d| d.is_named(id.as_str())).collect();
     match named.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one)),

@@ -7,19 +7,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use flocker_api::{Client, Dataset, DatasetId, Lease, NodeUuid};
 
-/// The metadata keys that name a volume: ours and the original module's.
-const NAME_KEYS: [&str; 2] = ["name", "FLOCKER_ID"];
 /// How long the agents may take to destroy a deleted volume.
 const DELETE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The live datasets the volume `flocker_id` names.
 pub fn datasets_named(client: &Client, flocker_id: &str) -> anyhow::Result<Vec<Dataset>> {
-    let (datasets, _) = client.list_datasets().context("cannot list the datasets")?;
-    Ok(datasets
-        .into_iter()
-        .filter(|d| !d.deleted)
-        .filter(|d| NAME_KEYS.iter().any(|k| d.metadata.get(*k).is_some_and(|v| v == flocker_id)))
-        .collect())
+    let (datasets, _) = client.datasets_named(flocker_id).context("cannot look up the datasets")?;
+    Ok(datasets.into_iter().filter(|d| !d.deleted).collect())
 }
 
 /// The one live dataset the volume names; an error if there is none or several.

@@ -5,14 +5,15 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
-use flocker_api::client::{IF_MATCHES_HEADER, TAG_HEADER};
+use flocker_api::client::{IF_MATCHES_HEADER, NAME_QUERY, TAG_HEADER};
 use flocker_api::validate;
 
 use super::body::read_json;
+use super::query;
 use super::{SharedApp, blocking, json};
 use crate::error::{ApiError, json_response};
 
@@ -22,8 +23,19 @@ pub fn routes() -> Router<SharedApp> {
         .route("/v1/configuration/datasets/{dataset_id}", post(update).delete(delete))
 }
 
-async fn list(State(app): State<SharedApp>) -> Result<Response, ApiError> {
-    let (body, tag) = blocking(&app, |service| Ok(service.datasets_body())).await?;
+/// Every dataset, or with `?name=…` (ours) those the name names, tombstones included.
+async fn list(State(app): State<SharedApp>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let name = query::name(raw.as_deref(), NAME_QUERY)?;
+    let (body, tag) = blocking(&app, move |service| {
+        Ok(match name {
+            Some(name) => {
+                let (datasets, tag) = service.datasets_named(&name);
+                (serde_json::to_vec(&datasets).map_err(ApiError::internal)?.into(), tag)
+            }
+            None => service.datasets_body(),
+        })
+    })
+    .await?;
     let mut response = json_response(StatusCode::OK, body);
     let tag = HeaderValue::from_str(&tag.0).map_err(ApiError::internal)?;
     response.headers_mut().insert(TAG_HEADER, tag);

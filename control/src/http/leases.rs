@@ -2,13 +2,15 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{delete, get};
+use flocker_api::client::DATASET_ID_QUERY;
 use flocker_api::{DatasetId, validate};
 
 use super::body::read_json;
+use super::query;
 use super::{SharedApp, blocking, json};
 use crate::error::ApiError;
 
@@ -18,8 +20,16 @@ pub fn routes() -> Router<SharedApp> {
         .route("/v1/configuration/leases/{dataset_id}", delete(release))
 }
 
-async fn list(State(app): State<SharedApp>) -> Result<Response, ApiError> {
-    let leases = blocking(&app, |s| Ok(s.leases())).await?;
+/// Every lease, or with `?dataset_id=…` (ours) the one on that dataset, if any.
+async fn list(State(app): State<SharedApp>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let dataset = query::dataset_id(raw.as_deref(), DATASET_ID_QUERY)?;
+    let leases = blocking(&app, move |s| {
+        Ok(match dataset {
+            Some(id) => s.lease_of(&id),
+            None => s.leases(),
+        })
+    })
+    .await?;
     Ok(json(StatusCode::OK, &leases))
 }
 

@@ -6,6 +6,7 @@ mod agent;
 mod body;
 mod datasets;
 mod leases;
+mod query;
 mod state;
 
 use std::sync::Arc;

@@ -3,14 +3,15 @@
 //! (`/v1/state/transfers`), kept apart so that `/v1/state/datasets` stays exactly Flocker's.
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
+use flocker_api::client::DATASET_ID_QUERY;
 use flocker_api::types::DATASET_TRANSFERS_PATH;
 use flocker_api::{DATASET_PROBLEMS_PATH, Era, NodeByEra, Version};
 
-use super::{SharedApp, blocking, json};
+use super::{SharedApp, blocking, json, query};
 use crate::error::{ApiError, json_response};
 use crate::service::VERSION;
 
@@ -28,9 +29,21 @@ async fn version() -> Response {
     json(StatusCode::OK, &Version { flocker: VERSION.to_owned() })
 }
 
-async fn datasets(State(app): State<SharedApp>) -> Result<Response, ApiError> {
-    let body = blocking(&app, |s| Ok(s.dataset_states_body())).await?;
-    Ok(json_response(StatusCode::OK, body))
+/// Every dataset's state, or with `?dataset_id=…` (ours) that dataset's.
+async fn datasets(
+    State(app): State<SharedApp>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    match query::dataset_id(raw.as_deref(), DATASET_ID_QUERY)? {
+        Some(id) => {
+            let states = blocking(&app, move |s| Ok(s.dataset_state_of(&id))).await?;
+            Ok(json(StatusCode::OK, &states))
+        }
+        None => {
+            let body = blocking(&app, |s| Ok(s.dataset_states_body())).await?;
+            Ok(json_response(StatusCode::OK, body))
+        }
+    }
 }
 
 async fn problems(State(app): State<SharedApp>) -> Result<Response, ApiError> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use flocker_api::agent_protocol::{HELLO_PATH, STATE_PATH};
 use flocker_api::{NodeUuid, RawResponse};
-use flocker_testkit::{ClusterCertificates, tls_handshake};
+use flocker_testkit::{ClusterCertificates, NodeCertificate, tls_handshake};
 use serde_json::{Value, json};
 
 use super::start;
@@ -589,5 +589,106 @@ fn case_38_only_user_certificates_of_the_cluster_are_served_and_the_server_is_co
         assert!(refused.is_err(), "a node certificate was served: {refused:?}");
         let served = tls_handshake(address, &cluster, Some((&certificate, &key)), "/v1/version");
         assert_eq!(served.as_deref(), Ok("HTTP/1.1 200 OK"));
+    }
+}
+
+// Lookups, an extension of ours (`control/src/http/query.rs`): each answers what the full list
+// answers, filtered; Flocker 1.x ignored the query and answered the full list.
+
+/// `node`'s agent says hello and reports `datasets`.
+fn report_as(control: &impl Control, node: &NodeCertificate, datasets: Value) {
+    let agent =
+        control.certificates().client_with(control.agent_address(), &node.certificate, &node.key);
+    let era = NodeUuid::random().to_string();
+    let hello = json!({"era": era}).to_string();
+    assert_eq!(agent.send("POST", HELLO_PATH, &[], Some(hello.as_bytes())).unwrap().status, 200);
+    let report = json!({"era": era, "datasets": datasets}).to_string();
+    assert_eq!(agent.send("PUT", STATE_PATH, &[], Some(report.as_bytes())).unwrap().status, 204);
+}
+
+#[test]
+fn lookup_by_name_answers_the_datasets_either_name_key_names_tombstones_included() {
+    let control = start();
+    let by_name = created(&control, json!({"primary": node(), "metadata": {"name": "db 1/ü"}}));
+    let by_old_key =
+        created(&control, json!({"primary": node(), "metadata": {"FLOCKER_ID": "db 1/ü"}}));
+    let other = created(&control, json!({"primary": node(), "metadata": {"name": "db 2"}}));
+    let _unnamed = created(&control, json!({"primary": node(), "metadata": {"x": "db 1/ü"}}));
+    let path = format!("{DATASETS}/{}", by_old_key["dataset_id"].as_str().unwrap());
+    let tombstone = json_of(&control.send("DELETE", &path, &[], None));
+    let tag = control.tag();
+    let answer = control.send("GET", &format!("{DATASETS}?name=db%201%2F%C3%BC"), &[], None);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header(TAG), Some(tag.as_str()), "the whole configuration's tag");
+    let mut found: Vec<Value> = json_of(&answer).as_array().unwrap().clone();
+    let mut expected = vec![by_name, tombstone];
+    let key = |v: &Value| v["dataset_id"].as_str().unwrap().to_owned();
+    found.sort_by_key(key);
+    expected.sort_by_key(key);
+    assert_eq!(found, expected);
+    let answer = json_of(&control.send("GET", &format!("{DATASETS}?name=db+2"), &[], None));
+    assert_eq!(answer, json!([other]));
+    let answer = json_of(&control.send("GET", &format!("{DATASETS}?name=nobody"), &[], None));
+    assert_eq!(answer, json!([]));
+    // A conditional create with the lookup's tag succeeds: the tag is the configuration's.
+    let condition = [(IF_MATCHES, tag.as_str())];
+    let body = json!({"primary": node(), "metadata": {"name": "db 3"}}).to_string();
+    let response = control.send("POST", DATASETS, &condition, Some(&body));
+    assert_eq!(response.status, 201, "{:?}", response.json());
+}
+
+#[test]
+fn lookup_of_one_dataset_answers_its_state_and_its_lease() {
+    let control = start();
+    let agent_node = control.certificates().node();
+    let here = agent_node.uuid.to_string();
+    let [mounted, unmounted, unreported] = [(); 3].map(|()| NodeUuid::random().to_string());
+    for id in [&mounted, &unmounted, &unreported] {
+        created(&control, json!({"primary": here, "dataset_id": id}));
+    }
+    report_as(
+        &control,
+        &agent_node,
+        json!([
+            {"dataset_id": mounted, "path": format!("/flocker/{mounted}"), "maximum_size": 67108864},
+            {"dataset_id": unmounted, "maximum_size": 67108864},
+        ]),
+    );
+    let state_of = |id: &str| format!("/v1/state/datasets?dataset_id={id}");
+    let expected = json!([{"dataset_id": mounted, "primary": here,
+        "path": format!("/flocker/{mounted}"), "maximum_size": 67108864}]);
+    assert_eq!(read_settled(&control, &state_of(&mounted), &expected), expected);
+    let expected = json!([{"dataset_id": unmounted, "maximum_size": 67108864}]);
+    assert_eq!(read_settled(&control, &state_of(&unmounted), &expected), expected);
+    assert_eq!(json_of(&control.send("GET", &state_of(&unreported), &[], None)), json!([]));
+    assert_eq!(json_of(&control.send("GET", &state_of(&here), &[], None)), json!([]));
+
+    let lease_of = |id: &str| format!("{LEASES}?dataset_id={id}");
+    assert_eq!(json_of(&control.send("GET", &lease_of(&mounted), &[], None)), json!([]));
+    for id in [&mounted, &unmounted] {
+        assert_eq!(
+            control.send("POST", LEASES, &[], Some(&lease(id, &here, Value::Null))).status,
+            201
+        );
+    }
+    let leases = json_of(&control.send("GET", &lease_of(&mounted), &[], None));
+    assert_eq!(leases, json!([{"dataset_id": mounted, "node_uuid": here, "expires": null}]));
+}
+
+#[test]
+fn a_lookup_query_other_than_the_one_an_endpoint_takes_is_refused() {
+    let control = start();
+    created(&control, json!({"primary": node(), "metadata": {"name": "a"}}));
+    for path in [
+        format!("{DATASETS}?nme=a"),
+        format!("{DATASETS}?name=a&name=b"),
+        format!("{DATASETS}?name={}", "x".repeat(257)),
+        "/v1/state/datasets?dataset_id=not-a-uuid".to_owned(),
+        "/v1/state/datasets?name=a".to_owned(),
+        format!("{LEASES}?dataset_id=1"),
+    ] {
+        let answer = control.send("GET", &path, &[], None);
+        assert_eq!(answer.status, 400, "{path}");
+        assert!(description(&json_of(&answer)).contains("query"), "{path}");
     }
 }

@@ -1,7 +1,8 @@
 //! A stand-in for a surviving Flocker 1.x control service, as far as TLS goes: Python's `ssl`
 //! (OpenSSL, as Twisted used) with X.509 v1 certificates, requiring a client certificate of the
-//! cluster, answering `GET /v1/version` as Flocker 1.15 did. Flocker itself can no longer be
-//! installed; this is only what a client's TLS stack meets.
+//! cluster, answering `GET /v1/version` as Flocker 1.15 did, and other `GET`s with fixed
+//! bodies, ignoring the query string as Flocker's routes did. Flocker itself can no longer be
+//! installed; this is only what a client's TLS stack and its lookups meet.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -11,12 +12,17 @@ use crate::openssl::FlockerOneCertificates;
 
 const SERVER: &str = r#"
 import http.server, json, ssl, sys
-cluster, certificate, key = sys.argv[1:]
+cluster, certificate, key, answers = sys.argv[1:]
+answers = json.loads(answers)
+answers["/v1/version"] = {"flocker": "1.15.0"}
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"flocker": "1.15.0"}).encode()
-        self.send_response(200 if self.path == "/v1/version" else 404)
+        # As Flocker 1.x's routes did, the query string is ignored.
+        path = self.path.split("?")[0]
+        body = json.dumps(answers.get(path, {"description": "Not found."})).encode()
+        self.send_response(200 if path in answers else 404)
         self.send_header("Content-Type", "application/json")
+        self.send_header("X-Configuration-Tag", "flocker-1-tag")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -40,12 +46,19 @@ pub struct FlockerOneControlService {
 
 impl FlockerOneControlService {
     pub fn start(certificates: &FlockerOneCertificates) -> Self {
+        Self::serving(certificates, &serde_json::json!({}))
+    }
+
+    /// The stand-in answering each `GET` of a path of `answers` (an object: path → JSON body)
+    /// with its body, whatever the query string, and the others with 404.
+    pub fn serving(certificates: &FlockerOneCertificates, answers: &serde_json::Value) -> Self {
         let mut child = Command::new("python3")
             .arg("-c")
             .arg(SERVER)
             .arg(&certificates.cluster)
             .arg(&certificates.control.0)
             .arg(&certificates.control.1)
+            .arg(answers.to_string())
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3");
