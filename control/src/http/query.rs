@@ -71,7 +71,10 @@ mod tests {
         assert!(matches!(name(Some(&long), "name"), Err(ApiError::BadQuery { .. })));
         let longest = format!("name={}", "é".repeat(MAXIMUM_METADATA_VALUE_LENGTH));
         assert!(name(Some(&longest), "name").is_ok());
-        assert!(matches!(dataset_id(Some("dataset_id=x"), "dataset_id"), Err(_)));
+        assert!(matches!(
+            dataset_id(Some("dataset_id=x"), "dataset_id"),
+            Err(ApiError::BadQuery { .. })
+        ));
         let id = DatasetId::random();
         assert_eq!(dataset_id(Some(&format!("dataset_id={id}")), "dataset_id"), Ok(Some(id)));
     }
