@@ -939,4 +939,79 @@ mod tests {
         assert_eq!(transfers.len(), 1, "held to this service's configuration: {transfers:?}");
         assert_eq!((transfers[0].from, transfers[0].to), (node, to));
     }
+
+    /// What the index finds of one dataset or one node is what reading every report finds,
+    /// after any mix of hellos, new eras, reports, a node forgotten and nodes going quiet.
+    #[test]
+    fn the_lookups_through_the_index_agree_with_reading_every_report() {
+        let start = Instant::now();
+        let mut cluster = ClusterState::new(EXPIRY);
+        let nodes: Vec<NodeUuid> = (0..5).map(|_| NodeUuid::random()).collect();
+        let ids: Vec<DatasetId> = (0..12).map(|_| DatasetId::random()).collect();
+        let primaries: Primaries =
+            ids.iter().enumerate().map(|(i, id)| (*id, nodes[i % nodes.len()])).collect();
+        let mut state: u64 = 3;
+        let mut next = |below: usize| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) % below as u64) as usize
+        };
+        let mut eras: BTreeMap<NodeUuid, Era> = BTreeMap::new();
+        let (mut found_states, mut found_held) = (0, 0);
+        for step in 0..600 {
+            let now = start + Duration::from_secs(step);
+            let node = nodes[next(nodes.len())];
+            match next(8) {
+                0 => {
+                    let era = match eras.get(&node) {
+                        Some(era) if next(3) > 0 => *era,
+                        _ => Era::random(),
+                    };
+                    eras.insert(node, era);
+                    let port = (next(2) == 0).then_some(4525);
+                    cluster.hello(node, era, "h".into(), port, now);
+                }
+                1 => {
+                    cluster.forget_mirrored(&node);
+                }
+                2 => {
+                    cluster.sweep(now + Duration::from_secs(next(200) as u64));
+                }
+                _ => {
+                    let Some(era) = eras.get(&node).copied() else { continue };
+                    let mut reported = Vec::new();
+                    for _ in 0..next(6) {
+                        let id = ids[next(ids.len())];
+                        reported.push(if next(2) == 0 { mounted(id) } else { unmounted(id) });
+                    }
+                    let _ = cluster.report(&node, era, said(reported, none()), &primaries, now);
+                }
+            }
+            let all = cluster.dataset_states(|id| primaries.get(id).copied());
+            for id in &ids {
+                let listed = all.iter().find(|s| s.dataset_id == *id).cloned();
+                found_states += usize::from(listed.is_some());
+                assert_eq!(cluster.dataset_state(id, primaries[id]), listed, "step {step}");
+            }
+            let every: Vec<(NodeUuid, BTreeSet<DatasetId>)> =
+                cluster.holdings().map(|(holder, held)| (holder, held.collect())).collect();
+            for node in &nodes {
+                let wanted: BTreeSet<DatasetId> =
+                    ids.iter().filter(|id| primaries[id] == *node).copied().collect();
+                // Only a node that takes pushes has any (the service asks for no others').
+                let mut expected: BTreeSet<(NodeUuid, DatasetId)> = BTreeSet::new();
+                for (holder, held) in every.iter().filter(|_| cluster.takes_pushes(node)) {
+                    let relevant = held.iter().filter(|id| holder == node || wanted.contains(id));
+                    expected.extend(relevant.map(|id| (*holder, *id)));
+                }
+                let found: BTreeSet<(NodeUuid, DatasetId)> = cluster
+                    .holdings_for(node, wanted.iter().copied())
+                    .into_iter()
+                    .flat_map(|(holder, held)| held.into_iter().map(move |id| (holder, id)))
+                    .collect();
+                found_held += found.len();
+                assert_eq!(found, expected, "step {step}, node {node}");
+            }
+        }
+        assert!(found_states > 100 && found_held > 100, "{found_states}, {found_held}: too few");
+    }
 }
