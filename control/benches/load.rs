@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flocker_api::agent_protocol::{HELLO_PATH, STATE_PATH};
+use flocker_api::agent_protocol::CONFIGURATION_PATH;
 use flocker_api::{Client, CreateDataset, DatasetId, Era, NodeUuid};
+use flocker_testkit::phantoms::{Phantom, named_dataset, phantom_nodes};
 use flocker_testkit::{ClusterCertificates, ControlProcess, bench_results};
 use serde_json::json;
 
@@ -26,7 +27,9 @@ fn main() {
     let client = certificates.client(control.rest, "bench");
 
     let started = Instant::now();
-    let nodes = populate(&certificates, &control, &client);
+    let agents =
+        phantom_nodes(&certificates, &control, &client, (NODES, DATASETS_PER_NODE), "volume");
+    let nodes: Vec<(NodeUuid, Era)> = agents.iter().map(|p| (p.node, p.era)).collect();
     let populated = started.elapsed().as_secs_f64();
     println!(
         "flocker-control load benchmark: {} datasets on {NODES} nodes, mutual TLS, keep-alive \
@@ -38,65 +41,12 @@ fn main() {
     report_list(&client);
     report_conditional_create(&client, &nodes);
     report_mixed_reads(&certificates, &control, &nodes);
+    report_agents_waking(&control, &client, agents);
     report_memory(&control);
 }
 
-/// 100 agents say hello; 10,000 datasets are created, 100 on each node, by 4 clients at once;
-/// each agent reports its datasets mounted.
-fn populate(
-    certificates: &ClusterCertificates,
-    control: &ControlProcess,
-    client: &Client,
-) -> Vec<(NodeUuid, Era)> {
-    let agents: Vec<_> = (0..NODES)
-        .map(|_| {
-            let node = certificates.node();
-            let agent = certificates.client_with(control.agent, &node.certificate, &node.key);
-            let era = Era::random();
-            let hello = json!({"era": era}).to_string();
-            let answer =
-                agent.send("POST", HELLO_PATH, &[], Some(hello.as_bytes())).expect("hello");
-            assert_eq!(answer.status, 200);
-            (node.uuid, era, agent)
-        })
-        .collect();
-    let creators: Vec<_> = (0..4)
-        .map(|part| {
-            let client = client.clone();
-            let nodes: Vec<NodeUuid> = agents.iter().map(|(uuid, _, _)| *uuid).collect();
-            std::thread::spawn(move || {
-                let mut created = Vec::new();
-                for i in (part..NODES * DATASETS_PER_NODE).step_by(4) {
-                    let node = nodes[i % NODES];
-                    let dataset = client.create_dataset(&request(node, i), None).expect("create");
-                    created.push((node, dataset.dataset_id));
-                }
-                created
-            })
-        })
-        .collect();
-    let created: Vec<(NodeUuid, DatasetId)> =
-        creators.into_iter().flat_map(|c| c.join().expect("creator")).collect();
-    for (uuid, era, agent) in &agents {
-        let datasets: Vec<_> = created
-            .iter()
-            .filter(|(node, _)| node == uuid)
-            .map(|(_, id)| json!({"dataset_id": id, "path": format!("/flocker/{id}"), "maximum_size": 1u64 << 30}))
-            .collect();
-        let report = json!({"era": era, "datasets": datasets}).to_string();
-        let answer = agent.send("PUT", STATE_PATH, &[], Some(report.as_bytes())).expect("report");
-        assert_eq!(answer.status, 204);
-    }
-    agents.into_iter().map(|(uuid, era, _)| (uuid, era)).collect()
-}
-
 fn request(primary: NodeUuid, i: usize) -> CreateDataset {
-    CreateDataset {
-        primary,
-        dataset_id: None,
-        maximum_size: Some(1 << 30),
-        metadata: [("name".to_owned(), format!("volume-{i}"))].into(),
-    }
+    named_dataset(primary, &format!("volume-{i}"))
 }
 
 fn report_list(client: &Client) {
@@ -200,6 +150,102 @@ fn report_mixed_reads(
         mix.len(),
         ""
     );
+}
+
+/// Every agent long-polls for its configuration, as real agents do; then datasets are created
+/// one at a time, each on one node. Every poll wakes at each change and looks at its node's
+/// view again; only the node that got the dataset answers. Measured: the time from the create
+/// until that node's poll answers, and the service's CPU time per change (all the wakes).
+fn report_agents_waking(control: &ControlProcess, client: &Client, agents: Vec<Phantom>) {
+    const CHANGES: usize = 200;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, answers) = std::sync::mpsc::channel::<(NodeUuid, Instant)>();
+    let waiting = Arc::new(AtomicU64::new(0));
+    let pollers: Vec<_> = agents
+        .into_iter()
+        .map(|Phantom { node, agent, .. }| {
+            let (stop, answered, waiting) = (stop.clone(), answered.clone(), waiting.clone());
+            std::thread::spawn(move || long_poll(&agent, node, &stop, &answered, &waiting))
+        })
+        .collect();
+    while waiting.load(Ordering::Relaxed) < pollers.len() as u64 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // every poll is in the service by now
+    let nodes: Vec<NodeUuid> = control_nodes(client);
+    let (mut latencies, cpu_before) = (Vec::new(), cpu_seconds(control));
+    for i in 0..CHANGES {
+        let node = nodes[i % nodes.len()];
+        while answers.try_recv().is_ok() {}
+        let started = Instant::now();
+        client.create_dataset(&request(node, 200_000 + i), None).expect("create");
+        loop {
+            let (who, at) = answers.recv_timeout(Duration::from_secs(10)).expect("an answer");
+            if who == node {
+                latencies.push(at - started);
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20)); // the other polls settle again
+    }
+    let cpu = (cpu_seconds(control) - cpu_before) / CHANGES as f64 * 1e3;
+    stop.store(true, Ordering::Relaxed);
+    let what = format!("{} agents long-polling, one change: its node's answer", pollers.len());
+    print_latency(&what, &what, &mut latencies, "");
+    let per_wake = cpu / pollers.len() as f64 * 1e3;
+    println!(
+        "{:<36}  {cpu:>8.2} ms of the service's CPU per change ({per_wake:.0} µs per poll woken)",
+        ""
+    );
+    record(
+        &format!("{} agents long-polling: the service's CPU per change", pollers.len()),
+        cpu,
+        "ms",
+        "each wake O(its own datasets)",
+    );
+    record("  the same per poll woken", per_wake, "µs", "");
+    drop(pollers); // each ends with its next answer; the process exits meanwhile
+}
+
+/// One agent's long-poll loop: says when it is waiting, and each answer that came.
+fn long_poll(
+    agent: &Client,
+    node: NodeUuid,
+    stop: &AtomicBool,
+    answered: &std::sync::mpsc::Sender<(NodeUuid, Instant)>,
+    waiting: &AtomicU64,
+) {
+    let first = agent.send("GET", CONFIGURATION_PATH, &[], None).expect("configuration");
+    let mut etag = first.json().expect("JSON")["etag"].as_str().expect("an etag").to_owned();
+    waiting.fetch_add(1, Ordering::Relaxed);
+    while !stop.load(Ordering::Relaxed) {
+        let path = format!("{CONFIGURATION_PATH}?etag={etag}&wait=20");
+        let timeout = Some(Duration::from_secs(30));
+        let Ok(answer) = agent.send_with_timeout("GET", &path, &[], None, timeout) else { return };
+        let now = Instant::now();
+        let Ok(body) = answer.json() else { return };
+        let new = body["etag"].as_str().unwrap_or_default().to_owned();
+        if new != etag {
+            let _ = answered.send((node, now));
+        }
+        etag = new;
+    }
+}
+
+/// The live nodes, as the REST API lists them.
+fn control_nodes(client: &Client) -> Vec<NodeUuid> {
+    client.list_nodes().expect("nodes").into_iter().map(|n| n.uuid).collect()
+}
+
+/// The service's CPU time so far (user and system), from /proc.
+fn cpu_seconds(control: &ControlProcess) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", control.pid())).unwrap_or_default();
+    // The fields after the command's closing parenthesis; utime and stime are 14th and 15th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // Linux counts them in USER_HZ, 100 a second.
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn report_memory(control: &ControlProcess) {

@@ -17,6 +17,7 @@ mod local_cluster;
 pub mod netns;
 pub mod openssl;
 mod pair;
+pub mod phantoms;
 mod running;
 pub mod task;
 mod zookeeper;
