@@ -111,47 +111,7 @@ fn remove<K: std::hash::Hash + Eq>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flocker_api::Dataset;
-
-    /// A small deterministic generator: the same sequence of changes on every run.
-    struct Sequence(u64);
-
-    impl Sequence {
-        fn next(&mut self, below: usize) -> usize {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((self.0 >> 33) % below as u64) as usize
-        }
-    }
-
-    fn random_change(
-        configuration: &Configuration,
-        nodes: &[NodeUuid],
-        seq: &mut Sequence,
-    ) -> Change {
-        let ids: Vec<DatasetId> = configuration.datasets.keys().copied().collect();
-        let node = nodes[seq.next(nodes.len())];
-        let some_id = |seq: &mut Sequence| ids[seq.next(ids.len())];
-        match (seq.next(6), ids.is_empty()) {
-            (0, _) | (_, true) => {
-                let name = format!("volume-{}", seq.next(8));
-                let key = NAME_KEYS[seq.next(NAME_KEYS.len())];
-                let dataset = Dataset {
-                    dataset_id: DatasetId::random(),
-                    primary: node,
-                    metadata: [(key.to_owned(), name)].into(),
-                    deleted: false,
-                    maximum_size: None,
-                };
-                Change::CreateDataset { dataset }
-            }
-            (1, _) => Change::MoveDataset { dataset_id: some_id(seq), primary: node },
-            (2, _) => Change::DeleteDataset { dataset_id: some_id(seq) },
-            (3 | 4, _) => {
-                Change::AcquireLease { dataset_id: some_id(seq), node_uuid: node, expiration: None }
-            }
-            _ => Change::ReleaseLeases { dataset_ids: vec![some_id(seq), some_id(seq)] },
-        }
-    }
+    use crate::testing::{Sequence, random_change};
 
     #[test]
     fn the_index_kept_with_each_change_is_the_index_made_from_scratch() {

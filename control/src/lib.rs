@@ -22,7 +22,11 @@ pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod tls;
+pub mod undo;
 pub mod untrusted;
+
+#[cfg(test)]
+mod testing;
 
 use std::io::Write;
 use std::sync::Arc;

@@ -3,8 +3,12 @@
 //!
 //! Writes are serialised by one lock around the configuration and its store, as Flocker's
 //! single-threaded service serialised them: check the tag, decide (in [`crate::model`]), append
-//! to the store (durable), apply, answer. Operations block (the store fsyncs), so the HTTP
-//! layers run them on tokio's blocking pool.
+//! to the store, apply, answer once durable. The file store makes changes durable in groups:
+//! a write appends and applies under the lock, then waits for a sync outside it, so the writes
+//! that arrive meanwhile share the next fsync. Until a change is durable nobody sees it: every
+//! other use of the configuration first waits for what was applied to be durable, and a failed
+//! sync takes back every change in doubt before anyone holds the lock again ([`crate::undo`]).
+//! Operations block (the store fsyncs), so the HTTP layers run them on tokio's blocking pool.
 //!
 //! With a store that other control services share (ZooKeeper), a write this service decided
 //! may lose to one another service made first: the store refuses it, this service catches up
@@ -34,7 +38,8 @@ use crate::index::Index;
 use crate::limits::{Limits, Usage};
 use crate::model::{Change, Configuration};
 use crate::store::zookeeper::nodes::{SharedNode, SharedNodes};
-use crate::store::{CatchUp, Store, StoreError, Stored, ViewHealth};
+use crate::store::{CatchUp, GroupSync, Store, StoreError, Stored, ViewHealth};
+use crate::undo::Undo;
 
 /// The version `/v1/version` reports: the Flocker API level we implement, and ours.
 pub const VERSION: &str = concat!("1.15.0+flocker-rs.", env!("CARGO_PKG_VERSION"));
@@ -53,6 +58,8 @@ struct Desired {
     usage: Usage,
     /// The configuration's datasets by name and by node, its leases by node.
     index: Index,
+    /// Changes applied but maybe not durable yet, oldest first, and how to take each back.
+    pending: Vec<(u64, Undo)>,
     /// When the last confirmation that the view is current began (a shared store).
     confirmed_at: Option<Instant>,
 }
@@ -107,6 +114,18 @@ pub struct ControlService {
     datasets_version: AtomicU64,
     /// Set when the store is shared with other control services.
     sharing: Option<Sharing>,
+    /// Set when the store makes changes durable in groups.
+    group: Option<Arc<GroupSync>>,
+}
+
+/// What came of a change given to the store.
+enum Committed {
+    /// Durable and applied.
+    Durable,
+    /// Applied; durable once the group sync covers this generation.
+    Written(u64),
+    /// Another service wrote first (a shared store): nothing was written.
+    Lost,
 }
 
 /// What a service sharing its store with others keeps besides.
@@ -124,10 +143,12 @@ impl ControlService {
         // Services sharing a store name its configurations alike; one alone names them so
         // that a tag from before a restart never matches by accident.
         let tag_nonce = store.shared_identity().unwrap_or_else(rand_u64);
+        let group = store.group_sync();
         Self {
             desired: Mutex::new(Desired {
                 usage: Usage::of(&configuration),
                 index: Index::of(&configuration),
+                pending: Vec::new(),
                 configuration,
                 generation,
                 store,
@@ -144,6 +165,7 @@ impl ControlService {
             limits: Limits::default(),
             datasets_version: AtomicU64::new(0),
             sharing: None,
+            group,
         }
     }
 
@@ -601,21 +623,29 @@ impl ControlService {
         confirm_unwritten: bool,
         mut plan: impl FnMut(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
     ) -> Result<T, ApiError> {
-        let mut desired = self.lock_desired();
+        let mut desired = self.lock_for_writing();
         let mut confirmed = self.sharing.is_none() || !confirm_unwritten;
         for _ in 0..WRITE_ATTEMPTS {
             let decided = self
                 .check_tag_at(desired.generation, if_matches)
                 .and_then(|()| plan(&desired.configuration, &desired.usage));
             match decided {
-                Ok((answer, Some(change))) => {
-                    if self.commit(&mut desired, change)? {
-                        return Ok(answer);
+                Ok((answer, Some(change))) => match self.commit(&mut desired, change)? {
+                    Committed::Durable => return Ok(answer),
+                    Committed::Written(generation) => {
+                        drop(desired); // the writes that come meanwhile share the sync
+                        return self.made_durable(generation).map(|()| answer);
                     }
-                    self.catch_up_to_write(&mut desired, false)?;
-                }
+                    Committed::Lost => {
+                        self.catch_up_to_write(&mut desired, false)?;
+                    }
+                },
                 unwritten => {
                     if confirmed || !self.catch_up_to_write(&mut desired, true)? {
+                        // The answer (a 409, say) may rest on changes not durable yet.
+                        let seen = desired.generation;
+                        drop(desired);
+                        self.made_durable(seen)?;
                         return unwritten.map(|(answer, _)| answer);
                     }
                     confirmed = true;
@@ -625,32 +655,95 @@ impl ControlService {
         Err(ApiError::StoreBusy)
     }
 
-    /// Makes a change durable, then applies it. If the store fails, nothing changes. `false`:
-    /// another service wrote first (a shared store), and nothing was written.
-    fn commit(&self, desired: &mut Desired, change: Change) -> Result<bool, ApiError> {
+    /// Gives a change to the store, then applies it. If the store fails, nothing changes.
+    fn commit(&self, desired: &mut Desired, change: Change) -> Result<Committed, ApiError> {
         let generation = desired.generation + 1;
-        match desired.store.append(&desired.configuration, generation, &change) {
-            Ok(()) => {}
-            Err(StoreError::Conflict) => return Ok(false),
-            Err(error) => return Err(self.store_failed(error)),
-        }
-        self.apply(desired, generation, &change);
+        let deferred =
+            match desired.store.append_deferred(&desired.configuration, generation, &change) {
+                Ok(deferred) => deferred.is_some(),
+                Err(StoreError::Conflict) => return Ok(Committed::Lost),
+                Err(error) => return Err(self.store_failed(error)),
+            };
+        let undo = self.apply(desired, generation, &change);
         if let Err(error) = desired.store.applied(&desired.configuration, generation) {
-            // The change is durable in the journal; only compaction failed.
+            // The change is in the journal; only compaction failed.
             log::warn!("{:#}", anyhow::Error::new(error));
         }
-        self.generation.send_replace(generation);
-        Ok(true)
+        if deferred {
+            desired.pending.push((generation, undo));
+            return Ok(Committed::Written(generation));
+        }
+        self.publish(generation);
+        Ok(Committed::Durable)
     }
 
-    fn apply(&self, desired: &mut Desired, generation: u64, change: &Change) {
+    /// Waits until the group sync made `generation` durable. If it failed, the changes in doubt
+    /// are taken back before this answers.
+    fn made_durable(&self, generation: u64) -> Result<(), ApiError> {
+        let Some(group) = &self.group else { return Ok(()) };
+        match group.sync_through(generation) {
+            Ok(()) => {
+                self.publish(generation);
+                Ok(())
+            }
+            Err(_) => {
+                drop(self.lock_for_writing()); // takes them back
+                Err(ApiError::StoreFailed)
+            }
+        }
+    }
+
+    /// Tells the long-polls and the lock-free tag check about a durable generation.
+    fn publish(&self, generation: u64) {
+        // Writers may publish in either order: the later generation stands.
+        self.generation.send_if_modified(|seen| {
+            let newer = generation > *seen;
+            if newer {
+                *seen = generation;
+            }
+            newer
+        });
+    }
+
+    fn apply(&self, desired: &mut Desired, generation: u64, change: &Change) -> Undo {
         desired.index.note(&desired.configuration, change);
-        desired.configuration.apply(change);
+        let undo = desired.configuration.apply_undoably(change);
         desired.usage.add(change);
         desired.generation = generation;
         if change.changes_datasets() {
             self.datasets_version.fetch_add(1, Ordering::Release);
         }
+        undo
+    }
+
+    /// After a failed group sync: takes back every change after the durable one, newest
+    /// first, and has the store rebuild itself from what is left. Otherwise forgets how to
+    /// take back the changes that are durable now.
+    fn settle(&self, desired: &mut Desired) {
+        let Some(group) = &self.group else { return };
+        let Some((durable, why)) = group.take_failure() else {
+            let durable = group.durable();
+            desired.pending.retain(|(generation, _)| *generation > durable);
+            return;
+        };
+        let mut taken_back = 0;
+        while let Some((generation, undo)) = desired.pending.pop() {
+            if generation > durable {
+                desired.configuration.undo(undo);
+                taken_back += 1;
+            }
+        }
+        desired.pending.clear();
+        desired.generation = durable;
+        desired.usage = Usage::of(&desired.configuration);
+        desired.index = Index::of(&desired.configuration);
+        self.datasets_version.fetch_add(1, Ordering::Release);
+        desired.store.sync_failed(durable, &why);
+        log::error!(
+            "the store's journal could not be synced ({why}): the {taken_back} changes after \
+             generation {durable} were refused and taken back; the store is rewritten from \
+             memory at the next change"
+        );
     }
 
     /// [`Self::catch_up`] within a write, which waits for the store (a ZooKeeper election, a
@@ -682,7 +775,7 @@ impl ControlService {
             CatchUp::Changes(changes) if changes.is_empty() => return Ok(false),
             CatchUp::Changes(changes) => {
                 for (generation, change) in &changes {
-                    self.apply(desired, *generation, change);
+                    let _durable_already = self.apply(desired, *generation, change);
                 }
             }
             CatchUp::Reload(Stored { configuration, generation }) => {
@@ -730,10 +823,30 @@ impl ControlService {
         answer
     }
 
+    /// The configuration as far as it is durable: what was applied is synced first (by this
+    /// caller, or with the sync under way), so nothing not durable is ever shown or acted on.
     fn lock_desired(&self) -> MutexGuard<'_, Desired> {
+        let mut desired = self.lock_for_writing();
+        if let Some(group) = &self.group
+            && group.durable() < desired.generation
+        {
+            let generation = desired.generation;
+            match group.sync_through(generation) {
+                Ok(()) => self.publish(generation),
+                Err(_) => self.settle(&mut desired),
+            }
+        }
+        desired
+    }
+
+    /// The configuration with the changes applied so far, durable or not, which the next
+    /// change follows; a failed sync's changes are taken back first.
+    fn lock_for_writing(&self) -> MutexGuard<'_, Desired> {
         // A panic never leaves the configuration half-changed (changes are applied whole, after
         // the store accepted them), so a poisoned lock is still consistent.
-        self.desired.lock().unwrap_or_else(PoisonError::into_inner)
+        let mut desired = self.desired.lock().unwrap_or_else(PoisonError::into_inner);
+        self.settle(&mut desired);
+        desired
     }
 
     fn lock_actual(&self) -> MutexGuard<'_, Actual> {
@@ -750,4 +863,147 @@ fn rand_u64() -> u64 {
     let uuid = uuid::Uuid::new_v4();
     let (high, _) = uuid.as_u64_pair();
     high
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+    use std::sync::atomic::AtomicBool;
+
+    /// A stand-in for a disk whose fsync fails, which no test can make happen on demand here:
+    /// the group sync has no journal, so every sync fails, until the service reports the
+    /// failure (`sync_failed`); from then on it syncs a real temporary file.
+    struct FailingSync {
+        group: Arc<GroupSync>,
+        directory: tempfile::TempDir,
+        failures_reported: Arc<AtomicU64>,
+    }
+
+    impl Store for FailingSync {
+        fn load(&mut self) -> Result<Stored, StoreError> {
+            Ok(Stored::default())
+        }
+        fn append(&mut self, _: &Configuration, _: u64, _: &Change) -> Result<(), StoreError> {
+            unreachable!("the service defers every append to this store")
+        }
+        fn append_deferred(
+            &mut self,
+            _: &Configuration,
+            generation: u64,
+            _: &Change,
+        ) -> Result<Option<Arc<GroupSync>>, StoreError> {
+            self.group.wrote(generation);
+            Ok(Some(self.group.clone()))
+        }
+        fn group_sync(&self) -> Option<Arc<GroupSync>> {
+            Some(self.group.clone())
+        }
+        fn sync_failed(&mut self, durable: u64, _why: &str) {
+            self.failures_reported.fetch_add(1, Ordering::Relaxed);
+            let journal = std::fs::File::create(self.directory.path().join("journal")).unwrap();
+            self.group.journal(Arc::new(journal), durable);
+        }
+        fn applied(&mut self, _: &Configuration, _: u64) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn create(service: &ControlService, name: &str) -> Result<Dataset, ApiError> {
+        let request = CreateDataset {
+            primary: NodeUuid::random(),
+            dataset_id: None,
+            maximum_size: None,
+            metadata: [("name".to_owned(), name.to_owned())].into(),
+        };
+        service.create_dataset(&[], request)
+    }
+
+    #[test]
+    fn changes_whose_group_sync_failed_are_refused_taken_back_and_never_seen() {
+        let reported = Arc::new(AtomicU64::new(0));
+        let store = FailingSync {
+            group: Arc::new(GroupSync::new(0)),
+            directory: tempfile::tempdir().unwrap(),
+            failures_reported: reported.clone(),
+        };
+        let service = Arc::new(ControlService::new(
+            Box::new(store),
+            Stored::default(),
+            Duration::from_secs(60),
+        ));
+        let names_in = |body: &Bytes| -> Vec<String> {
+            let datasets: Vec<Dataset> = serde_json::from_slice(body).unwrap();
+            datasets.into_iter().filter_map(|d| d.name().map(str::to_owned)).collect()
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (service, stop) = (service.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut seen = BTreeSet::new();
+                while !stop.load(Ordering::Relaxed) {
+                    seen.extend(names_in(&service.datasets_body().0));
+                }
+                seen
+            })
+        };
+        let writers: Vec<_> = (0..8)
+            .map(|i| {
+                let service = service.clone();
+                std::thread::spawn(move || create(&service, &format!("volume-{i}")))
+            })
+            .collect();
+        let answers: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        stop.store(true, Ordering::Relaxed);
+        let seen = reader.join().unwrap();
+        // The first sync fails; whoever waited for it is refused. Writers that came after
+        // the store was rebuilt may succeed.
+        let refused = answers.iter().filter(|a| **a == Err(ApiError::StoreFailed)).count();
+        assert!(refused >= 1, "{answers:?}");
+        assert_eq!(reported.load(Ordering::Relaxed), 1, "the store heard of the failure once");
+        let acknowledged: BTreeSet<String> = (answers.iter().filter_map(|a| a.as_ref().ok()))
+            .filter_map(|d| d.name().map(str::to_owned))
+            .collect();
+        let listed: BTreeSet<String> = names_in(&service.datasets_body().0).into_iter().collect();
+        assert_eq!(listed, acknowledged, "exactly the acknowledged changes remain");
+        assert!(seen.is_subset(&acknowledged), "a reader saw a refused change: {seen:?}");
+        // Writes go on, on the rebuilt store.
+        let dataset = create(&service, "after").unwrap();
+        assert_eq!(service.datasets_named("after").0, vec![dataset]);
+    }
+
+    #[test]
+    fn a_change_is_shown_to_nobody_until_its_sync_ends_and_taken_back_if_it_failed() {
+        let group = Arc::new(GroupSync::new(0));
+        let store = FailingSync {
+            group: group.clone(),
+            directory: tempfile::tempdir().unwrap(),
+            failures_reported: Arc::new(AtomicU64::new(0)),
+        };
+        let service = Arc::new(ControlService::new(
+            Box::new(store),
+            Stored::default(),
+            Duration::from_secs(60),
+        ));
+        group.hold_sync();
+        let writer = {
+            let service = service.clone();
+            std::thread::spawn(move || create(&service, "held"))
+        };
+        while service.lock_for_writing().generation == 0 {
+            std::thread::sleep(Duration::from_millis(1)); // until it is applied
+        }
+        let reader = {
+            let service = service.clone();
+            std::thread::spawn(move || service.datasets_named("held").0)
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!reader.is_finished(), "the reader waits for the sync");
+        assert!(!writer.is_finished(), "the writer is not answered before it");
+        group.end_held_sync(Err("the disk is gone".into()));
+        assert_eq!(writer.join().unwrap(), Err(ApiError::StoreFailed));
+        assert_eq!(reader.join().unwrap(), Vec::new(), "it never saw the change");
+        assert!(service.datasets_named("held").0.is_empty());
+        assert_eq!(service.lock_for_writing().generation, 0);
+    }
 }

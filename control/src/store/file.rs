@@ -11,7 +11,8 @@
 //!                            carry the identity too
 //! ```
 //!
-//! A change costs one small append and one `fdatasync`, whatever the size of the cluster. Every
+//! A change costs one small append and one `fdatasync`, whatever the size of the cluster, and
+//! the changes written while a sync runs share the next one (group commit, `group.rs`). Every
 //! few thousand changes the store writes a new snapshot (temporary file, fsync, rename, fsync
 //! the directory) and starts an empty journal the same way; a crash between the two leaves an
 //! old journal whose records the snapshot already holds, which loading skips. A new store is
@@ -36,10 +37,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::flocker_import::{self, FLOCKER_CONFIGURATION};
+use super::group::GroupSync;
 use super::mark::{self, Found, Loss, Mark, MarkKeeper, StoreId, Verdict};
 use super::{ACCEPT_DATA_LOSS, Store, StoreError, Stored};
 use crate::model::{Change, Configuration};
@@ -123,8 +126,9 @@ enum Next {
 
 /// The journal, open for appending.
 struct OpenJournal {
-    file: File,
-    /// Bytes up to the end of the last record fsynced.
+    /// Shared with the group sync, which fsyncs it outside the service's lock.
+    file: Arc<File>,
+    /// Bytes up to the end of the last record written whole.
     length: u64,
     changes: u64,
 }
@@ -138,8 +142,10 @@ pub struct FileStore {
     accept_data_loss: bool,
     /// Known once the store is loaded.
     store_id: Option<StoreId>,
-    /// The last generation fsynced.
+    /// The last generation written (durable once the group sync says so).
     generation: u64,
+    /// Makes what is written durable, one fsync for many changes.
+    group: Arc<GroupSync>,
     /// `None` once the journal's tail cannot be trusted: the next append rebuilds the store.
     journal: Option<OpenJournal>,
     /// Why the last write failed, until one succeeds again.
@@ -184,6 +190,7 @@ impl FileStore {
             accept_data_loss: false,
             store_id: None,
             generation: 0,
+            group: Arc::new(GroupSync::new(0)),
             journal: None,
             failed: None,
             keeper: None,
@@ -387,16 +394,19 @@ impl FileStore {
         let bytes = frame(&header).map_err(|e| io_error("encode", &path, io::Error::other(e)))?;
         self.journal = None;
         replace_file(&path, &bytes).map_err(|source| io_error("write", &path, source))?;
-        self.open_journal(0)
+        self.open_journal(0, base_generation)
     }
 
-    fn open_journal(&mut self, changes: u64) -> Result<(), StoreError> {
+    /// Opens the journal, which holds `changes` records, all durable up to `durable`.
+    fn open_journal(&mut self, changes: u64, durable: u64) -> Result<(), StoreError> {
         let path = self.journal_path();
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(|source| io_error("open", &path, source))?;
         let length = file.metadata().map_err(|source| io_error("stat", &path, source))?.len();
+        let file = Arc::new(file);
+        self.group.journal(file.clone(), durable);
         self.journal = Some(OpenJournal { file, length, changes });
         Ok(())
     }
@@ -627,7 +637,7 @@ impl Store for FileStore {
                     self.drop_torn_record(complete_length)?;
                 }
                 match journal {
-                    Next::Append { changes, .. } => self.open_journal(changes)?,
+                    Next::Append { changes, .. } => self.open_journal(changes, generation)?,
                     Next::Rewrite { .. } => {
                         self.compact(&configuration, generation)?;
                         log::info!(
@@ -678,8 +688,67 @@ impl Store for FileStore {
         generation: u64,
         change: &Change,
     ) -> Result<(), StoreError> {
+        self.write_change(current, generation, change)?;
+        match self.group.sync_through(generation) {
+            Ok(()) => {
+                if let Some(keeper) = &self.keeper {
+                    keeper.reached(generation);
+                }
+                Ok(())
+            }
+            Err(why) => {
+                let failure = self.group.take_failure();
+                let durable = failure.map_or(generation - 1, |(durable, _)| durable);
+                self.sync_failed(durable, &why);
+                Err(io_error("fsync", &self.journal_path(), io::Error::other(why)))
+            }
+        }
+    }
+
+    fn append_deferred(
+        &mut self,
+        current: &Configuration,
+        generation: u64,
+        change: &Change,
+    ) -> Result<Option<Arc<GroupSync>>, StoreError> {
+        self.write_change(current, generation, change)?;
+        Ok(Some(self.group.clone()))
+    }
+
+    fn group_sync(&self) -> Option<Arc<GroupSync>> {
+        Some(self.group.clone())
+    }
+
+    fn sync_failed(&mut self, durable: u64, why: &str) {
+        // Nothing after `durable` can be trusted: the next append rebuilds the store from
+        // the configuration in memory, which the service took back to `durable`.
+        self.generation = durable;
+        self.journal = None;
+        self.failed = Some(why.to_owned());
+    }
+
+    fn applied(
+        &mut self,
+        configuration: &Configuration,
+        generation: u64,
+    ) -> Result<(), StoreError> {
+        self.compact_if_due(configuration, generation)
+    }
+}
+
+impl FileStore {
+    /// Writes `change` to the journal, to be made durable by the group sync.
+    fn write_change(
+        &mut self,
+        current: &Configuration,
+        generation: u64,
+        change: &Change,
+    ) -> Result<(), StoreError> {
         debug_assert_eq!(generation, self.generation + 1, "changes are appended in order");
         self.recover(current)?;
+        if let Some(keeper) = &self.keeper {
+            keeper.reached(self.group.durable()); // the mark never runs ahead of the journal
+        }
         let path = self.journal_path();
         let Some(journal) = self.journal.as_mut() else {
             let not_open = io::Error::other("the journal is not open");
@@ -687,18 +756,12 @@ impl Store for FileStore {
         };
         let bytes = frame(&JournalEntry { generation, change })
             .map_err(|e| io_error("encode", &path, io::Error::other(e)))?;
-        let (result, wrote) = match journal.file.write_all(&bytes) {
-            Ok(()) => (journal.file.sync_data(), true),
-            Err(error) => (Err(error), false),
-        };
-        match result {
+        match (&*journal.file).write_all(&bytes) {
             Ok(()) => {
                 journal.length += bytes.len() as u64;
                 journal.changes += 1;
                 self.generation = generation;
-                if let Some(keeper) = &self.keeper {
-                    keeper.reached(generation);
-                }
+                self.group.wrote(generation);
                 if let Some(reason) = self.failed.take() {
                     log::info!("{}: writing again after a failed write ({reason})", path.display());
                 }
@@ -709,9 +772,8 @@ impl Store for FileStore {
                 // before the next append cannot bring back a change that was refused.
                 let cut =
                     journal.file.set_len(journal.length).and_then(|()| journal.file.sync_all());
-                if wrote || cut.is_err() {
-                    // The fsync failed (the kernel may have dropped dirty pages), or the cut
-                    // did: the next append rebuilds the store instead of trusting this file.
+                if cut.is_err() {
+                    // The next append rebuilds the store instead of trusting this file.
                     self.journal = None;
                 }
                 self.failed = Some(source.to_string());
@@ -720,7 +782,7 @@ impl Store for FileStore {
         }
     }
 
-    fn applied(
+    fn compact_if_due(
         &mut self,
         configuration: &Configuration,
         generation: u64,
@@ -740,6 +802,15 @@ impl Store for FileStore {
             log::info!("compacted the store at generation {generation}");
         }
         Ok(())
+    }
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        // The keeper writes the mark a last time as it stops: with all that became durable.
+        if let Some(keeper) = &self.keeper {
+            keeper.reached(self.group.durable());
+        }
     }
 }
 
@@ -1087,7 +1158,7 @@ mod tests {
         let journal = dir.path().join(JOURNAL);
         fs::remove_file(&journal).unwrap();
         std::os::unix::fs::symlink("/dev/full", &journal).unwrap();
-        store.open_journal(2).unwrap();
+        store.open_journal(2, 2).unwrap();
         let refused = create_change(&stored);
         let error = store.append(&stored.configuration, 3, &refused).unwrap_err();
         assert!(error.is_out_of_space(), "{error}");

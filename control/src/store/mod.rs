@@ -3,8 +3,10 @@
 //! on every Mesos master, all sharing one configuration).
 //!
 //! The contract: [`Store::append`] returns only once the change is durable (it survives
-//! `kill -9` and power loss); the service applies a change and acknowledges the request only
-//! after that. [`Store::load`] gives back exactly what was appended, or refuses with a message
+//! `kill -9` and power loss); the service acknowledges a request only after that. A store may
+//! defer durability to a group sync shared by the changes written meanwhile
+//! ([`Store::append_deferred`], the file store's group commit): the service then applies the
+//! change at once, and shows it and acknowledges it only once it is durable. [`Store::load`] gives back exactly what was appended, or refuses with a message
 //! naming what is damaged or missing — never an empty or shorter configuration in place of
 //! the one it had, unless the operator accepts the loss (`--accept-data-loss`). A failed
 //! append changes nothing, and the store writes again once the cause is gone (a full disk
@@ -16,16 +18,18 @@
 
 mod file;
 pub mod flocker_import;
+pub mod group;
 mod mark;
 pub mod zookeeper;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
+pub use group::GroupSync;
 
 use crate::model::{Change, Configuration};
 use flocker_host::PathError;
@@ -55,6 +59,29 @@ pub trait Store: Send {
         generation: u64,
         change: &Change,
     ) -> Result<(), StoreError>;
+
+    /// [`Store::append`], but it may return before the change is durable: then it returns the
+    /// group sync that makes it so ([`GroupSync::sync_through`] its generation). The caller
+    /// applies the change at once, so that the next changes follow it, but shows it to nobody
+    /// and answers nobody about it until that sync succeeded; if it fails, the caller takes
+    /// back every change after the durable one, then calls [`Store::sync_failed`].
+    fn append_deferred(
+        &mut self,
+        current: &Configuration,
+        generation: u64,
+        change: &Change,
+    ) -> Result<Option<Arc<GroupSync>>, StoreError> {
+        self.append(current, generation, change).map(|()| None)
+    }
+
+    /// The group sync of a store whose appends are deferred.
+    fn group_sync(&self) -> Option<Arc<GroupSync>> {
+        None
+    }
+
+    /// A group sync failed; the caller took its configuration back to `durable`, which is what
+    /// the store must hold from now on (it trusts nothing written after it).
+    fn sync_failed(&mut self, _durable: u64, _why: &str) {}
 
     /// Called after each applied change with the configuration as it now is, so the store can
     /// compact its history.
