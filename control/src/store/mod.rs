@@ -17,6 +17,7 @@
 mod file;
 pub mod flocker_import;
 mod mark;
+mod timed;
 pub mod zookeeper;
 
 use std::io;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
+pub use timed::TimedStore;
 
 use crate::model::{Change, Configuration};
 use flocker_host::PathError;
