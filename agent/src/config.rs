@@ -25,11 +25,13 @@
 //!   era: <uuid>                  # instead of the boot id: for several agents on one machine
 //!   poll_seconds: 30             # how long a configuration poll waits for a change
 //!   max_backoff_seconds: 10      # the longest pause after a failure
+//!   metrics_address: 127.0.0.1:9102  # serve Prometheus metrics here (off unless given)
 //! logging: {…}                   # Flocker's; ignored (use RUST_LOG)
 //! ```
 //!
 //! `cluster.crt`, `node.crt` and `node.key` are read from the directory holding `agent.yml`.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -52,6 +54,8 @@ pub struct AgentConfig {
     pub era: Option<Era>,
     pub poll: Duration,
     pub max_backoff: Duration,
+    /// Where to serve Prometheus metrics over plain HTTP, if anywhere.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +163,7 @@ struct Agent {
     era: Option<Era>,
     poll_seconds: Option<f64>,
     max_backoff_seconds: Option<f64>,
+    metrics_address: Option<String>,
 }
 
 fn default_port() -> u16 {
@@ -261,6 +266,14 @@ impl AgentConfig {
                 file.agent.max_backoff_seconds,
                 10.0,
             )?,
+            metrics_address: file
+                .agent
+                .metrics_address
+                .map(|text| text.parse().map_err(|_| text))
+                .transpose()
+                .map_err(|text| {
+                    invalid(format!("agent: metrics_address '{text}' is not ADDR:PORT"))
+                })?,
         })
     }
 
@@ -409,6 +422,27 @@ mod tests {
         ));
         assert_eq!(config.era.unwrap().to_string(), "6a1e7f1c-2b3d-4e5f-8a9b-0c1d2e3f4a5b");
         assert_eq!(config.poll, Duration::from_millis(500));
+        assert_eq!(config.metrics_address, None);
+    }
+
+    #[test]
+    fn metrics_are_served_where_agent_metrics_address_says() {
+        let with = |address: &str| {
+            parse(&format!(
+                "version: 1\ncontrol-service: {{hostname: c}}\ndataset: {{backend: loopback}}\n\
+                 agent: {{metrics_address: \"{address}\"}}\n"
+            ))
+        };
+        assert_eq!(with("127.0.0.1:9102").unwrap().metrics_address, "127.0.0.1:9102".parse().ok());
+        assert_eq!(with("[::1]:0").unwrap().metrics_address, "[::1]:0".parse().ok());
+        for bad in ["9102", "localhost:9102", "127.0.0.1"] {
+            let message = with(bad).unwrap_err().to_string();
+            assert!(message.contains("/etc/flocker/agent.yml"), "{message}");
+            assert!(
+                message.contains(&format!("metrics_address '{bad}' is not ADDR:PORT")),
+                "{message}"
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::backend::Backend;
 use crate::calculate::{Have, Moves, Step, plan};
 use crate::discover::{Discovery, discover};
 use crate::link::{Backoff, Link};
+use crate::metrics::{self, Poll};
 
 /// How often a converged node looks again for changes made behind its back, and reports.
 const IDLE: Duration = Duration::from_secs(10);
@@ -83,12 +84,15 @@ pub fn poll_forever(link: Link, mailbox: Arc<Mailbox>, wait: Duration, longest_p
                 }
                 failing = false;
                 backoff.reset();
-                if etag.as_deref() != Some(configuration.etag.as_str()) {
+                let new = etag.as_deref() != Some(configuration.etag.as_str());
+                metrics::global().poll(if new { Poll::New } else { Poll::Same });
+                if new {
                     etag = Some(configuration.etag.clone());
                     mailbox.deliver(configuration);
                 }
             }
             Err(error) => {
+                metrics::global().poll(Poll::Failed);
                 if !failing {
                     log::warn!(
                         "{:#}; the node stays as it is, retrying",
@@ -145,9 +149,11 @@ impl Converger {
         let mut streak = 0;
         loop {
             let desired = self.mailbox.wait(pause);
+            metrics::global().pass();
             let discovery = match discover(self.backend.as_ref(), &self.mount_root) {
                 Ok(discovery) => discovery,
                 Err(error) => {
+                    metrics::global().discovery_failed();
                     log::error!("cannot see what the node has: {:#}", anyhow::Error::new(error));
                     pause = failures.pause();
                     continue;
@@ -229,8 +235,9 @@ impl Converger {
                 }
                 _ => log::info!("dataset {id}: {step:?}"),
             }
-            match act(self.backend.as_ref(), &self.mount_root, &id, &step, discovery.found.get(&id))
-            {
+            let found = discovery.found.get(&id);
+            let acted = || act(self.backend.as_ref(), &self.mount_root, &id, &step, found);
+            match metrics::global().step(&step, acted) {
                 Ok(Outcome::Progressed) => progressed = true,
                 Ok(Outcome::Waiting) => wait |= step == Step::WaitForRelease,
                 Ok(Outcome::Refused) => {}
@@ -280,7 +287,9 @@ impl Converger {
             problems: problems.clone(),
             transfers: transfers.clone(),
         };
-        match self.link.report(&report) {
+        let sent = self.link.report(&report);
+        metrics::global().report(&sent);
+        match sent {
             Ok(()) => {
                 let (hellos, instance, at) =
                     (self.link.hellos(), self.link.instance(), Instant::now());

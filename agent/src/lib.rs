@@ -6,7 +6,8 @@
 //! - [`calculate`] decides the next step for each dataset (pure);
 //! - [`act`] carries it out on a [`backend`] (loopback, directory or btrfs, running
 //!   [`command`]s);
-//! - [`converge`] loops over all of that.
+//! - [`converge`] loops over all of that;
+//! - [`metrics`] counts its steps, passes, reports, polls and pushes, for Prometheus.
 
 pub mod act;
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
+pub mod metrics;
 pub mod peer;
 pub mod transfer;
 
@@ -41,6 +43,9 @@ use crate::transfer::outgoing::Outgoing;
 
 /// Runs the agent; returns only if it cannot start.
 pub fn run(config: AgentConfig) -> anyhow::Result<()> {
+    if let Some(address) = config.metrics_address {
+        serve_metrics(address)?;
+    }
     let node_certificate = config.directory().join("node.crt");
     let node = certificates::node_uuid_of_file(&node_certificate)?;
     let client = Client::new(&config.client_config())?;
@@ -84,6 +89,14 @@ pub fn run(config: AgentConfig) -> anyhow::Result<()> {
         transfers,
     }
     .run()
+}
+
+/// Serves [`metrics::global`] on `address` from now on, on a thread of its own.
+fn serve_metrics(address: SocketAddr) -> anyhow::Result<()> {
+    let listener = flocker_metrics::bind(address)
+        .with_context(|| format!("cannot listen on {address} for metrics (metrics_address)"))?;
+    flocker_metrics::serve_in_thread(listener, Arc::new(|| metrics::global().render()))
+        .context("cannot start serving the metrics")
 }
 
 /// The pushes of a btrfs node: its two sides, and the port it takes them on.

@@ -128,6 +128,38 @@ impl ApiError {
         }
     }
 
+    /// A short, stable name of the variant, for the metrics' `errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        use ApiError::*;
+        match self {
+            TagMismatch { .. } => "tag_mismatch",
+            Undecodable => "undecodable",
+            Schema(_) => "schema",
+            OverLimit { .. } => "over_limit",
+            BadQuery { .. } => "bad_query",
+            BadPathUuid { .. } => "bad_path_uuid",
+            DatasetNotFound => "dataset_not_found",
+            DatasetDeleted => "dataset_deleted",
+            DatasetIdInUse => "dataset_id_in_use",
+            LeaseHeld => "lease_held",
+            LeaseNotFound => "lease_not_found",
+            NoNodeForEra => "no_node_for_era",
+            AlreadyOwned { .. } => "already_owned",
+            UnknownNode => "unknown_node",
+            NotANodeCertificate => "not_a_node_certificate",
+            TooLarge { .. } => "too_large",
+            BodyTimeout => "body_timeout",
+            NoRoute => "no_route",
+            MethodNotAllowed => "method_not_allowed",
+            StoreFailed => "store_failed",
+            InsufficientStorage => "insufficient_storage",
+            StoreUnavailable { .. } => "store_unavailable",
+            StoreUnconfirmed { .. } => "store_unconfirmed",
+            StoreBusy => "store_busy",
+            Internal { .. } => "internal",
+        }
+    }
+
     /// A 500 for a bug: logs `cause` with a fresh incident id and answers with only the id.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let incident = uuid::Uuid::new_v4().simple().to_string();
@@ -144,6 +176,11 @@ impl ApiError {
     }
 }
 
+/// Carried by the response of every error answered, so that the metrics count it by kind
+/// ([`ApiError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredError(pub &'static str);
+
 /// A JSON response with the right content type.
 pub fn json_response(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
     let mut response = Response::new(body.into());
@@ -158,6 +195,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut response = json_response(self.status(), body);
+        response.extensions_mut().insert(AnsweredError(self.kind()));
         if matches!(self, Self::TooLarge { .. } | Self::BodyTimeout) {
             // The rest of the body was never read: the connection cannot carry another request.
             response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -6,7 +6,8 @@
 //! - [`cluster`] holds what the agents report (in memory);
 //! - [`service`] puts them together behind one lock;
 //! - [`http`] serves the REST API (port 4523) and the agent API (port 4524) over [`serve`],
-//!   with the mutual TLS of [`tls`].
+//!   with the mutual TLS of [`tls`];
+//! - [`metrics`] counts requests, store writes and errors, served by `--metrics-address`.
 
 pub mod cluster;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod follow;
 pub mod http;
 pub mod index;
 pub mod limits;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod options;
@@ -35,13 +37,14 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::http::{App, BodyLimits, agent_router, rest_router};
+use crate::http::{App, BodyLimits, SharedApp, agent_router, rest_router};
+use crate::metrics::Metrics;
 use crate::options::Options;
 use crate::serve::{ConnectionLimits, serve};
 use crate::service::{ControlService, Sharing};
 use crate::store::zookeeper::nodes::SharedNodes;
 use crate::store::zookeeper::{Connection, Settings, ZooKeeperStore};
-use crate::store::{FileStore, Store, Stored};
+use crate::store::{FileStore, Store, Stored, TimedStore};
 use crate::tls::{NODE_PREFIX, ServiceCertificates, USER_PREFIX};
 
 /// A REST request body larger than this is refused: the largest valid one is a few kB.
@@ -65,6 +68,8 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         .context("opening the store failed")??;
     let node_expiry = Duration::from_secs_f64(options.node_expiry);
     let body_timeout = Duration::from_secs_f64(options.request_timeout);
+    let metrics = Arc::new(Metrics::new());
+    let store = Box::new(TimedStore::new(store, metrics.clone()));
     let mut service = ControlService::new(store, stored, node_expiry).with_limits(options.limits());
     if let Some(connection) = &connection {
         service = service.sharing(Sharing {
@@ -78,6 +83,7 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
         agent_body: BodyLimits { max_bytes: AGENT_BODY_LIMIT, timeout: body_timeout },
         node_expiry,
         longest_poll: LONGEST_POLL.min(node_expiry / 2),
+        metrics,
     });
 
     if let Some(connection) = connection {
@@ -85,6 +91,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     }
     let rest = listen(options.port).await?;
     let agent = listen(options.agent_port).await?;
+    if let Some(address) = options.metrics_address {
+        serve_metrics(address, app.clone())?;
+    }
     let mut stdout = std::io::stdout();
     writeln!(
         stdout,
@@ -164,6 +173,16 @@ pub fn migrate(
 
 async fn listen(address: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
     crate::serve::listen(address).with_context(|| format!("cannot listen on {address}"))
+}
+
+/// Serves the metrics on `address` (`--metrics-address`) from now on; the sizes of the
+/// configuration and the cluster are counted at each scrape.
+fn serve_metrics(address: std::net::SocketAddr, app: SharedApp) -> anyhow::Result<()> {
+    let listener = flocker_metrics::bind(address)
+        .with_context(|| format!("cannot listen on {address} for metrics (--metrics-address)"))?;
+    let render = Arc::new(move || app.metrics.render(app.service.tally()));
+    tokio::spawn(flocker_metrics::serve(listener, render));
+    Ok(())
 }
 
 /// Expires leases and quiet nodes about once a second.

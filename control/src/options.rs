@@ -98,6 +98,12 @@ pub struct Options {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..))]
     pub max_handshakes_per_address: u16,
 
+    /// Serve Prometheus metrics over plain HTTP at `http://ADDR:PORT/metrics` (port 0: any
+    /// free port, logged). Off unless given. Anyone who can reach the address can read them:
+    /// keep it on 127.0.0.1 unless a firewall keeps others out.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics_address: Option<SocketAddr>,
+
     /// Start even though the store lost changes it had acknowledged (its journal deleted or cut
     /// short, another store's files in its place, its mark damaged), carrying on with what is
     /// left. Restore from a backup first if you can; give it for one start only.

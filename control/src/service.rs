@@ -36,6 +36,7 @@ use crate::cluster::{ClusterState, Report};
 use crate::error::ApiError;
 use crate::index::Index;
 use crate::limits::{Limits, Usage};
+use crate::metrics::Tally;
 use crate::model::{Change, Configuration};
 use crate::store::zookeeper::nodes::{SharedNode, SharedNodes};
 use crate::store::{CatchUp, GroupSync, Store, StoreError, Stored, ViewHealth};
@@ -584,6 +585,17 @@ impl ControlService {
             return Vec::new();
         };
         self.lock_actual().cluster.dataset_state(id, primary).into_iter().collect()
+    }
+
+    /// What the metrics show of the configuration and the cluster: datasets not deleted,
+    /// leases, live nodes; as this service sees them now (a shared store is not asked).
+    pub fn tally(&self) -> Tally {
+        let desired = self.lock_desired();
+        let configuration = &desired.configuration;
+        let datasets = configuration.datasets.values().filter(|d| !d.deleted).count();
+        let leases = configuration.leases.len();
+        drop(desired);
+        Tally { datasets, leases, nodes: self.nodes().len() }
     }
 
     /// `GET /v1/state/nodes`.

@@ -225,15 +225,19 @@ impl Outgoing {
                 let outcome = outgoing.carry_out(&id, duty, address.as_deref(), &desired);
                 outgoing.finished(&id, duty, outcome);
             });
-            if let Err(error) = spawned {
-                log::error!("dataset {id}: cannot start its push: {error}");
-                push.running = false;
-                running -= 1;
+            match spawned {
+                Ok(_) => crate::metrics::global().push_started(&duty),
+                Err(error) => {
+                    log::error!("dataset {id}: cannot start its push: {error}");
+                    push.running = false;
+                    running -= 1;
+                }
             }
         }
     }
 
     fn finished(&self, dataset: &DatasetId, duty: Duty, outcome: anyhow::Result<()>) {
+        crate::metrics::global().push_finished(&duty, outcome.is_ok());
         {
             let mut pushes = self.pushes();
             if let Some(push) = pushes.get_mut(dataset) {

@@ -74,6 +74,7 @@ async fn configuration(
         .min(app.longest_poll);
     let deadline = tokio::time::Instant::now() + wait;
     let (mut changes, mut views) = (app.service.subscribe(), app.service.subscribe_views());
+    let _waiting = app.metrics.poll_waiting();
     let view = loop {
         changes.borrow_and_update();
         views.borrow_and_update();

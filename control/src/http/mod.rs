@@ -20,6 +20,7 @@ use serde::Serialize;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::error::{ApiError, json_response};
+use crate::metrics::{Api, Metrics, Recorder, record_request};
 use crate::service::ControlService;
 
 /// How much a client may send, and how slowly.
@@ -40,6 +41,7 @@ pub struct App {
     pub node_expiry: Duration,
     /// The longest an agent's configuration poll waits.
     pub longest_poll: Duration,
+    pub metrics: Arc<Metrics>,
 }
 
 pub type SharedApp = Arc<App>;
@@ -50,20 +52,28 @@ pub const VIEW_AGE_HEADER: &str = "x-flocker-view-age";
 
 /// The v1 REST API, E1–E11; everything else answers 404 (containers included) or 405.
 pub fn rest_router(app: SharedApp) -> Router {
-    finish(
-        Router::new()
-            .merge(state::routes())
-            .merge(datasets::routes())
-            .merge(leases::routes())
-            .with_state(app.clone()),
-    )
-    .layer(axum::middleware::map_response_with_state(app, add_view_age))
+    let routes = Router::new()
+        .merge(state::routes())
+        .merge(datasets::routes())
+        .merge(leases::routes())
+        .with_state(app.clone());
+    let router =
+        finish(routes).layer(axum::middleware::map_response_with_state(app.clone(), add_view_age));
+    recorded(router, &app, Api::Rest)
 }
 
 /// The agent API.
 pub fn agent_router(app: SharedApp) -> Router {
-    finish(agent::routes().with_state(app.clone()))
-        .layer(axum::middleware::map_response_with_state(app, add_view_age))
+    let router = finish(agent::routes().with_state(app.clone()))
+        .layer(axum::middleware::map_response_with_state(app.clone(), add_view_age));
+    recorded(router, &app, Api::Agent)
+}
+
+/// `router`, its requests recorded in the metrics as `api`'s. The outermost layer, so that it
+/// sees every answer as it leaves: the fallback's 404s and the 500s of panics too.
+fn recorded(router: Router, app: &SharedApp, api: Api) -> Router {
+    let recorder = Recorder { metrics: app.metrics.clone(), api };
+    router.layer(axum::middleware::from_fn_with_state(recorder, record_request))
 }
 
 /// Says how old the view is, while it is not confirmed current.

@@ -9,12 +9,17 @@
 //! them back ([`GroupSync::take_failure`], see `crate::undo`) and the store has rebuilt itself.
 
 use std::fs::File;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-#[derive(Debug, Default)]
+/// Told of each sync: how long it took, how many changes it made durable, whether it worked.
+pub type SyncObserver = Box<dyn Fn(Duration, u64, bool) + Send + Sync>;
+
+#[derive(Default)]
 pub struct GroupSync {
     state: Mutex<State>,
     synced: Condvar,
+    observer: OnceLock<SyncObserver>,
 }
 
 #[derive(Debug, Default)]
@@ -34,7 +39,12 @@ struct State {
 impl GroupSync {
     pub fn new(durable: u64) -> Self {
         let state = State { written: durable, durable, ..State::default() };
-        Self { state: Mutex::new(state), synced: Condvar::new() }
+        Self { state: Mutex::new(state), synced: Condvar::new(), observer: OnceLock::new() }
+    }
+
+    /// Tells `observer` of every sync from now on (the metrics); the first observer stays.
+    pub fn observe(&self, observer: SyncObserver) {
+        let _ = self.observer.set(observer);
     }
 
     /// Changes are written to `journal` from now on, after `durable` (a new journal follows a
@@ -72,13 +82,17 @@ impl GroupSync {
                 state = self.synced.wait(state).unwrap_or_else(PoisonError::into_inner);
                 continue;
             }
-            let (journal, target) = (state.journal.clone(), state.written);
+            let (journal, target, before) = (state.journal.clone(), state.written, state.durable);
             state.syncing = true;
             drop(state);
+            let started = Instant::now();
             let synced = match &journal {
                 Some(journal) => journal.sync_data().map_err(|e| e.to_string()),
                 None => Err("the journal is not open".to_owned()),
             };
+            if let Some(observe) = self.observer.get() {
+                observe(started.elapsed(), target.saturating_sub(before), synced.is_ok());
+            }
             state = self.lock();
             state.syncing = false;
             match synced {

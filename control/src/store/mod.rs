@@ -20,6 +20,7 @@ mod file;
 pub mod flocker_import;
 pub mod group;
 mod mark;
+mod timed;
 pub mod zookeeper;
 
 use std::io;
@@ -30,6 +31,7 @@ use std::time::{Duration, Instant};
 pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
 pub use group::GroupSync;
+pub use timed::TimedStore;
 
 use crate::model::{Change, Configuration};
 use flocker_host::PathError;

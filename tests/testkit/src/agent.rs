@@ -99,6 +99,8 @@ pub struct AgentProcess {
     /// Holds `agent.yml` and the certificates.
     pub directory: PathBuf,
     pub mount_root: PathBuf,
+    /// Given to the agent after `--agent-config` at its next (re)start.
+    pub extra_args: Vec<String>,
     log: PathBuf,
 }
 
@@ -193,6 +195,7 @@ impl AgentProcess {
             log: directory.join("agent.log"),
             directory,
             mount_root,
+            extra_args: Vec::new(),
         };
         agent.restart()?;
         Ok(agent)
@@ -213,6 +216,7 @@ impl AgentProcess {
         let child = command
             .arg("--agent-config")
             .arg(self.directory.join("agent.yml"))
+            .args(&self.extra_args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -250,6 +254,30 @@ impl AgentProcess {
         std::fs::write(&path, yaml + "\n").map_err(|e| e.to_string())?;
         self.kill();
         self.restart()
+    }
+
+    /// Restarts the agent serving metrics on a free port of 127.0.0.1 (`metrics_address` in
+    /// `agent.yml`); the endpoint's address, from its log.
+    pub fn serve_metrics(&mut self) -> Result<std::net::SocketAddr, String> {
+        let path = self.directory.join("agent.yml");
+        let yaml = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        let with_metrics = yaml.replace("agent: {", "agent: {metrics_address: \"127.0.0.1:0\", ");
+        if with_metrics == yaml {
+            return Err(format!("{} has no agent section", path.display()));
+        }
+        std::fs::write(&path, with_metrics).map_err(|e| e.to_string())?;
+        self.restart_for_metrics()
+    }
+
+    /// Restarts the agent, which serves metrics (by its `agent.yml` or [`Self::extra_args`]);
+    /// the endpoint's address, from what it logs after the restart.
+    pub fn restart_for_metrics(&mut self) -> Result<std::net::SocketAddr, String> {
+        self.kill();
+        let logged_before = self.log().len();
+        self.restart()?;
+        crate::metrics::wait_for_metrics_address(|| {
+            self.log().get(logged_before..).unwrap_or_default().to_owned()
+        })
     }
 
     /// The process id, while it runs.

@@ -139,6 +139,11 @@ impl ControlProcess {
         }
     }
 
+    /// The address of its metrics endpoint (started with `--metrics-address`), from its log.
+    pub fn metrics_address(&self) -> SocketAddr {
+        crate::metrics::wait_for_metrics_address(|| self.log()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// `kill -9`: no chance to flush anything.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -14,6 +14,7 @@ mod gate;
 mod handshake;
 mod instances;
 mod local_cluster;
+pub mod metrics;
 pub mod netns;
 pub mod openssl;
 mod pair;
