@@ -7,6 +7,9 @@
 #include <process/dispatch.hpp>
 #include <process/id.hpp>
 
+#include <process/metrics/metrics.hpp>
+
+#include <stout/foreach.hpp>
 #include <stout/json.hpp>
 #include <stout/protobuf.hpp>
 #include <stout/stringify.hpp>
@@ -23,6 +26,9 @@ using process::Owned;
 using process::PID;
 using process::Promise;
 
+using process::metrics::Counter;
+using process::metrics::PullGauge;
+
 namespace flocker {
 
 namespace {
@@ -35,17 +41,21 @@ struct Pending
   uint64_t id;
 };
 
+std::string copy(const char* text)
+{
+  return text != nullptr ? text : "";
+}
+
 // Runs on a core thread: copy the answer, hand it to the Process, return.
-extern "C" void onAnswered(void* ctx, int ok, const char* json) noexcept
+extern "C" void onAnswered(void* ctx, const flocker_outcome* answer) noexcept
 {
   std::unique_ptr<Pending> pending(static_cast<Pending*>(ctx));
   try {
-    process::dispatch(
-        pending->pid,
-        &FlockerIsolatorProcess::answered,
-        pending->id,
-        ok != 0,
-        std::string(json != nullptr ? json : ""));
+    Outcome outcome{false, "the Flocker isolator core answered nothing", "other", 0};
+    if (answer != nullptr) {
+      outcome = Outcome{answer->ok != 0, copy(answer->text), copy(answer->cause), answer->volumes};
+    }
+    process::dispatch(pending->pid, &FlockerIsolatorProcess::answered, pending->id, outcome);
   } catch (...) {
     LOG(ERROR) << "Flocker isolator: could not hand an answer back to libprocess";
   }
@@ -71,40 +81,125 @@ std::string toJson(const google::protobuf::Message& message)
 
 } // namespace
 
+// Timers keep an hour of samples for their statistics (count, min, max, percentiles), as the
+// agent's own timers do.
+Metrics::Metrics(const Core& core)
+  : prepareLatency("flocker/prepare_latency", Hours(1)),
+    prepares("flocker/prepares"),
+    preparesWithoutVolume("flocker/prepares_without_volume"),
+    prepareFailures("flocker/prepare_failures"),
+    cleanups("flocker/cleanups"),
+    cleanupFailures("flocker/cleanup_failures"),
+    volumesInUse("flocker/volumes_in_use", [core]() -> Future<double> {
+      uint64_t count = 0;
+      if (flocker_isolator_volumes_in_use(core.get(), &count) != FLOCKER_OK) {
+        return process::Failure("the Flocker isolator core cannot say");
+      }
+      return static_cast<double>(count);
+    })
+{
+  // Every cause up front, so that each shows 0 until it happens.
+  for (size_t i = 0; flocker_failure_cause(i) != nullptr; i++) {
+    const std::string cause = flocker_failure_cause(i);
+    prepareFailuresByCause.put(cause, Counter("flocker/prepare_failures/" + cause));
+  }
+  add(prepares);
+  add(preparesWithoutVolume);
+  add(prepareFailures);
+  foreachvalue (const Counter& counter, prepareFailuresByCause) {
+    add(counter);
+  }
+  add(cleanups);
+  add(cleanupFailures);
+  add(prepareLatency);
+  add(volumesInUse);
+}
+
+template <typename T>
+void Metrics::add(const T& metric)
+{
+  added.emplace_back(Owned<process::metrics::Metric>(new T(metric)), process::metrics::add(metric));
+}
+
+Metrics::~Metrics()
+{
+  for (const auto& metric : added) {
+    if (metric.second.isReady()) {
+      process::metrics::remove(*metric.first);
+    }
+  }
+}
+
+void Metrics::prepared(const Outcome& outcome, Promise<Nothing>& latency)
+{
+  if (!outcome.ok) {
+    ++prepareFailures;
+    Option<Counter> byCause = prepareFailuresByCause.get(outcome.cause);
+    if (byCause.isNone()) {
+      byCause = prepareFailuresByCause.get("other");
+    }
+    if (byCause.isSome()) {
+      ++byCause.get(); // a copy that shares the counter's value
+    }
+  } else if (outcome.volumes == 0) {
+    ++preparesWithoutVolume;
+  } else {
+    ++prepares;
+    latency.set(Nothing());
+  }
+}
+
+void Metrics::cleanedUp(const Outcome& outcome)
+{
+  if (!outcome.ok) {
+    ++cleanupFailures;
+  } else if (outcome.volumes > 0) {
+    ++cleanups;
+  }
+}
+
 FlockerIsolatorProcess::FlockerIsolatorProcess(Core _core)
   : ProcessBase(process::ID::generate("flocker-isolator")),
-    core(std::move(_core)) {}
+    core(std::move(_core)),
+    metrics(core) {}
 
 Future<std::string> FlockerIsolatorProcess::call(
-    const std::function<flocker_result(flocker_done_callback, void*)>& start)
+    const std::function<flocker_result(flocker_outcome_callback, void*)>& start,
+    const Observer& observe)
 {
   const uint64_t id = next++;
   Owned<Promise<std::string>> promise(new Promise<std::string>());
   Future<std::string> future = promise->future();
-  pending[id] = promise;
+  pending.put(id, Call{promise, observe});
 
   auto context = std::unique_ptr<Pending>(new Pending{self(), id});
   const flocker_result result = start(onAnswered, context.get());
   if (result != FLOCKER_OK) {
     // The core refused the call: it will never answer, so `context` stays ours to free.
-    pending.erase(id);
-    return process::Failure("the Flocker isolator core refused the call (" + stringify(static_cast<int>(result)) + ")");
+    const std::string message =
+      "the Flocker isolator core refused the call (" + stringify(static_cast<int>(result)) + ")";
+    const std::string cause = result == FLOCKER_INVALID_ARGUMENT ? "invalid_request" : "other";
+    answered(id, Outcome{false, message, cause, 0});
+    return future;
   }
   context.release(); // the core answers exactly once, and onAnswered frees it
   return future;
 }
 
-void FlockerIsolatorProcess::answered(uint64_t id, bool ok, const std::string& text)
+void FlockerIsolatorProcess::answered(uint64_t id, const Outcome& outcome)
 {
-  Option<Owned<Promise<std::string>>> promise = pending.get(id);
-  if (promise.isNone()) {
+  Option<Call> call = pending.get(id);
+  if (call.isNone()) {
     return;
   }
   pending.erase(id);
-  if (ok) {
-    promise.get()->set(text);
+  if (call->observe) {
+    call->observe(outcome);
+  }
+  if (outcome.ok) {
+    call->promise->set(outcome.text);
   } else {
-    promise.get()->fail(text);
+    call->promise->fail(outcome.text);
   }
 }
 
@@ -114,9 +209,16 @@ Future<Option<ContainerLaunchInfo>> FlockerIsolatorProcess::prepare(
 {
   const std::string id = toJson(containerId);
   const std::string config = toJson(containerConfig);
-  return call([this, id, config](flocker_done_callback done, void* ctx) {
-           return flocker_isolator_prepare(core.get(), id.c_str(), config.c_str(), done, ctx);
-         })
+  // Timed from here; recorded only if the container gets a volume (an unset promise records
+  // nothing: the timer's callback runs only when the future completes).
+  Owned<Promise<Nothing>> latency(new Promise<Nothing>());
+  metrics.prepareLatency.time(latency->future());
+  return call(
+           [this, id, config](flocker_outcome_callback done, void* ctx) {
+             return flocker_isolator_prepare_with_outcome(
+                 core.get(), id.c_str(), config.c_str(), done, ctx);
+           },
+           [this, latency](const Outcome& outcome) { metrics.prepared(outcome, *latency); })
     .then([](const std::string& json) -> Future<Option<ContainerLaunchInfo>> {
       if (json.empty()) {
         return None();
@@ -136,9 +238,11 @@ Future<Option<ContainerLaunchInfo>> FlockerIsolatorProcess::prepare(
 Future<Nothing> FlockerIsolatorProcess::cleanup(const ContainerID& containerId)
 {
   const std::string id = toJson(containerId);
-  return call([this, id](flocker_done_callback done, void* ctx) {
-           return flocker_isolator_cleanup(core.get(), id.c_str(), done, ctx);
-         })
+  return call(
+           [this, id](flocker_outcome_callback done, void* ctx) {
+             return flocker_isolator_cleanup_with_outcome(core.get(), id.c_str(), done, ctx);
+           },
+           [this](const Outcome& outcome) { metrics.cleanedUp(outcome); })
     .then([](const std::string&) { return Nothing(); });
 }
 
@@ -158,9 +262,11 @@ Future<Nothing> FlockerIsolatorProcess::recover(
   request.values["states"] = stateArray;
   request.values["orphans"] = orphanArray;
   const std::string json = stringify(request);
-  return call([this, json](flocker_done_callback done, void* ctx) {
-           return flocker_isolator_recover(core.get(), json.c_str(), done, ctx);
-         })
+  return call(
+           [this, json](flocker_outcome_callback done, void* ctx) {
+             return flocker_isolator_recover_with_outcome(core.get(), json.c_str(), done, ctx);
+           },
+           Observer())
     .then([](const std::string&) { return Nothing(); });
 }
 
@@ -179,7 +285,7 @@ Try<Isolator*> FlockerIsolator::create(const Parameters& parameters)
     flocker_string_free(error);
     return Error(message);
   }
-  return new FlockerIsolator(Core(core));
+  return new FlockerIsolator(Core(core, CoreDeleter()));
 }
 
 FlockerIsolator::FlockerIsolator(Core core)

@@ -6,6 +6,9 @@
 // and terminated and waited for in the destructor; each call is one dispatch to it. The core
 // answers on its own threads through a completion callback, which only dispatches the answer
 // back to the Process: no libprocess thread ever waits for the core.
+//
+// The Process also keeps the isolator's metrics (flocker/...), which the agent serves in its own
+// /metrics/snapshot: counted from each answer's outcome, whose failure cause the core names.
 
 #ifndef FLOCKER_SHIM_FLOCKER_ISOLATOR_HPP
 #define FLOCKER_SHIM_FLOCKER_ISOLATOR_HPP
@@ -24,6 +27,12 @@
 #include <process/owned.hpp>
 #include <process/process.hpp>
 
+#include <process/metrics/counter.hpp>
+#include <process/metrics/metric.hpp>
+#include <process/metrics/pull_gauge.hpp>
+#include <process/metrics/timer.hpp>
+
+#include <stout/duration.hpp>
 #include <stout/hashmap.hpp>
 #include <stout/hashset.hpp>
 #include <stout/nothing.hpp>
@@ -34,14 +43,55 @@
 
 namespace flocker {
 
-// Owns the core's handle: freed when the last owner lets go (work in flight keeps the core
-// alive on its side).
+// Owns the core's handle: freed when the last owner lets go (the Process, and the metrics
+// process's copy of the volumes_in_use gauge; work in flight keeps the core alive on its side).
 struct CoreDeleter
 {
   void operator()(flocker_isolator* core) const noexcept { flocker_isolator_free(core); }
 };
 
-using Core = std::unique_ptr<flocker_isolator, CoreDeleter>;
+using Core = std::shared_ptr<flocker_isolator>;
+
+// What a call of the core came to: flocker_outcome, copied off the core's thread.
+struct Outcome
+{
+  bool ok;
+  std::string text;  // the JSON answer ("" for none), or the error message
+  std::string cause; // on failure, one of flocker_failure_cause's names
+  uint32_t volumes;  // on success, the container's Flocker volumes
+};
+
+// The isolator's metrics, added to libprocess's when made and removed when destroyed. Used on
+// the Process only.
+class Metrics
+{
+public:
+  explicit Metrics(const Core& core);
+  ~Metrics();
+
+  // Counts a prepare's outcome; `latency` is set (recording the time since the prepare began)
+  // only for a prepare that got its container at least one volume.
+  void prepared(const Outcome& outcome, process::Promise<Nothing>& latency);
+  void cleanedUp(const Outcome& outcome);
+
+  process::metrics::Timer<Milliseconds> prepareLatency;
+
+private:
+  template <typename T>
+  void add(const T& metric);
+
+  process::metrics::Counter prepares;
+  process::metrics::Counter preparesWithoutVolume;
+  process::metrics::Counter prepareFailures;
+  hashmap<std::string, process::metrics::Counter> prepareFailuresByCause;
+  process::metrics::Counter cleanups;
+  process::metrics::Counter cleanupFailures;
+  process::metrics::PullGauge volumesInUse;
+
+  // Each metric added, and whether libprocess took it (a name can be taken already, by another
+  // agent's isolator in the same process: that one is not ours to remove).
+  std::vector<std::pair<process::Owned<process::metrics::Metric>, process::Future<Nothing>>> added;
+};
 
 class FlockerIsolatorProcess : public process::Process<FlockerIsolatorProcess>
 {
@@ -59,16 +109,26 @@ public:
   process::Future<Nothing> cleanup(const mesos::ContainerID& containerId);
 
   // The core's answer to call `id`, dispatched here from the core's thread.
-  void answered(uint64_t id, bool ok, const std::string& text);
+  void answered(uint64_t id, const Outcome& outcome);
 
 private:
+  using Observer = std::function<void(const Outcome&)>;
+
+  struct Call
+  {
+    process::Owned<process::Promise<std::string>> promise;
+    Observer observe; // sees the outcome first (for the metrics); may be empty
+  };
+
   // Starts a call of the core; its answer (the JSON, or "" for none) completes the future.
   process::Future<std::string> call(
-      const std::function<flocker_result(flocker_done_callback, void*)>& start);
+      const std::function<flocker_result(flocker_outcome_callback, void*)>& start,
+      const Observer& observe);
 
   Core core;
+  Metrics metrics;
   uint64_t next = 0;
-  hashmap<uint64_t, process::Owned<process::Promise<std::string>>> pending;
+  hashmap<uint64_t, Call> pending;
 };
 
 class FlockerIsolator : public mesos::slave::Isolator

@@ -42,6 +42,35 @@ typedef struct flocker_isolator flocker_isolator;
 typedef void (*flocker_done_callback)(void *ctx, int ok, const char *json);
 
 /**
+ * What a call came to, in full. Lives only during the callback: copy what you keep.
+ */
+typedef struct {
+  /**
+   * 1 on success, 0 on failure.
+   */
+  int ok;
+  /**
+   * On success the JSON answer, or NULL; on failure the error message.
+   */
+  const char *text;
+  /**
+   * On failure, why, as a stable short name: one of those `flocker_failure_cause` lists
+   * (static, never freed). NULL on success.
+   */
+  const char *cause;
+  /**
+   * On success, how many Flocker volumes the container got (prepare) or let go (cleanup);
+   * 0 for a container that has none, for a recover, and on failure.
+   */
+  uint32_t volumes;
+} flocker_outcome;
+
+/**
+ * Called once when a `*_with_outcome` call is done, with `ctx` untouched.
+ */
+typedef void (*flocker_outcome_callback)(void *ctx, const flocker_outcome *outcome);
+
+/**
  * Receives log records: `level` 1 error, 2 warning, 3 info, 4 debug, 5 trace; `target` the
  * Rust module; both strings live only during the call. Called from any thread.
  */
@@ -100,6 +129,19 @@ flocker_result flocker_isolator_prepare(const flocker_isolator *isolator,
                                         void *ctx);
 
 /**
+ * As `flocker_isolator_prepare`, but `done` gets the whole outcome: also, on failure, its
+ * cause, and on success how many volumes the container got (0: it asked for none).
+ *
+ * # Safety
+ * As for `flocker_isolator_prepare`.
+ */
+flocker_result flocker_isolator_prepare_with_outcome(const flocker_isolator *isolator,
+                                                     const char *container_id_json,
+                                                     const char *container_config_json,
+                                                     flocker_outcome_callback done,
+                                                     void *ctx);
+
+/**
  * Starts cleaning up after a container (`container_id_json`, a ContainerID as JSON). Unknown
  * containers succeed. `done` as for `flocker_isolator_prepare`, with a NULL string on success.
  *
@@ -110,6 +152,18 @@ flocker_result flocker_isolator_cleanup(const flocker_isolator *isolator,
                                         const char *container_id_json,
                                         flocker_done_callback done,
                                         void *ctx);
+
+/**
+ * As `flocker_isolator_cleanup`, but `done` gets the whole outcome: also, on failure, its
+ * cause, and on success how many volumes the container let go (0: it had none here).
+ *
+ * # Safety
+ * As for `flocker_isolator_prepare`.
+ */
+flocker_result flocker_isolator_cleanup_with_outcome(const flocker_isolator *isolator,
+                                                     const char *container_id_json,
+                                                     flocker_outcome_callback done,
+                                                     void *ctx);
 
 /**
  * Starts recovering after an agent restart: `recover_json` is
@@ -123,6 +177,38 @@ flocker_result flocker_isolator_recover(const flocker_isolator *isolator,
                                         const char *recover_json,
                                         flocker_done_callback done,
                                         void *ctx);
+
+/**
+ * As `flocker_isolator_recover`, but `done` gets the whole outcome (a failure's cause).
+ *
+ * # Safety
+ * As for `flocker_isolator_prepare`.
+ */
+flocker_result flocker_isolator_recover_with_outcome(const flocker_isolator *isolator,
+                                                     const char *recover_json,
+                                                     flocker_outcome_callback done,
+                                                     void *ctx);
+
+/**
+ * The `index`th name a failure's cause can have (`flocker_outcome.cause`), from 0; NULL past
+ * the last. The names are static and never freed; the last is "other" (a bug, or lost work).
+ * The list is fixed for a given library version, so a caller can count by cause from the
+ * start.
+ */
+const char *flocker_failure_cause(uintptr_t index);
+
+/**
+ * Stores in `*count_out` how many distinct volumes this node's containers hold now: those
+ * being prepared, in use, or kept after a failed cleanup. It comes from the isolator's
+ * checkpoints, so it stays right across an agent restart. Reads memory, not the disk (at
+ * worst it waits for a rare rewrite of the journal).
+ *
+ * # Safety
+ * `isolator` is NULL or a live isolator; `count_out` is NULL or points at storage for one
+ * `uint64_t`.
+ */
+flocker_result flocker_isolator_volumes_in_use(const flocker_isolator *isolator,
+                                               uint64_t *count_out);
 
 /**
  * Frees a string this library handed out. NULL is ignored.

@@ -21,8 +21,8 @@ use flocker_isolator_core::params::Parameters;
 use flocker_isolator_core::pool::Pool;
 
 pub use logging::{flocker_log_callback, flocker_set_log_callback};
-use reply::Reply;
-pub use reply::flocker_done_callback;
+use reply::{Answer, Callback, Failure, Reply};
+pub use reply::{flocker_done_callback, flocker_outcome, flocker_outcome_callback};
 
 /// What an export says about the call itself; what the work came to goes to the callback.
 #[repr(C)]
@@ -135,11 +135,39 @@ pub unsafe extern "C" fn flocker_isolator_prepare(
     done: flocker_done_callback,
     ctx: *mut c_void,
 ) -> flocker_result {
+    prepare(isolator, container_id_json, container_config_json, done.map(Callback::Plain), ctx)
+}
+
+/// As `flocker_isolator_prepare`, but `done` gets the whole outcome: also, on failure, its
+/// cause, and on success how many volumes the container got (0: it asked for none).
+///
+/// # Safety
+/// As for `flocker_isolator_prepare`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flocker_isolator_prepare_with_outcome(
+    isolator: *const flocker_isolator,
+    container_id_json: *const c_char,
+    container_config_json: *const c_char,
+    done: flocker_outcome_callback,
+    ctx: *mut c_void,
+) -> flocker_result {
+    prepare(isolator, container_id_json, container_config_json, done.map(Callback::Outcome), ctx)
+}
+
+fn prepare(
+    isolator: *const flocker_isolator,
+    container_id_json: *const c_char,
+    container_config_json: *const c_char,
+    done: Option<Callback>,
+    ctx: *mut c_void,
+) -> flocker_result {
     submit(isolator, &[container_id_json, container_config_json], done, ctx, |core, texts| {
         let id = container_id(texts[0])?;
         let config = json(texts[1], "the ContainerConfig")?;
-        let launch = core.isolator.prepare(&id, &config).map_err(|e| error_chain(&e))?;
-        launch.map(|l| serde_json::to_string(&l).map_err(|e| e.to_string())).transpose()
+        let prepared = core.isolator.prepare_counted(&id, &config)?;
+        let json = prepared.launch.map(|l| serde_json::to_string(&l)).transpose();
+        let json = json.map_err(|e| Failure::other(e.to_string()))?;
+        Ok(Answer { json, volumes: prepared.volumes })
     })
 }
 
@@ -155,9 +183,33 @@ pub unsafe extern "C" fn flocker_isolator_cleanup(
     done: flocker_done_callback,
     ctx: *mut c_void,
 ) -> flocker_result {
+    cleanup(isolator, container_id_json, done.map(Callback::Plain), ctx)
+}
+
+/// As `flocker_isolator_cleanup`, but `done` gets the whole outcome: also, on failure, its
+/// cause, and on success how many volumes the container let go (0: it had none here).
+///
+/// # Safety
+/// As for `flocker_isolator_prepare`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flocker_isolator_cleanup_with_outcome(
+    isolator: *const flocker_isolator,
+    container_id_json: *const c_char,
+    done: flocker_outcome_callback,
+    ctx: *mut c_void,
+) -> flocker_result {
+    cleanup(isolator, container_id_json, done.map(Callback::Outcome), ctx)
+}
+
+fn cleanup(
+    isolator: *const flocker_isolator,
+    container_id_json: *const c_char,
+    done: Option<Callback>,
+    ctx: *mut c_void,
+) -> flocker_result {
     submit(isolator, &[container_id_json], done, ctx, |core, texts| {
-        core.isolator.cleanup(&container_id(texts[0])?).map_err(|e| error_chain(&e))?;
-        Ok(None)
+        let volumes = core.isolator.cleanup(&container_id(texts[0])?)?;
+        Ok(Answer { json: None, volumes })
     })
 }
 
@@ -174,11 +226,69 @@ pub unsafe extern "C" fn flocker_isolator_recover(
     done: flocker_done_callback,
     ctx: *mut c_void,
 ) -> flocker_result {
+    recover(isolator, recover_json, done.map(Callback::Plain), ctx)
+}
+
+/// As `flocker_isolator_recover`, but `done` gets the whole outcome (a failure's cause).
+///
+/// # Safety
+/// As for `flocker_isolator_prepare`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flocker_isolator_recover_with_outcome(
+    isolator: *const flocker_isolator,
+    recover_json: *const c_char,
+    done: flocker_outcome_callback,
+    ctx: *mut c_void,
+) -> flocker_result {
+    recover(isolator, recover_json, done.map(Callback::Outcome), ctx)
+}
+
+fn recover(
+    isolator: *const flocker_isolator,
+    recover_json: *const c_char,
+    done: Option<Callback>,
+    ctx: *mut c_void,
+) -> flocker_result {
     submit(isolator, &[recover_json], done, ctx, |core, texts| {
         let recover = json(texts[0], "the recover request")?;
-        let (states, orphans) = recover_request(&recover).map_err(|e| e.to_string())?;
-        core.isolator.recover(&states, &orphans).map_err(|e| error_chain(&e))?;
-        Ok(None)
+        let (states, orphans) =
+            recover_request(&recover).map_err(|e| Failure::invalid(e.to_string()))?;
+        core.isolator.recover(&states, &orphans)?;
+        Ok(Answer::default())
+    })
+}
+
+/// The `index`th name a failure's cause can have (`flocker_outcome.cause`), from 0; NULL past
+/// the last. The names are static and never freed; the last is "other" (a bug, or lost work).
+/// The list is fixed for a given library version, so a caller can count by cause from the
+/// start.
+#[unsafe(no_mangle)]
+pub extern "C" fn flocker_failure_cause(index: usize) -> *const c_char {
+    boundary(|| reply::cause_names().get(index).map_or(std::ptr::null(), |name| name.as_ptr()))
+}
+
+/// Stores in `*count_out` how many distinct volumes this node's containers hold now: those
+/// being prepared, in use, or kept after a failed cleanup. It comes from the isolator's
+/// checkpoints, so it stays right across an agent restart. Reads memory, not the disk (at
+/// worst it waits for a rare rewrite of the journal).
+///
+/// # Safety
+/// `isolator` is NULL or a live isolator; `count_out` is NULL or points at storage for one
+/// `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn flocker_isolator_volumes_in_use(
+    isolator: *const flocker_isolator,
+    count_out: *mut u64,
+) -> flocker_result {
+    boundary(|| {
+        let Some(core) = shared(isolator) else { return flocker_result::FLOCKER_NULL_PARAMETER };
+        if count_out.is_null() {
+            return flocker_result::FLOCKER_NULL_PARAMETER;
+        }
+        let count = u64::try_from(core.isolator.volumes_in_use()).unwrap_or(u64::MAX);
+        // SAFETY: not NULL (checked above); the caller promises storage for one uint64_t.
+        unsafe { count_out.write(count) };
+        flocker_result::FLOCKER_OK
     })
 }
 
@@ -202,9 +312,9 @@ pub unsafe extern "C" fn flocker_string_free(string: *mut c_char) {
 fn submit(
     isolator: *const flocker_isolator,
     strings: &[*const c_char],
-    done: flocker_done_callback,
+    done: Option<Callback>,
     ctx: *mut c_void,
-    work: impl FnOnce(&flocker_isolator, &[&str]) -> Result<Option<String>, String> + Send + 'static,
+    work: impl FnOnce(&flocker_isolator, &[&str]) -> Result<Answer, Failure> + Send + 'static,
 ) -> flocker_result {
     boundary(|| {
         let (Some(core), Some(done)) = (shared(isolator), done) else {
@@ -223,7 +333,7 @@ fn submit(
             let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
             let result =
                 catch_unwind(AssertUnwindSafe(|| work(&job_core, &texts))).unwrap_or_else(|_| {
-                    Err("internal error: the isolator panicked; see its log".to_owned())
+                    Err(Failure::other("internal error: the isolator panicked; see its log"))
                 });
             reply.finish(result);
         });
@@ -261,12 +371,13 @@ fn invalid_text(pointer: *const c_char) -> flocker_result {
     }
 }
 
-fn json(text: &str, what: &str) -> Result<serde_json::Value, String> {
-    serde_json::from_str(text).map_err(|e| format!("{what} is not JSON: {e}"))
+fn json(text: &str, what: &str) -> Result<serde_json::Value, Failure> {
+    serde_json::from_str(text).map_err(|e| Failure::invalid(format!("{what} is not JSON: {e}")))
 }
 
-fn container_id(text: &str) -> Result<ContainerId, String> {
-    ContainerId::from_json(&json(text, "the ContainerID")?).map_err(|e| e.to_string())
+fn container_id(text: &str) -> Result<ContainerId, Failure> {
+    ContainerId::from_json(&json(text, "the ContainerID")?)
+        .map_err(|e| Failure::invalid(e.to_string()))
 }
 
 /// A string for C, which frees it with `flocker_string_free`. NUL bytes cannot travel; they
@@ -340,11 +451,64 @@ mod tests {
     #[test]
     fn a_reply_that_was_never_finished_still_answers_once() {
         let (ctx, answers) = context();
-        drop(Reply::new(remember, ctx));
+        drop(Reply::new(Callback::Plain(remember), ctx));
         let (ok, text) = answers.recv().unwrap();
         assert_eq!(ok, 0);
         assert!(text.unwrap().contains("abandoned"));
         assert!(answers.try_recv().is_err());
+    }
+
+    /// What an outcome callback saw: ok, text, cause, volumes.
+    type Seen = (c_int, Option<String>, Option<String>, u32);
+
+    fn owned(pointer: *const c_char) -> Option<String> {
+        // SAFETY: NULL or a NUL-terminated string valid during the call.
+        (!pointer.is_null())
+            .then(|| unsafe { CStr::from_ptr(pointer) }.to_string_lossy().into_owned())
+    }
+
+    extern "C" fn remember_outcome(ctx: *mut c_void, outcome: *const flocker_outcome) {
+        // SAFETY: the tests pass a Box<Sender> as `ctx`, for exactly one call.
+        let sender = unsafe { Box::from_raw(ctx.cast::<mpsc::Sender<Seen>>()) };
+        // SAFETY: the library passes a valid outcome, alive during the call.
+        let outcome = unsafe { &*outcome };
+        let _ =
+            sender.send((outcome.ok, owned(outcome.text), owned(outcome.cause), outcome.volumes));
+    }
+
+    fn outcome_of(result: Result<Answer, Failure>) -> Seen {
+        let (sender, receiver) = mpsc::channel::<Seen>();
+        let ctx = Box::into_raw(Box::new(sender)).cast();
+        Reply::new(Callback::Outcome(remember_outcome), ctx).finish(result);
+        receiver.recv().unwrap()
+    }
+
+    #[test]
+    fn an_outcome_carries_the_failure_cause_the_core_gave_or_the_volumes() {
+        let error = flocker_isolator_core::error::IsolatorError::Identity("no hello".into());
+        let (ok, text, cause, volumes) = outcome_of(Err(error.into()));
+        assert_eq!((ok, cause.as_deref(), volumes), (0, Some("node_identity"), 0));
+        assert!(text.unwrap().contains("no hello"));
+
+        let answer = Answer { json: Some("{}".into()), volumes: 2 };
+        assert_eq!(outcome_of(Ok(answer)), (1, Some("{}".into()), None, 2));
+
+        let (sender, receiver) = mpsc::channel::<Seen>();
+        drop(Reply::new(
+            Callback::Outcome(remember_outcome),
+            Box::into_raw(Box::new(sender)).cast(),
+        ));
+        assert_eq!(receiver.recv().unwrap().2.as_deref(), Some("other"), "abandoned work");
+    }
+
+    #[test]
+    fn the_failure_causes_are_the_cores_in_order_then_null() {
+        let mut names = Vec::new();
+        while let Some(name) = owned(flocker_failure_cause(names.len())) {
+            names.push(name);
+        }
+        assert_eq!(names, flocker_isolator_core::error::CAUSES);
+        assert!(flocker_failure_cause(usize::MAX).is_null());
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! the journal is rewritten with only the current entries (temporary file, fsync, rename,
 //! fsync of the directory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -173,6 +173,17 @@ impl Checkpoints {
             })
             .map(|c| c.container_id.clone())
             .collect()
+    }
+
+    /// How many distinct volumes the checkpoints name.
+    pub fn volumes_in_use(&self) -> usize {
+        let journal = self.lock();
+        let volumes: BTreeSet<&FlockerId> = journal
+            .entries
+            .values()
+            .flat_map(|c| c.volumes.iter().map(|v| &v.flocker_id))
+            .collect();
+        volumes.len()
     }
 
     /// Appends a record and waits until it is on disk.
@@ -393,6 +404,21 @@ mod tests {
         checkpoints.write(&Checkpoint::new(id("c"), volume("other"))).unwrap();
         let shared: FlockerId = "shared".parse().unwrap();
         assert_eq!(checkpoints.users(&shared, &id("a")), [id("b")]);
+    }
+
+    #[test]
+    fn volumes_in_use_counts_each_checkpointed_volume_once_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkpoints = Checkpoints::open(dir.path()).unwrap();
+        assert_eq!(checkpoints.volumes_in_use(), 0);
+        checkpoints.write(&Checkpoint::new(id("a"), volume("shared"))).unwrap();
+        checkpoints.write(&Checkpoint::new(id("b"), volume("shared"))).unwrap();
+        checkpoints.write(&Checkpoint::new(id("c"), volume("other"))).unwrap();
+        assert_eq!(checkpoints.volumes_in_use(), 2, "two containers share one volume");
+        checkpoints.remove(&id("c")).unwrap();
+        drop(checkpoints);
+        let again = Checkpoints::open(dir.path()).unwrap();
+        assert_eq!(again.volumes_in_use(), 1);
     }
 
     #[test]

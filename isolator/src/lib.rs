@@ -45,6 +45,15 @@ use crate::request::{FlockerId, Request};
 
 pub use crate::placement::LaunchInfo as PreparedLaunchInfo;
 
+/// What a successful prepare came to.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The mounts to launch the container with; `None` when there is nothing to mount.
+    pub launch: Option<LaunchInfo>,
+    /// How many Flocker volumes the container asked for and got (0: it asked for none).
+    pub volumes: usize,
+}
+
 /// How far a prepare got: what it checkpointed, the mounts it returns, and the volumes a lease
 /// was asked for (even an unanswered request may have been granted, so those are the ones to
 /// release on undo).
@@ -87,7 +96,16 @@ impl Isolator {
         container_id: &ContainerId,
         config: &Value,
     ) -> Result<Option<LaunchInfo>, IsolatorError> {
-        let Some(request) = request::parse(config)? else { return Ok(None) };
+        self.prepare_counted(container_id, config).map(|prepared| prepared.launch)
+    }
+
+    /// [`Isolator::prepare`], also saying how many volumes the container got (for metrics).
+    pub fn prepare_counted(
+        &self,
+        container_id: &ContainerId,
+        config: &Value,
+    ) -> Result<Prepared, IsolatorError> {
+        let Some(request) = request::parse(config)? else { return Ok(Prepared::default()) };
         let allowed = &self.parameters;
         policy::check(&request, &allowed.host_path_roots, &allowed.volume_prefixes, |v| {
             placement::placement(&v.path, &request.sandbox, request.rootfs.as_deref())
@@ -119,7 +137,10 @@ impl Isolator {
             started.elapsed()
         );
         let launch = progress.launch;
-        Ok((!launch.is_empty()).then_some(launch))
+        Ok(Prepared {
+            launch: (!launch.is_empty()).then_some(launch),
+            volumes: request.volumes.len(),
+        })
     }
 
     /// What each volume of a request will need, found before anything is done: for a host
@@ -234,15 +255,23 @@ impl Isolator {
     }
 
     /// Lets a container's volumes go: its links, then each lease no other container here still
-    /// needs, then its checkpoint. Unknown containers, and repeats, succeed.
-    pub fn cleanup(&self, container_id: &ContainerId) -> Result<(), IsolatorError> {
-        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(()) };
+    /// needs, then its checkpoint. Returns how many volumes it had; unknown containers, and
+    /// repeats, succeed with 0.
+    pub fn cleanup(&self, container_id: &ContainerId) -> Result<usize, IsolatorError> {
+        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(0) };
         let _held = self.locks.lock(checkpoint.volumes.iter().map(|v| &v.flocker_id));
         // Read again under the lock: a cleanup may have run meanwhile.
-        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(()) };
+        let Some(checkpoint) = self.checkpoints.read(container_id) else { return Ok(0) };
         self.undo(&checkpoint, None)?;
         log::info!("container {container_id}: volumes released");
-        Ok(())
+        Ok(checkpoint.volumes.len())
+    }
+
+    /// How many distinct volumes this node's containers hold now: those checkpointed, i.e.
+    /// being prepared, in use, or kept after a failed cleanup until it is tried again. Read
+    /// from the journal, so it stays right across an agent restart; no I/O.
+    pub fn volumes_in_use(&self) -> usize {
+        self.checkpoints.volumes_in_use()
     }
 
     /// Undoes a checkpoint, under the caller's lock of its volumes: its links, and the leases of

@@ -6,6 +6,7 @@
 //! Dropping it leaves nothing behind: the process, the executors and tasks it started (they
 //! outlive a killed agent by design), their cgroups and mounts.
 
+use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -160,6 +161,17 @@ impl MesosNode {
     /// The master's address (the framework's side of this node).
     pub fn master(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The process's `/metrics/snapshot`: the agent's metrics (ours among them, under
+    /// `flocker/`) and, `mesos-local` being one process, the master's.
+    pub fn metrics(&self) -> Result<BTreeMap<String, f64>, String> {
+        let answer = http::get(self.master(), "/metrics/snapshot")?;
+        if answer.status != 200 {
+            return Err(format!("/metrics/snapshot: HTTP {}: {}", answer.status, answer.body));
+        }
+        serde_json::from_str(&answer.body)
+            .map_err(|e| format!("/metrics/snapshot is not a JSON map of numbers: {e}"))
     }
 
     /// Waits until the master counts one active agent.
