@@ -5,7 +5,8 @@
 //! - [`discover`] finds what the node has (backend volumes, loop devices, mounts);
 //! - [`calculate`] decides the next step for each dataset (pure);
 //! - [`act`] carries it out on a [`backend`] (loopback, directory or btrfs, running
-//!   [`command`]s);
+//!   [`command`]s), on one of a few [`steps`] workers, several datasets at once;
+//! - [`pacing`] says when a dataset may take its next step and when a report may go;
 //! - [`converge`] loops over all of that.
 
 pub mod act;
@@ -16,7 +17,9 @@ pub mod config;
 pub mod converge;
 pub mod discover;
 pub mod link;
+pub mod pacing;
 pub mod peer;
+pub mod steps;
 pub mod transfer;
 
 use std::sync::Arc;
