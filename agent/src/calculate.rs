@@ -73,6 +73,48 @@ pub enum Step {
     Done,
 }
 
+impl Step {
+    /// Whether carrying it out changes the node (a backend call that may take a while, given to
+    /// a worker); the others only wait, hold or refuse.
+    pub fn changes_the_node(&self) -> bool {
+        match self {
+            Self::Create { .. }
+            | Self::Attach
+            | Self::Format
+            | Self::Mount
+            | Self::Unmount
+            | Self::Detach
+            | Self::Destroy => true,
+            Self::WaitForRelease
+            | Self::Hold
+            | Self::KeepUntilPushed
+            | Self::WaitForCopy
+            | Self::Refuse(_)
+            | Self::Done => false,
+        }
+    }
+
+    /// Which steps to start first when there are more than workers: lower first. Those that
+    /// complete what someone waits for (a volume mounted here, a volume let go for another
+    /// node), then those one step from it, and the long first steps (a create formats the new
+    /// volume) last — so that in a crowd volumes become ready one by one from the start, rather
+    /// than all near the end.
+    pub fn urgency(&self) -> u8 {
+        match self {
+            Self::Mount | Self::Detach => 0,
+            Self::Format | Self::Unmount => 1,
+            Self::Attach => 2,
+            Self::Create { .. } | Self::Destroy => 3,
+            Self::WaitForRelease
+            | Self::Hold
+            | Self::KeepUntilPushed
+            | Self::WaitForCopy
+            | Self::Refuse(_)
+            | Self::Done => 4,
+        }
+    }
+}
+
 /// Why the agent leaves a dataset wanted here as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
@@ -214,6 +256,39 @@ mod tests {
         assert_eq!(shared(&HERE, &Have::Attached(Filesystem::Empty), false), Step::Format);
         assert_eq!(shared(&HERE, &Have::Attached(Filesystem::Ours), false), Step::Mount);
         assert_eq!(shared(&HERE, &Have::Mounted, false), Step::Done);
+    }
+
+    #[test]
+    fn only_the_steps_that_change_the_node_go_to_a_worker() {
+        let changing = [
+            Step::Create { size: 1 },
+            Step::Attach,
+            Step::Format,
+            Step::Mount,
+            Step::Unmount,
+            Step::Detach,
+            Step::Destroy,
+        ];
+        assert!(changing.iter().all(Step::changes_the_node));
+        let waiting = [
+            Step::WaitForRelease,
+            Step::Hold,
+            Step::KeepUntilPushed,
+            Step::WaitForCopy,
+            Step::Refuse(Refusal::NotVisible),
+            Step::Done,
+        ];
+        assert!(!waiting.iter().any(Step::changes_the_node));
+    }
+
+    #[test]
+    fn in_a_crowd_the_steps_that_finish_a_volume_go_before_those_that_start_one() {
+        let mut steps = vec![Step::Create { size: 1 }, Step::Attach, Step::Mount, Step::Format];
+        steps.sort_by_key(Step::urgency);
+        assert_eq!(steps, [Step::Mount, Step::Format, Step::Attach, Step::Create { size: 1 }]);
+        let mut leaving = vec![Step::Destroy, Step::Unmount, Step::Detach];
+        leaving.sort_by_key(Step::urgency);
+        assert_eq!(leaving, [Step::Detach, Step::Unmount, Step::Destroy]);
     }
 
     #[test]

@@ -1,36 +1,39 @@
 //! The convergence loop. A poller thread keeps one long-poll open on the control service and
-//! hands each new configuration over; the loop discovers what the node has, reports it (with
-//! the refusals of its last pass) when that changed, plans (pure) and acts, then looks again at
-//! once after progress or a change in refusals, soon while another node releases a volume, with
-//! a growing pause after a failure, and rarely when all is done.
+//! hands each new configuration over; the loop discovers what the node has, plans (pure), gives
+//! the steps that change the node to a few workers ([`crate::steps`]), several datasets at once,
+//! and reports what it saw, with its refusals, when that changed. Each finished step wakes the
+//! loop, which looks again and plans that dataset's next step. It also looks again soon while
+//! another node releases a volume, after a growing pause for a dataset whose step failed (the
+//! others go on meanwhile), and rarely when all is done. Reports follow changes as they come, a
+//! few at most in a burst ([`ReportBudget`]).
 //!
 //! Until the first configuration arrives the loop touches nothing, and when the control service
 //! goes quiet it keeps the last one: a node never unmounts because it lost its control service.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use flocker_api::agent_protocol::{
     AgentConfiguration, BlockDeviceOwnership, ReportedDataset, ReportedProblem, ReportedTransfer,
     StateReport,
 };
 use flocker_api::{DatasetId, Era};
 
-use crate::act::{Outcome, act};
+use crate::act::Outcome;
 use crate::backend::Backend;
 use crate::calculate::{Have, Moves, Step, plan};
 use crate::discover::{Discovery, discover};
 use crate::link::{Backoff, Link};
 use crate::metrics::{self, Poll};
+use crate::pacing::{Pacing, ReportBudget};
+use crate::steps::{Finished, Workers};
 
 /// How often a converged node looks again for changes made behind its back, and reports.
 const IDLE: Duration = Duration::from_secs(10);
-
-/// A dataset takes at most four steps (create, attach, format, mount); many datasets take more
-/// passes, but a step that reports progress and changes nothing must not spin the loop.
-const MOST_STEPS_IN_A_ROW: u32 = 100;
 
 /// The latest configuration, handed from the poller to the loop.
 #[derive(Default)]
@@ -59,8 +62,9 @@ impl Mailbox {
         self.latest.lock().unwrap_or_else(PoisonError::into_inner).0.clone()
     }
 
-    /// Waits up to `timeout` for a new configuration; the latest one either way.
-    fn wait(&self, timeout: Duration) -> Option<Arc<AgentConfiguration>> {
+    /// Waits up to `timeout` for a new configuration or a poke; the latest configuration
+    /// either way.
+    pub(crate) fn wait(&self, timeout: Duration) -> Option<Arc<AgentConfiguration>> {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
         let (mut latest, _) = self
             .arrived
@@ -136,88 +140,122 @@ pub struct Converger {
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Converger {
-    pub fn run(self) -> ! {
-        let mut failures = Backoff::new(Duration::from_millis(100), self.longest_pause);
+    /// Runs the loop, its step workers and its recorder of block devices; returns only if
+    /// they cannot start.
+    pub fn run(self) -> anyhow::Result<()> {
+        std::thread::scope(|scope| {
+            let backend = self.backend.as_ref();
+            let workers = Workers::start(scope, backend, &self.mount_root, &self.mailbox)
+                .context("cannot start the threads that carry out steps")?;
+            let (records, queue) = mpsc::channel();
+            let link = self.link.clone();
+            std::thread::Builder::new()
+                .name("blockdevice-records".into())
+                .spawn_scoped(scope, move || record_forever(&link, queue))
+                .context("cannot start the thread that records block devices")?;
+            self.converge(workers, records)
+        })
+    }
+
+    /// Each pass: the steps that finished, a fresh look at the node, the next steps (given to
+    /// workers before anything else, so none waits on the control service), then the report
+    /// of what was seen with this pass's refusals.
+    fn converge(&self, mut workers: Workers, records: Sender<BlockDeviceOwnership>) -> ! {
+        let mut unseen = Backoff::new(Duration::from_millis(100), self.longest_pause);
         // Another node's detach takes milliseconds: look often at first, then less. Gently:
         // with doubling pauses a detach that ends just after a look is seen a whole pause
         // later (2, 4, 8, 16 ms…), which cost a move 5–10 ms; a look costs a fraction of one.
         let mut waiting = Backoff::growing(Duration::from_millis(2), Duration::from_secs(1), 1.25);
+        let mut pacing = Pacing::new(self.longest_pause);
+        let mut budget = ReportBudget::new(Instant::now());
         let mut reported: Option<Reported> = None;
         let mut recorded = BTreeSet::new();
         let mut refusals = BTreeMap::new();
         let mut pause = Duration::ZERO;
-        let mut streak = 0;
         loop {
             let desired = self.mailbox.wait(pause);
             metrics::global().pass();
+            for finished in workers.finished() {
+                self.step_finished(finished, &mut pacing);
+            }
             let discovery = match discover(self.backend.as_ref(), &self.mount_root) {
                 Ok(discovery) => discovery,
                 Err(error) => {
                     metrics::global().discovery_failed();
                     log::error!("cannot see what the node has: {:#}", anyhow::Error::new(error));
-                    pause = failures.pause();
+                    pause = unseen.pause();
                     continue;
                 }
             };
-            self.report(&discovery, &refusals, &mut reported);
+            unseen.reset();
             let Some(desired) = desired else {
-                pause = IDLE; // no configuration yet: touch nothing
+                // No configuration yet: touch nothing.
+                let held = self.report(&discovery, &refusals, &mut reported, &mut budget);
+                pause = held.unwrap_or(IDLE).min(IDLE);
                 continue;
             };
-            self.record_blockdevices(&desired, &discovery, &mut recorded);
-            let last_refusals = refusals.clone();
-            let (progressed, failed, wait) = self.carry_out(&desired, &discovery, &mut refusals);
+            let wait =
+                self.carry_out(&desired, &discovery, &mut refusals, &mut workers, &mut pacing);
             if let Some(transfers) = &self.transfers {
-                transfers.outgoing.tend(&desired, &discovery);
+                // A push never starts on a volume that a step is changing.
+                let settled = discovery.without(|id| workers.is_busy(id));
+                transfers.outgoing.tend(&desired, &settled);
             }
-            streak = if progressed { streak + 1 } else { 0 };
-            if streak == MOST_STEPS_IN_A_ROW + 1 {
-                log::warn!(
-                    "{streak} passes in a row changed something without converging; slowing down"
-                );
-            }
-            // The next pass reports refusals that began or ended: make it now, since an isolator
-            // waiting for the dataset fails as soon as the service shows its problem.
-            let refusals_changed = refusals != last_refusals;
-            pause = if (progressed && streak <= MOST_STEPS_IN_A_ROW) || refusals_changed {
-                Duration::ZERO
-            } else if progressed || failed {
-                failures.pause()
-            } else if wait {
+            // Refusals that began or ended go out now: an isolator waiting for the dataset
+            // fails as soon as the service shows its problem.
+            let report_held = self.report(&discovery, &refusals, &mut reported, &mut budget);
+            self.record_blockdevices(&desired, &discovery, &mut recorded, &records);
+            // A finished step wakes the loop by itself.
+            pause = if wait {
                 waiting.pause()
             } else if self.transfers.as_ref().is_some_and(|t| t.outgoing.busy()) {
                 PROGRESS_EVERY
             } else {
-                failures.reset();
                 waiting.reset();
                 IDLE.min(self.heartbeat)
             };
-            // A push waiting to be tried again starts on time.
-            if let Some(due) = self.transfers.as_ref().and_then(|t| t.outgoing.next_due()) {
-                pause = pause.min(due.max(Duration::from_millis(1)));
-            }
+            // A dataset held back after a failure, a report held back, a push waiting to be tried
+            // again: each starts on time.
+            let push_due = self.transfers.as_ref().and_then(|t| t.outgoing.next_due());
+            let due = [
+                pacing.next_due(Instant::now()),
+                report_held,
+                push_due.map(|due| due.max(Duration::from_millis(1))),
+            ];
+            pause = due.into_iter().flatten().fold(pause, Duration::min);
         }
     }
 
-    /// Acts on the plan: whether anything progressed, failed, or waits on another node. A
-    /// refusal is logged when it begins, not again on every pass while it lasts (`refusals`
-    /// holds the messages of the last pass, and then of this one).
+    /// Gives the plan's steps that change the node to free workers, those that complete a
+    /// dataset's way first (see [`Step::urgency`]), and deals with waits and refusals here. A
+    /// dataset with a step under way, or pushed away, is left out whole: what discovery saw of it
+    /// may be half-way through that step. Returns whether a dataset waits for another node. A
+    /// refusal is logged when it begins, not again on every pass while it lasts (`refusals` holds
+    /// the messages of the last pass, and then of this one).
     fn carry_out(
         &self,
         desired: &AgentConfiguration,
         discovery: &Discovery,
         refusals: &mut BTreeMap<DatasetId, String>,
-    ) -> (bool, bool, bool) {
-        let (mut progressed, mut failed, mut wait) = (false, false, false);
+        workers: &mut Workers,
+        pacing: &mut Pacing,
+    ) -> bool {
+        let mut wait = false;
         let last_refusals = std::mem::take(refusals);
         let moves = if self.backend.moves_by_copy() { Moves::ByCopy } else { Moves::ByAttach };
         let moving =
             |id: &DatasetId| self.transfers.as_ref().is_some_and(|t| t.outgoing.moving(id));
         let copy_failures =
             self.transfers.as_ref().map(|t| t.incoming.failures()).unwrap_or_default();
-        for (id, step) in plan(desired, &discovery.haves(), moves) {
-            if moving(&id) {
-                continue; // its push has it
+        let mut steps = plan(desired, &discovery.haves(), moves);
+        steps.sort_by_key(|(_, step)| step.urgency()); // stable: dataset order within a kind
+        let stepping: BTreeSet<DatasetId> =
+            steps.iter().filter(|(_, step)| step.changes_the_node()).map(|(id, _)| *id).collect();
+        pacing.forget_all_but(|id| stepping.contains(id) || workers.is_busy(id));
+        let now = Instant::now();
+        for (id, step) in steps {
+            if moving(&id) || workers.is_busy(&id) {
+                continue; // its push or its step has it
             }
             if step == Step::WaitForCopy
                 && let Some(failure) = copy_failures.get(&id)
@@ -225,7 +263,6 @@ impl Converger {
                 refusals.insert(id, failure.clone());
             }
             match &step {
-                Step::Hold | Step::WaitForRelease | Step::KeepUntilPushed | Step::WaitForCopy => {}
                 Step::Refuse(refusal) => {
                     let message = refusal.message(&id);
                     if last_refusals.get(&id) != Some(&message) {
@@ -233,32 +270,53 @@ impl Converger {
                     }
                     refusals.insert(id, message);
                 }
-                _ => log::info!("dataset {id}: {step:?}"),
-            }
-            let found = discovery.found.get(&id);
-            let acted = || act(self.backend.as_ref(), &self.mount_root, &id, &step, found);
-            match metrics::global().step(&step, acted) {
-                Ok(Outcome::Progressed) => progressed = true,
-                Ok(Outcome::Waiting) => wait |= step == Step::WaitForRelease,
-                Ok(Outcome::Refused) => {}
-                Err(error) => {
-                    log::error!("dataset {id}: {step:?} failed: {:#}", anyhow::Error::new(error));
-                    failed = true;
+                Step::WaitForRelease => wait = true,
+                _ if !step.changes_the_node() => {}
+                _ if !workers.has_room() || !pacing.due(&id, now) => {}
+                _ => {
+                    log::info!("dataset {id}: {step:?}");
+                    workers.start_step(id, step, discovery.found.get(&id).cloned());
                 }
             }
         }
-        (progressed, failed, wait)
+        wait
+    }
+
+    /// A step came back from its worker. Every step ends here: its kind, what it came to and
+    /// how long it took.
+    fn step_finished(&self, finished: Finished, pacing: &mut Pacing) {
+        let Finished { dataset_id: id, step, outcome, took } = finished;
+        metrics::global().step_finished(&step, outcome.is_ok(), took);
+        let now = Instant::now();
+        match outcome {
+            Ok(Outcome::Progressed) => {
+                log::debug!("dataset {id}: {step:?} done in {took:?}");
+                if pacing.progressed(&id, now) {
+                    log::warn!(
+                        "dataset {id}: many steps in a row changed something without converging; \
+                         slowing down"
+                    );
+                }
+            }
+            // Waits and refusals stay with the loop; a worker gets neither.
+            Ok(Outcome::Waiting | Outcome::Refused) => {}
+            Err(error) => {
+                log::error!("dataset {id}: {step:?} failed: {:#}", anyhow::Error::new(error));
+                pacing.failed(&id, now);
+            }
+        }
     }
 
     /// Sends the node's state and its refusals when they changed, when the control service may
     /// have forgotten them (a new hello) or not have them (another instance answers now), or
-    /// when the heartbeat is due.
+    /// when the heartbeat is due — if the budget allows; otherwise how long until it does.
     fn report(
         &self,
         discovery: &Discovery,
         refusals: &BTreeMap<DatasetId, String>,
         reported: &mut Option<Reported>,
-    ) {
+        budget: &mut ReportBudget,
+    ) -> Option<Duration> {
         let mut datasets = discovery.report(&self.mount_root);
         let transfers = match &self.transfers {
             Some(transfers) => {
@@ -279,7 +337,10 @@ impl Converger {
                 || last.at.elapsed() >= self.heartbeat
         });
         if !due {
-            return;
+            return None;
+        }
+        if let Err(held) = budget.take(Instant::now()) {
+            return Some(held);
         }
         let report = StateReport {
             era: self.era,
@@ -305,14 +366,17 @@ impl Converger {
             }
             Err(error) => log::debug!("state not reported: {error}"),
         }
+        None
     }
 
-    /// Tells the control service, once, which block device backs each of this node's datasets.
+    /// Tells the control service, once, which block device backs each of this node's datasets
+    /// (through [`record_forever`]).
     fn record_blockdevices(
         &self,
         desired: &AgentConfiguration,
         discovery: &Discovery,
         recorded: &mut BTreeSet<DatasetId>,
+        records: &Sender<BlockDeviceOwnership>,
     ) {
         for dataset in desired.datasets.iter().filter(|d| !d.deleted) {
             let id = dataset.dataset_id;
@@ -324,9 +388,22 @@ impl Converger {
                 dataset_id: id,
                 blockdevice_id: self.backend.blockdevice_id(&id),
             };
-            if let Err(error) = self.link.record_blockdevice(&record) {
-                log::warn!("dataset {id}: the block device was not recorded: {error}");
+            if records.send(record).is_err() {
+                log::warn!("dataset {id}: the block device was not recorded: its thread ended");
             }
+        }
+    }
+}
+
+/// Sends the block-device records as they come, on a thread of its own: each is a durable
+/// change on the control service, and a crowd of new volumes would otherwise hold the loop up
+/// for as many round trips. The reports also tell the service which datasets have volumes, so
+/// nothing waits for these records.
+fn record_forever(link: &Link, records: Receiver<BlockDeviceOwnership>) {
+    for record in records {
+        if let Err(error) = link.record_blockdevice(&record) {
+            let id = record.dataset_id;
+            log::warn!("dataset {id}: the block device was not recorded: {error}");
         }
     }
 }

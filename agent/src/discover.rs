@@ -89,6 +89,12 @@ impl Discovery {
         self.found.iter().map(|(id, found)| (*id, found.have.clone())).collect()
     }
 
+    /// The same without the datasets `left_out` names.
+    pub fn without(&self, left_out: impl Fn(&DatasetId) -> bool) -> Self {
+        let found = self.found.iter().filter(|(id, _)| !left_out(id));
+        Self { found: found.map(|(id, found)| (*id, found.clone())).collect() }
+    }
+
     /// The node's state report: mounted datasets with their path, the rest it has or can see
     /// unattached without one. Volumes attached to other nodes are theirs to report.
     pub fn report(&self, mount_root: &Path) -> Vec<ReportedDataset> {

@@ -5,7 +5,8 @@
 //! - [`discover`] finds what the node has (backend volumes, loop devices, mounts);
 //! - [`calculate`] decides the next step for each dataset (pure);
 //! - [`act`] carries it out on a [`backend`] (loopback, directory or btrfs, running
-//!   [`command`]s);
+//!   [`command`]s), on one of a few [`steps`] workers, several datasets at once;
+//! - [`pacing`] says when a dataset may take its next step and when a report may go;
 //! - [`converge`] loops over all of that;
 //! - [`metrics`] counts its steps, passes, reports, polls and pushes, for Prometheus.
 
@@ -18,7 +19,9 @@ pub mod converge;
 pub mod discover;
 pub mod link;
 pub mod metrics;
+pub mod pacing;
 pub mod peer;
+pub mod steps;
 pub mod transfer;
 
 use std::sync::Arc;

@@ -39,7 +39,7 @@ use crate::limits::{Limits, Usage};
 use crate::metrics::Tally;
 use crate::model::{Change, Configuration};
 use crate::store::zookeeper::nodes::{SharedNode, SharedNodes};
-use crate::store::{CatchUp, GroupSync, Store, StoreError, Stored, ViewHealth};
+use crate::store::{CatchUp, GroupSync, Store, StoreError, Stored, Ticket, ViewHealth};
 use crate::undo::Undo;
 
 /// The version `/v1/version` reports: the Flocker API level we implement, and ours.
@@ -123,8 +123,8 @@ pub struct ControlService {
 enum Committed {
     /// Durable and applied.
     Durable,
-    /// Applied; durable once the group sync covers this generation.
-    Written(u64),
+    /// Applied; durable once the group sync covers its ticket.
+    Written(Ticket),
     /// Another service wrote first (a shared store): nothing was written.
     Lost,
 }
@@ -644,9 +644,9 @@ impl ControlService {
             match decided {
                 Ok((answer, Some(change))) => match self.commit(&mut desired, change)? {
                     Committed::Durable => return Ok(answer),
-                    Committed::Written(generation) => {
+                    Committed::Written(ticket) => {
                         drop(desired); // the writes that come meanwhile share the sync
-                        return self.made_durable(generation).map(|()| answer);
+                        return self.made_durable(ticket).map(|()| answer);
                     }
                     Committed::Lost => {
                         self.catch_up_to_write(&mut desired, false)?;
@@ -655,9 +655,11 @@ impl ControlService {
                 unwritten => {
                     if confirmed || !self.catch_up_to_write(&mut desired, true)? {
                         // The answer (a 409, say) may rest on changes not durable yet.
-                        let seen = desired.generation;
+                        let seen = self.group.as_ref().map(|g| g.ticket(desired.generation));
                         drop(desired);
-                        self.made_durable(seen)?;
+                        if let Some(ticket) = seen {
+                            self.made_durable(ticket)?;
+                        }
                         return unwritten.map(|(answer, _)| answer);
                     }
                     confirmed = true;
@@ -672,7 +674,7 @@ impl ControlService {
         let generation = desired.generation + 1;
         let deferred =
             match desired.store.append_deferred(&desired.configuration, generation, &change) {
-                Ok(deferred) => deferred.is_some(),
+                Ok(deferred) => deferred,
                 Err(StoreError::Conflict) => return Ok(Committed::Lost),
                 Err(error) => return Err(self.store_failed(error)),
             };
@@ -681,21 +683,21 @@ impl ControlService {
             // The change is in the journal; only compaction failed.
             log::warn!("{:#}", anyhow::Error::new(error));
         }
-        if deferred {
+        if let Some(ticket) = deferred {
             desired.pending.push((generation, undo));
-            return Ok(Committed::Written(generation));
+            return Ok(Committed::Written(ticket));
         }
         self.publish(generation);
         Ok(Committed::Durable)
     }
 
-    /// Waits until the group sync made `generation` durable. If it failed, the changes in doubt
-    /// are taken back before this answers.
-    fn made_durable(&self, generation: u64) -> Result<(), ApiError> {
+    /// Waits until the group sync made the ticket's change durable. If it failed, the changes
+    /// in doubt are taken back before this answers.
+    fn made_durable(&self, ticket: Ticket) -> Result<(), ApiError> {
         let Some(group) = &self.group else { return Ok(()) };
-        match group.sync_through(generation) {
+        match group.sync_through(ticket) {
             Ok(()) => {
-                self.publish(generation);
+                self.publish(ticket.generation);
                 Ok(())
             }
             Err(_) => {
@@ -843,7 +845,7 @@ impl ControlService {
             && group.durable() < desired.generation
         {
             let generation = desired.generation;
-            match group.sync_through(generation) {
+            match group.sync_through(group.ticket(generation)) {
                 Ok(()) => self.publish(generation),
                 Err(_) => self.settle(&mut desired),
             }
@@ -904,9 +906,8 @@ mod tests {
             _: &Configuration,
             generation: u64,
             _: &Change,
-        ) -> Result<Option<Arc<GroupSync>>, StoreError> {
-            self.group.wrote(generation);
-            Ok(Some(self.group.clone()))
+        ) -> Result<Option<Ticket>, StoreError> {
+            Ok(Some(self.group.wrote(generation)))
         }
         fn group_sync(&self) -> Option<Arc<GroupSync>> {
             Some(self.group.clone())

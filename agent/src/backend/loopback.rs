@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -223,9 +223,14 @@ impl Backend for Loopback {
     }
 
     /// Whether `target` shows the file behind `source`: through `source`, or through another
-    /// loop device of the same file (one made by hand, say).
+    /// loop device of the same file (one made by hand, say). The first is told by the device
+    /// number alone; the second needs two reads in sysfs, which cost a look at a node with many
+    /// volumes most of its time.
     fn is_mounted(&self, source: &Path, target: &Path, mounts: &MountTable) -> bool {
         let Some(mount) = mounts.at(target) else { return false };
+        if device_number(source).is_some_and(|number| number == mount.device) {
+            return true;
+        }
         let mounted = backing_file(&Path::new("/sys/dev/block").join(&mount.device));
         let ours = source
             .file_name()
@@ -254,6 +259,15 @@ fn backing_file(block_device: &Path) -> Option<PathBuf> {
     let backing = fs::read_to_string(block_device.join("loop/backing_file")).ok()?;
     let backing = backing.trim_end_matches('\n');
     Some(PathBuf::from(backing.strip_suffix(" (deleted)").unwrap_or(backing)))
+}
+
+/// The `major:minor` of a block device, as the mount table writes it.
+fn device_number(device: &Path) -> Option<String> {
+    let metadata = fs::metadata(device).ok()?;
+    metadata.file_type().is_block_device().then(|| {
+        let number = metadata.rdev();
+        format!("{}:{}", nix::sys::stat::major(number), nix::sys::stat::minor(number))
+    })
 }
 
 /// `/dev/loop12` → 12, so that devices sort as the kernel numbers them.

@@ -94,7 +94,10 @@ impl BackendError {
     }
 }
 
-pub trait Backend: Send {
+/// `Sync`: the step workers ([`crate::steps`]) share one backend, each working on another
+/// dataset's volume at a time. A backend holds only its paths; what two steps share is on disk
+/// and in the kernel (directories, loop devices), where each change is atomic or retried.
+pub trait Backend: Send + Sync {
     /// `loopback`, `directory`, `btrfs`.
     fn name(&self) -> &'static str;
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::flocker_import::{self, FLOCKER_CONFIGURATION};
-use super::group::GroupSync;
+use super::group::{GroupSync, Ticket};
 use super::mark::{self, Found, Loss, Mark, MarkKeeper, StoreId, Verdict};
 use super::{ACCEPT_DATA_LOSS, Store, StoreError, Stored};
 use crate::model::{Change, Configuration};
@@ -688,8 +688,8 @@ impl Store for FileStore {
         generation: u64,
         change: &Change,
     ) -> Result<(), StoreError> {
-        self.write_change(current, generation, change)?;
-        match self.group.sync_through(generation) {
+        let ticket = self.write_change(current, generation, change)?;
+        match self.group.sync_through(ticket) {
             Ok(()) => {
                 if let Some(keeper) = &self.keeper {
                     keeper.reached(generation);
@@ -710,9 +710,8 @@ impl Store for FileStore {
         current: &Configuration,
         generation: u64,
         change: &Change,
-    ) -> Result<Option<Arc<GroupSync>>, StoreError> {
-        self.write_change(current, generation, change)?;
-        Ok(Some(self.group.clone()))
+    ) -> Result<Option<Ticket>, StoreError> {
+        self.write_change(current, generation, change).map(Some)
     }
 
     fn group_sync(&self) -> Option<Arc<GroupSync>> {
@@ -743,7 +742,7 @@ impl FileStore {
         current: &Configuration,
         generation: u64,
         change: &Change,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Ticket, StoreError> {
         debug_assert_eq!(generation, self.generation + 1, "changes are appended in order");
         self.recover(current)?;
         if let Some(keeper) = &self.keeper {
@@ -761,11 +760,11 @@ impl FileStore {
                 journal.length += bytes.len() as u64;
                 journal.changes += 1;
                 self.generation = generation;
-                self.group.wrote(generation);
+                let ticket = self.group.wrote(generation);
                 if let Some(reason) = self.failed.take() {
                     log::info!("{}: writing again after a failed write ({reason})", path.display());
                 }
-                Ok(())
+                Ok(ticket)
             }
             Err(source) => {
                 // Cut off whatever part of the record reached the file, so that even a crash

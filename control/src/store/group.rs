@@ -7,6 +7,8 @@
 //! A failed sync leaves every change after the last durable one in doubt (the kernel may have
 //! dropped their pages): they all fail, and nothing succeeds again until the service has taken
 //! them back ([`GroupSync::take_failure`], see `crate::undo`) and the store has rebuilt itself.
+//! Each failure begins a new epoch: a change taken back may see its generation written again by
+//! a later change, and its [`Ticket`] (its generation in its epoch) tells the two apart.
 
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -22,6 +24,14 @@ pub struct GroupSync {
     observer: OnceLock<SyncObserver>,
 }
 
+/// A change written to the journal, waiting to be durable: its generation, in the epoch
+/// (the count of failed syncs before it) it was written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub generation: u64,
+    epoch: usize,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// The journal (a second handle on it), once one is open.
@@ -34,6 +44,9 @@ struct State {
     syncing: bool,
     /// Why a sync failed, until the failure is taken.
     failed: Option<String>,
+    /// For each failed sync, in order, the last generation durable before it: what of an
+    /// older epoch survived it. The epoch now is its length.
+    failures: Vec<u64>,
 }
 
 impl GroupSync {
@@ -58,8 +71,16 @@ impl GroupSync {
     }
 
     /// The store wrote `generation` to the journal; it is not durable yet.
-    pub fn wrote(&self, generation: u64) {
-        self.lock().written = generation;
+    pub fn wrote(&self, generation: u64) -> Ticket {
+        let mut state = self.lock();
+        state.written = generation;
+        Ticket { generation, epoch: state.failures.len() }
+    }
+
+    /// What waiting for `generation`, as written by now, takes (for a reader of what was
+    /// applied, under the lock that orders writes).
+    pub fn ticket(&self, generation: u64) -> Ticket {
+        Ticket { generation, epoch: self.lock().failures.len() }
     }
 
     /// The last generation known durable.
@@ -67,16 +88,20 @@ impl GroupSync {
         self.lock().durable
     }
 
-    /// Waits until `generation` is durable, syncing the journal if nobody is. Fails if a sync
-    /// failed before it was: then it may be lost.
-    pub fn sync_through(&self, generation: u64) -> Result<(), String> {
+    /// Waits until the ticket's change is durable, syncing the journal if nobody is. Fails if a
+    /// sync failed before it was: then it may be lost, and is taken back.
+    pub fn sync_through(&self, ticket: Ticket) -> Result<(), String> {
+        let Ticket { generation, epoch } = ticket;
         let mut state = self.lock();
         loop {
+            if let Some(survived) = state.failures.get(epoch) {
+                return match generation <= *survived {
+                    true => Ok(()),
+                    false => Err("an earlier sync of the journal failed".to_owned()),
+                };
+            }
             if state.durable >= generation {
                 return Ok(());
-            }
-            if let Some(why) = &state.failed {
-                return Err(why.clone());
             }
             if state.syncing {
                 state = self.synced.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -97,7 +122,11 @@ impl GroupSync {
             state.syncing = false;
             match synced {
                 Ok(()) => state.durable = state.durable.max(target),
-                Err(why) => state.failed = Some(why),
+                Err(why) => {
+                    let durable = state.durable;
+                    state.failures.push(durable);
+                    state.failed = Some(why);
+                }
             }
             self.synced.notify_all();
         }
@@ -127,7 +156,11 @@ impl GroupSync {
         state.syncing = false;
         match outcome {
             Ok(durable) => state.durable = state.durable.max(durable),
-            Err(why) => state.failed = Some(why),
+            Err(why) => {
+                let durable = state.durable;
+                state.failures.push(durable);
+                state.failed = Some(why);
+            }
         }
         self.synced.notify_all();
     }
@@ -157,10 +190,10 @@ mod tests {
         let writers: Vec<_> = (1..=40)
             .map(|generation| {
                 (&*journal).write_all(b"a change\n").unwrap();
-                group.wrote(generation);
+                let ticket = group.wrote(generation);
                 let group = group.clone();
                 std::thread::spawn(move || {
-                    group.sync_through(generation).unwrap();
+                    group.sync_through(ticket).unwrap();
                     assert!(group.durable() >= generation);
                 })
             })
@@ -172,18 +205,20 @@ mod tests {
     #[test]
     fn after_a_failed_sync_every_change_in_doubt_fails_until_the_failure_is_taken() {
         let group = GroupSync::new(7);
-        group.wrote(8);
-        group.wrote(9);
+        let seven = group.ticket(7);
+        let eight = group.wrote(8);
+        let nine = group.wrote(9);
         // No journal to sync: the sync fails, as a failing disk's would.
-        assert!(group.sync_through(9).is_err());
-        assert!(group.sync_through(8).is_err(), "8 was in doubt too");
-        assert!(group.sync_through(7).is_ok(), "7 was durable before");
+        assert!(group.sync_through(nine).is_err());
+        assert!(group.sync_through(eight).is_err(), "8 was in doubt too");
+        assert!(group.sync_through(seven).is_ok(), "7 was durable before");
         assert_eq!(group.take_failure().map(|(durable, _)| durable), Some(7));
         assert_eq!(group.take_failure(), None, "taken once");
         let directory = tempfile::tempdir().unwrap();
         group.journal(journal_in(directory.path()), 7);
-        group.wrote(8);
-        assert_eq!(group.sync_through(8), Ok(()));
+        let eight_again = group.wrote(8);
+        assert_eq!(group.sync_through(eight_again), Ok(()));
+        assert!(group.sync_through(eight).is_err(), "the 8 taken back stays refused");
     }
 
     #[test]
@@ -193,10 +228,10 @@ mod tests {
         group.journal(journal_in(directory.path()), 0);
         group.wrote(1);
         group.hold_sync(); // someone else is syncing, and will not cover 2
-        group.wrote(2);
+        let two = group.wrote(2);
         let waiter = {
             let group = group.clone();
-            std::thread::spawn(move || group.sync_through(2))
+            std::thread::spawn(move || group.sync_through(two))
         };
         std::thread::sleep(Duration::from_millis(50));
         assert!(!waiter.is_finished(), "it waits for the sync under way");

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 pub use file::FileStore;
 pub use flocker_import::FLOCKER_CONFIGURATION;
-pub use group::GroupSync;
+pub use group::{GroupSync, Ticket};
 pub use timed::TimedStore;
 
 use crate::model::{Change, Configuration};
@@ -63,7 +63,7 @@ pub trait Store: Send {
     ) -> Result<(), StoreError>;
 
     /// [`Store::append`], but it may return before the change is durable: then it returns the
-    /// group sync that makes it so ([`GroupSync::sync_through`] its generation). The caller
+    /// ticket to wait for with its group sync ([`Store::group_sync`]). The caller
     /// applies the change at once, so that the next changes follow it, but shows it to nobody
     /// and answers nobody about it until that sync succeeded; if it fails, the caller takes
     /// back every change after the durable one, then calls [`Store::sync_failed`].
@@ -72,11 +72,11 @@ pub trait Store: Send {
         current: &Configuration,
         generation: u64,
         change: &Change,
-    ) -> Result<Option<Arc<GroupSync>>, StoreError> {
+    ) -> Result<Option<Ticket>, StoreError> {
         self.append(current, generation, change).map(|()| None)
     }
 
-    /// The group sync of a store whose appends are deferred.
+    /// The group sync of a store whose appends are deferred (one, for the store's life).
     fn group_sync(&self) -> Option<Arc<GroupSync>> {
         None
     }

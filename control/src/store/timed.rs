@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{CatchUp, GroupSync, Store, StoreError, Stored};
+use super::{CatchUp, GroupSync, Store, StoreError, Stored, Ticket};
 use crate::metrics::{Metrics, StoreWrite};
 use crate::model::{Change, Configuration};
 
@@ -63,7 +63,7 @@ impl Store for TimedStore {
         current: &Configuration,
         generation: u64,
         change: &Change,
-    ) -> Result<Option<Arc<GroupSync>>, StoreError> {
+    ) -> Result<Option<Ticket>, StoreError> {
         let started = Instant::now();
         let appended = self.inner.append_deferred(current, generation, change);
         self.record(&appended, started);
