@@ -7,7 +7,7 @@ use std::time::Duration;
 use flocker_api::client::TlsLibrary;
 use flocker_api::{Client, ClientConfig};
 use flocker_testkit::FlockerOneControlService;
-use flocker_testkit::openssl::{flocker_1_certificates, x509_version};
+use flocker_testkit::openssl::{FlockerOneCertificates, flocker_1_certificates, x509_version};
 
 fn client(
     tls: TlsLibrary,
@@ -17,7 +17,16 @@ fn client(
     assert_eq!(x509_version(&certificates.cluster), 1);
     assert_eq!(x509_version(&certificates.user.0), 1);
     let service = FlockerOneControlService::start(&certificates);
-    let config = ClientConfig {
+    (client_of(&service, &certificates, tls), service)
+}
+
+/// A client of `service` as the user of `certificates`.
+fn client_of(
+    service: &FlockerOneControlService,
+    certificates: &FlockerOneCertificates,
+    tls: TlsLibrary,
+) -> Result<Client, flocker_api::ClientError> {
+    Client::new(&ClientConfig {
         host: service.address.ip().to_string(),
         port: service.address.port(),
         cluster_certificate: certificates.cluster.clone(),
@@ -26,8 +35,7 @@ fn client(
         timeout: Duration::from_secs(10),
         connect_timeout: Duration::from_secs(5),
         tls,
-    };
-    (Client::new(&config), service)
+    })
 }
 
 #[test]
@@ -104,17 +112,7 @@ fn against_flocker_1_the_lookups_filter_the_full_lists_it_answers() {
     assert_eq!(found.dataset_id, wanted);
     assert_eq!(control.find(&FlockerId::new("nobody").unwrap()).unwrap(), None);
 
-    let client = flocker_api::Client::new(&ClientConfig {
-        host: service.address.ip().to_string(),
-        port: service.address.port(),
-        cluster_certificate: certificates.cluster.clone(),
-        certificate: certificates.user.0.clone(),
-        key: certificates.user.1.clone(),
-        timeout: Duration::from_secs(10),
-        connect_timeout: Duration::from_secs(5),
-        tls: TlsLibrary::OpenSsl,
-    })
-    .unwrap();
+    let client = client_of(&service, &certificates, TlsLibrary::OpenSsl).unwrap();
     let (named, tag) = client.datasets_named("orders-db").unwrap();
     let named: Vec<DatasetId> = named.iter().map(|d| d.dataset_id).collect();
     assert_eq!((named, tag.0.as_str()), (vec![deleted, wanted], "flocker-1-tag"));
