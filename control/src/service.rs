@@ -226,25 +226,27 @@ impl ControlService {
 
     /// `GET /v1/configuration/datasets`: the JSON body and the tag it goes with.
     pub fn datasets_body(&self) -> (Bytes, ConfigurationTag) {
-        let mut desired = self.confirmed_desired();
-        let version = self.datasets_version.load(Ordering::Acquire);
-        let Desired { configuration, generation, datasets_body, .. } = &mut *desired;
-        let body =
-            datasets_body.get(version, || configuration.datasets.values().collect::<Vec<_>>());
-        (body, self.tag_of(*generation))
+        self.read_confirmed(|desired| {
+            let version = self.datasets_version.load(Ordering::Acquire);
+            let Desired { configuration, generation, datasets_body, .. } = desired;
+            let body =
+                datasets_body.get(version, || configuration.datasets.values().collect::<Vec<_>>());
+            (body, self.tag_of(*generation))
+        })
     }
 
     /// `GET /v1/configuration/datasets?name=…`: the datasets `name` names, tombstones
     /// included, and the tag.
     pub fn datasets_named(&self, name: &str) -> (Vec<Dataset>, ConfigurationTag) {
-        let desired = self.confirmed_desired();
-        let Desired { configuration, generation, index, .. } = &*desired;
-        let datasets = (index.named(name).iter())
-            .filter_map(|id| configuration.datasets.get(id))
-            .filter(|dataset| dataset.is_named(name))
-            .cloned()
-            .collect();
-        (datasets, self.tag_of(*generation))
+        self.read_confirmed(|desired| {
+            let Desired { configuration, generation, index, .. } = desired;
+            let datasets = (index.named(name).iter())
+                .filter_map(|id| configuration.datasets.get(id))
+                .filter(|dataset| dataset.is_named(name))
+                .cloned()
+                .collect();
+            (datasets, self.tag_of(*generation))
+        })
     }
 
     /// `POST /v1/configuration/datasets`.
@@ -281,13 +283,14 @@ impl ControlService {
 
     /// `GET /v1/configuration/leases`.
     pub fn leases(&self) -> Vec<Lease> {
-        self.confirmed_desired().configuration.api_leases(unix_now())
+        self.read_confirmed(|desired| desired.configuration.api_leases(unix_now()))
     }
 
     /// `GET /v1/configuration/leases?dataset_id=…`.
     pub fn lease_of(&self, dataset_id: &DatasetId) -> Vec<Lease> {
-        let desired = self.confirmed_desired();
-        desired.configuration.api_lease_of(dataset_id, unix_now()).into_iter().collect()
+        self.read_confirmed(|desired| {
+            desired.configuration.api_lease_of(dataset_id, unix_now()).into_iter().collect()
+        })
     }
 
     /// `POST /v1/configuration/leases`: the lease, and whether it is new (201) or renewed.
@@ -343,22 +346,18 @@ impl ControlService {
     /// configuration, and for the pushes between nodes' own disks, from what the live nodes
     /// hold (their latest reports) and where they take pushes.
     pub fn agent_configuration(&self, node: &NodeUuid) -> AgentConfiguration {
-        let desired = self.lock_desired();
-        let configuration = &desired.configuration;
-        let view = configuration.node_view_in(node, &desired.index);
-        // The configuration, then the state: the one order in which both are ever held.
-        let (pushes, peers) = {
+        let (view, (pushes, peers)) = self.read(|desired| {
+            let configuration = &desired.configuration;
+            let view = configuration.node_view_in(node, &desired.index);
+            // The configuration, then the state: the one order in which both are ever held.
             let actual = self.lock_actual();
-            if actual.cluster.takes_pushes(node) {
-                let wanted = desired.index.on(node).iter().copied();
-                let holdings = actual.cluster.holdings_for(node, wanted);
-                let pushes = configuration.push_view(node, holdings);
-                (pushes, actual.cluster.peers(node))
-            } else {
-                Default::default() // shared storage: nothing is pushed to or from it
+            if !actual.cluster.takes_pushes(node) {
+                return (view, Default::default()); // shared storage: nothing is pushed
             }
-        };
-        drop(desired);
+            let wanted = desired.index.on(node).iter().copied();
+            let holdings = actual.cluster.holdings_for(node, wanted);
+            (view, (configuration.push_view(node, holdings), actual.cluster.peers(node)))
+        });
         let mut answer = AgentConfiguration {
             etag: String::new(),
             datasets: view.datasets,
@@ -518,14 +517,13 @@ impl ControlService {
             let change = configuration.plan_volumes_reported(reported.iter().copied());
             Ok((change.is_some(), change))
         })? {}
-        let (problems, primaries) = {
-            let desired = self.lock_desired();
+        let (problems, primaries) = self.read(|desired| {
             let configuration = &desired.configuration;
-            let primaries = (named.iter())
+            let primaries: crate::cluster::Primaries = (named.iter())
                 .filter_map(|id| Some((*id, configuration.primary_of(id)?)))
                 .collect();
-            (configuration.problems_of(node, problems), primaries)
-        };
+            (configuration.problems_of(node, problems.clone()), primaries)
+        });
         if !problems.dropped.is_empty() {
             log::warn!(
                 "node {node} reported problems of datasets whose primary is not that node; \
@@ -551,10 +549,13 @@ impl ControlService {
     /// out: a client waiting for the dataset on its new node must not fail on the old one's.
     pub fn dataset_problems(&self) -> Vec<DatasetProblem> {
         // Few problems, many datasets: collect the first, then look each up; one lock at a time.
-        let mut problems = self.lock_actual().cluster.problems();
-        let desired = self.lock_desired();
-        problems.retain(|p| desired.configuration.is_primary(&p.dataset_id, &p.node_uuid));
-        problems
+        let problems = self.lock_actual().cluster.problems();
+        self.read(|desired| {
+            let configuration = &desired.configuration;
+            let mut problems = problems.clone();
+            problems.retain(|p| configuration.is_primary(&p.dataset_id, &p.node_uuid));
+            problems
+        })
     }
 
     /// `GET /v1/state/datasets` as JSON. The answer kept is given without the configuration's
@@ -569,19 +570,20 @@ impl ControlService {
                 return body;
             }
         }
-        let desired = self.lock_desired();
-        let version = self.datasets_version.load(Ordering::Acquire);
-        let mut actual = self.lock_actual();
-        let Actual { cluster, states_body } = &mut *actual;
-        let configuration = &desired.configuration;
-        states_body.get((cluster.generation, version), || {
-            cluster.dataset_states(|id| configuration.primary_of(id))
+        self.read(|desired| {
+            let version = self.datasets_version.load(Ordering::Acquire);
+            let mut actual = self.lock_actual();
+            let Actual { cluster, states_body } = &mut *actual;
+            let configuration = &desired.configuration;
+            states_body.get((cluster.generation, version), || {
+                cluster.dataset_states(|id| configuration.primary_of(id))
+            })
         })
     }
 
     /// `GET /v1/state/datasets?dataset_id=…`: what the state lists of one dataset.
     pub fn dataset_state_of(&self, id: &DatasetId) -> Vec<DatasetState> {
-        let Some(primary) = self.lock_desired().configuration.primary_of(id) else {
+        let Some(primary) = self.read(|desired| desired.configuration.primary_of(id)) else {
             return Vec::new();
         };
         self.lock_actual().cluster.dataset_state(id, primary).into_iter().collect()
@@ -805,11 +807,41 @@ impl ControlService {
         Ok(true)
     }
 
+    /// Reads the configuration with `read`, and answers once what it read is durable. With
+    /// group commit that wait runs without the lock, so the writes that arrive meanwhile share
+    /// the next sync; if the sync fails, what was read may be taken back, so it reads again.
+    fn read<T>(&self, read: impl FnMut(&mut Desired) -> T) -> T {
+        self.read_with(false, read)
+    }
+
+    /// [`Self::read`] of a configuration confirmed current, if the store is shared.
+    fn read_confirmed<T>(&self, read: impl FnMut(&mut Desired) -> T) -> T {
+        self.read_with(true, read)
+    }
+
+    fn read_with<T>(&self, confirm: bool, mut read: impl FnMut(&mut Desired) -> T) -> T {
+        loop {
+            let mut desired =
+                if confirm { self.confirmed_desired() } else { self.lock_for_writing() };
+            let answer = read(&mut desired);
+            let generation = desired.generation;
+            let Some(group) = self.group.as_ref().filter(|g| g.durable() < generation) else {
+                return answer;
+            };
+            let ticket = group.ticket(generation);
+            drop(desired);
+            if group.sync_through(ticket).is_ok() {
+                self.publish(generation);
+                return answer;
+            }
+        }
+    }
+
     /// The configuration, confirmed current if the store is shared and can be reached (one
-    /// confirmation serves every read that was waiting for it).
+    /// confirmation serves every read that was waiting for it); durable or not (see `read`).
     fn confirmed_desired(&self) -> MutexGuard<'_, Desired> {
         let asked = Instant::now();
-        let mut desired = self.lock_desired();
+        let mut desired = self.lock_for_writing();
         if self.sharing.is_some()
             && desired.confirmed_at.is_none_or(|at| at < asked)
             && let Err(error) = self.catch_up(&mut desired, true)
