@@ -13,9 +13,10 @@
 mod failover;
 mod hosts;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -808,7 +809,7 @@ impl Instance {
             .user_agent(concat!("flocker-rs/", env!("CARGO_PKG_VERSION")))
             .build();
         let address = host_address(host, config.port);
-        let resolver = AddressResolver { address: address.clone() };
+        let resolver = AddressResolver::new(address.clone());
         let connector = DefaultConnector::new().chain(failover::WatchSends);
         Self { agent: Agent::with_parts(agent_config, connector, resolver), address }
     }
@@ -816,9 +817,37 @@ impl Instance {
 
 /// Resolves whatever host a URL names to one configured `host:port`: the URL carries the name
 /// TLS verifies (`control-service`, `node-<uuid>`), the connection goes where it is told.
+///
+/// ureq asks before every request, pooled connection or not, and its own resolver starts a
+/// thread for each lookup that has a timeout: an IP address is used as it is, and a name's
+/// addresses are kept for [`RESOLVED_FOR`].
 #[derive(Debug)]
 pub struct AddressResolver {
-    pub address: String,
+    address: String,
+    resolved: Mutex<Option<(Instant, Vec<SocketAddr>)>>,
+}
+
+/// How long a name's addresses are used before it is looked up again.
+pub const RESOLVED_FOR: Duration = Duration::from_secs(5);
+
+impl AddressResolver {
+    /// Connections go to `address` (`host:port`, a name or an IP address).
+    pub fn new(address: String) -> Self {
+        Self { address, resolved: Mutex::new(None) }
+    }
+
+    /// The addresses of a name resolved less than [`RESOLVED_FOR`] ago.
+    fn kept(&self) -> Option<Vec<SocketAddr>> {
+        let resolved = self.resolved.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, addresses) = resolved.as_ref()?;
+        (at.elapsed() < RESOLVED_FOR).then(|| addresses.clone())
+    }
+
+    fn keep(&self, addresses: &ResolvedSocketAddrs) {
+        let addresses = addresses.iter().copied().collect();
+        *self.resolved.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), addresses));
+    }
 }
 
 impl Resolver for AddressResolver {
@@ -828,9 +857,50 @@ impl Resolver for AddressResolver {
         config: &ureq::config::Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let known =
+            self.address.parse::<SocketAddr>().ok().map(|a| vec![a]).or_else(|| self.kept());
+        if let Some(addresses) = known {
+            let mut resolved = self.empty();
+            addresses.into_iter().for_each(|address| resolved.push(address));
+            return Ok(resolved);
+        }
         let target: Uri = format!("https://{}/", self.address)
             .parse()
             .map_err(|e| ureq::Error::BadUri(format!("{}: {e}", self.address)))?;
-        DefaultResolver::default().resolve(&target, config, timeout)
+        let resolved = DefaultResolver::default().resolve(&target, config, timeout)?;
+        self.keep(&resolved);
+        Ok(resolved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(resolver: &AddressResolver) -> Vec<SocketAddr> {
+        let timeout = NextTimeout {
+            after: Duration::from_secs(5).into(),
+            reason: ureq::Timeout::Resolve,
+            per_read: None,
+            per_write: None,
+        };
+        let uri: Uri = "https://control-service/".parse().unwrap();
+        let config = ureq::config::Config::default();
+        resolver.resolve(&uri, &config, timeout).unwrap().iter().copied().collect()
+    }
+
+    #[test]
+    fn an_ip_address_is_used_as_it_is_and_a_names_addresses_are_kept_a_while() {
+        let literal = AddressResolver::new("[::1]:4523".into());
+        assert_eq!(resolve(&literal), ["[::1]:4523".parse().unwrap()]);
+        assert!(literal.kept().is_none(), "nothing to keep for an address");
+
+        let name = AddressResolver::new("localhost:4523".into());
+        let found = resolve(&name);
+        assert!(found.iter().all(|a| a.ip().is_loopback() && a.port() == 4523), "{found:?}");
+        assert_eq!(name.kept().as_deref(), Some(found.as_slice()));
+        assert_eq!(resolve(&name), found, "answered from what was kept");
+        *name.resolved.lock().unwrap() = Some((Instant::now() - RESOLVED_FOR, vec![]));
+        assert_eq!(name.kept(), None, "looked up again once it is older");
     }
 }

@@ -134,7 +134,7 @@ impl Call {
             .timeout_recv_body(Some(CALL))
             .user_agent(concat!("flocker-dataset-agent/", env!("CARGO_PKG_VERSION")))
             .build();
-        let resolver = AddressResolver { address: address.to_owned() };
+        let resolver = AddressResolver::new(address.to_owned());
         let agent = Agent::with_parts(config, DefaultConnector::new(), resolver);
         Self { agent, node, address: address.to_owned() }
     }
