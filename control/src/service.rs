@@ -457,13 +457,14 @@ impl ControlService {
         if self.sharing.is_none() {
             return;
         }
-        let mut desired = self.lock_desired();
-        if datasets.iter().all(|id| desired.configuration.datasets.contains_key(id)) {
-            return;
-        }
-        if let Err(error) = self.catch_up(&mut desired, confirm) {
-            log::debug!("could not catch up with the store: {error}");
-        }
+        self.read(|desired| {
+            if datasets.iter().all(|id| desired.configuration.datasets.contains_key(id)) {
+                return;
+            }
+            if let Err(error) = self.catch_up(desired, confirm) {
+                log::debug!("could not catch up with the store: {error}");
+            }
+        });
     }
 
     /// Every node the other services share now; mirrored nodes not among them are dropped.
@@ -488,17 +489,19 @@ impl ControlService {
 
     /// Takes in what other services wrote (the follower saw the store change).
     pub fn follow_store(&self) {
-        let mut desired = self.lock_desired();
-        if let Err(error) = self.catch_up(&mut desired, false) {
-            log::debug!("could not catch up with the store: {error}");
-        }
+        self.read(|desired| {
+            if let Err(error) = self.catch_up(desired, false) {
+                log::debug!("could not catch up with the store: {error}");
+            }
+        });
     }
 
     /// The configured primary of each of `ids` the configuration has.
     fn primaries_of(&self, ids: &[DatasetId]) -> crate::cluster::Primaries {
-        let desired = self.lock_desired();
-        let configuration = &desired.configuration;
-        ids.iter().filter_map(|id| Some((*id, configuration.primary_of(id)?))).collect()
+        self.read(|desired| {
+            let configuration = &desired.configuration;
+            ids.iter().filter_map(|id| Some((*id, configuration.primary_of(id)?))).collect()
+        })
     }
 
     /// An agent's state report. The volumes it names are remembered durably before the state
@@ -592,11 +595,13 @@ impl ControlService {
     /// What the metrics show of the configuration and the cluster: datasets not deleted,
     /// leases, live nodes; as this service sees them now (a shared store is not asked).
     pub fn tally(&self) -> Tally {
-        let desired = self.lock_desired();
-        let configuration = &desired.configuration;
-        let datasets = configuration.datasets.values().filter(|d| !d.deleted).count();
-        let leases = configuration.leases.len();
-        drop(desired);
+        let (datasets, leases) = self.read(|desired| {
+            let configuration = &desired.configuration;
+            (
+                configuration.datasets.values().filter(|d| !d.deleted).count(),
+                configuration.leases.len(),
+            )
+        });
         Tally { datasets, leases, nodes: self.nodes().len() }
     }
 
@@ -637,7 +642,7 @@ impl ControlService {
         confirm_unwritten: bool,
         mut plan: impl FnMut(&Configuration, &Usage) -> Result<(T, Option<Change>), ApiError>,
     ) -> Result<T, ApiError> {
-        let mut desired = self.lock_for_writing();
+        let mut desired = self.lock_applied();
         let mut confirmed = self.sharing.is_none() || !confirm_unwritten;
         for _ in 0..WRITE_ATTEMPTS {
             let decided = self
@@ -703,7 +708,7 @@ impl ControlService {
                 Ok(())
             }
             Err(_) => {
-                drop(self.lock_for_writing()); // takes them back
+                drop(self.lock_applied()); // takes them back
                 Err(ApiError::StoreFailed)
             }
         }
@@ -821,8 +826,7 @@ impl ControlService {
 
     fn read_with<T>(&self, confirm: bool, mut read: impl FnMut(&mut Desired) -> T) -> T {
         loop {
-            let mut desired =
-                if confirm { self.confirmed_desired() } else { self.lock_for_writing() };
+            let mut desired = if confirm { self.confirmed_desired() } else { self.lock_applied() };
             let answer = read(&mut desired);
             let generation = desired.generation;
             let Some(group) = self.group.as_ref().filter(|g| g.durable() < generation) else {
@@ -841,7 +845,7 @@ impl ControlService {
     /// confirmation serves every read that was waiting for it); durable or not (see `read`).
     fn confirmed_desired(&self) -> MutexGuard<'_, Desired> {
         let asked = Instant::now();
-        let mut desired = self.lock_for_writing();
+        let mut desired = self.lock_applied();
         if self.sharing.is_some()
             && desired.confirmed_at.is_none_or(|at| at < asked)
             && let Err(error) = self.catch_up(&mut desired, true)
@@ -869,25 +873,10 @@ impl ControlService {
         answer
     }
 
-    /// The configuration as far as it is durable: what was applied is synced first (by this
-    /// caller, or with the sync under way), so nothing not durable is ever shown or acted on.
-    fn lock_desired(&self) -> MutexGuard<'_, Desired> {
-        let mut desired = self.lock_for_writing();
-        if let Some(group) = &self.group
-            && group.durable() < desired.generation
-        {
-            let generation = desired.generation;
-            match group.sync_through(group.ticket(generation)) {
-                Ok(()) => self.publish(generation),
-                Err(_) => self.settle(&mut desired),
-            }
-        }
-        desired
-    }
-
-    /// The configuration with the changes applied so far, durable or not, which the next
-    /// change follows; a failed sync's changes are taken back first.
-    fn lock_for_writing(&self) -> MutexGuard<'_, Desired> {
+    /// The configuration with the changes applied so far, durable or not (writes follow them;
+    /// reads wait for them to be durable, see `read`); a failed sync's changes are taken back
+    /// first.
+    fn lock_applied(&self) -> MutexGuard<'_, Desired> {
         // A panic never leaves the configuration half-changed (changes are applied whole, after
         // the store accepted them), so a poisoned lock is still consistent.
         let mut desired = self.desired.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1035,7 +1024,7 @@ mod tests {
             let service = service.clone();
             std::thread::spawn(move || create(&service, "held"))
         };
-        while service.lock_for_writing().generation == 0 {
+        while service.lock_applied().generation == 0 {
             std::thread::sleep(Duration::from_millis(1)); // until it is applied
         }
         let reader = {
@@ -1049,6 +1038,6 @@ mod tests {
         assert_eq!(writer.join().unwrap(), Err(ApiError::StoreFailed));
         assert_eq!(reader.join().unwrap(), Vec::new(), "it never saw the change");
         assert!(service.datasets_named("held").0.is_empty());
-        assert_eq!(service.lock_for_writing().generation, 0);
+        assert_eq!(service.lock_applied().generation, 0);
     }
 }

@@ -29,7 +29,8 @@ pub fn release_mounts_and_loop_devices(root: &Path) {
     unmount_everything_under(root);
 }
 
-fn unmount_everything_under(root: &Path) {
+/// Unmounts whatever is mounted under `root`, deepest first; lazily what is busy.
+pub(crate) fn unmount_everything_under(root: &Path) {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut mounted: Vec<String> = mountinfo
         .lines()
@@ -37,8 +38,19 @@ fn unmount_everything_under(root: &Path) {
         .map(|point| point.replace("\\040", " "))
         .filter(|point| Path::new(point).starts_with(root))
         .collect();
+    // Deepest first; a point mounted twice is listed twice and unmounted twice.
     mounted.sort_by_key(|point| std::cmp::Reverse(point.len()));
     for point in mounted {
-        let _ = Command::new("umount").arg(&point).stderr(std::process::Stdio::null()).status();
+        let quiet = |arguments: &[&str]| {
+            Command::new("umount")
+                .args(arguments)
+                .arg(&point)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !quiet(&[]) {
+            quiet(&["--lazy"]);
+        }
     }
 }

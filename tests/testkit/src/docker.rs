@@ -21,6 +21,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::LocalCluster;
+use crate::cleanup::unmount_everything_under;
 
 /// The Docker client and daemon of Debian's `docker.io` (not whatever else `PATH` may offer
 /// first: the client must speak the daemon's API).
@@ -252,32 +253,6 @@ impl DockerDaemon {
 impl Drop for DockerDaemon {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// Unmounts whatever is mounted under `root`, deepest first; lazily what is busy.
-fn unmount_everything_under(root: &Path) {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut mounted: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| point.replace("\\040", " "))
-        .filter(|point| Path::new(point).starts_with(root))
-        .collect();
-    // Deepest first; a point mounted twice is listed twice and unmounted twice.
-    mounted.sort_by_key(|point| std::cmp::Reverse(point.len()));
-    for point in mounted {
-        let quiet = |arguments: &[&str]| {
-            Command::new("umount")
-                .args(arguments)
-                .arg(&point)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !quiet(&[]) {
-            quiet(&["--lazy"]);
-        }
     }
 }
 
